@@ -1,0 +1,53 @@
+# Set-up and everyday commands. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch; the default pip configuration of our CI machines serves it from local disk.
+# Elsewhere pass e.g. TORCH_PIP_ARGS="--index-url <PyTorch's CPU wheel index>" to avoid a CUDA download.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+JOBS ?= jobs/book.jsonl
+OUT ?= out/example-book
+
+.PHONY: setup system-deps demo run status test lint bench bench-cpu clean clean-audio
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends ffmpeg espeak-ng; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: setup  ## synthesise the example book on the embedded engine into $(OUT)
+	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
+	@echo "chapters written to $(OUT)/book/"
+
+run: setup
+	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
+
+status: setup
+	$(BIN)/batchtts status $(JOBS) --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check batchtts tests bench
+
+bench: bench-cpu
+
+bench-cpu: setup
+	$(BIN)/python bench/bench_cpu.py --jobs $(JOBS)
+
+clean-audio:
+	rm -rf $(OUT) jobs/out
+
+clean: clean-audio
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,3 @@
+from batchtts.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Turn a job's segments into keyed chunks: the unit that is synthesised, checkpointed and reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from batchtts.jobs import Job
+from batchtts.split import Segment
+
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: str
+    index: int
+    key: str  # hash of everything that decides the audio; equal keys mean equal audio
+    text: str  # what the engine speaks: pronunciations applied, whitespace collapsed
+    source_text: str  # the sentence as written, for subtitles and manifests
+    language: str
+    brk: str
+    seed: int
+    options: dict[str, float]
+    voice: str  # voice fingerprint
+
+
+def detect_language(text: str) -> str:
+    """'zh' when Chinese characters carry the sentence (one Han ~ three Latin letters), else 'en'."""
+    han = len(_HAN_RE.findall(text))
+    return "zh" if han and han * 3 >= len(_LATIN_RE.findall(text)) else "en"
+
+
+def apply_pronunciations(text: str, table: dict[str, str]) -> str:
+    for word in sorted(table, key=len, reverse=True):
+        if re.fullmatch(r"[\w'-]+", word, flags=re.ASCII):
+            text = re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", table[word], text)
+        else:
+            text = text.replace(word, table[word])
+    return text
+
+
+def chunk_key(
+    text: str, language: str, voice: str, engine: str, revision: str, options: dict[str, float], seed: int
+) -> str:
+    payload = json.dumps(
+        {
+            "v": KEY_VERSION,
+            "text": text,
+            "language": language,
+            "voice": voice,
+            "engine": engine,
+            "revision": revision,
+            "options": options,
+            "seed": seed,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:40]
+
+
+def chunk_seed(key: str, attempt: int = 0) -> int:
+    return int.from_bytes(hashlib.sha256(f"{key}/{attempt}".encode()).digest()[:4], "big")
+
+
+def make_chunks(
+    job: Job, segments: list[Segment], voice: str, engine: str, revision: str, options: dict[str, float]
+) -> list[Chunk]:
+    chunks = []
+    for index, seg in enumerate(segments):
+        text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
+        language = detect_language(text) if job.language == "auto" else job.language
+        key = chunk_key(text, language, voice, engine, revision, options, job.seed)
+        chunks.append(Chunk(job.id, index, key, text, seg.text, language, seg.brk, chunk_seed(key), options, voice))
+    return chunks

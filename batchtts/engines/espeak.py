@@ -1,0 +1,46 @@
+"""espeak-ng (Debian's package) as the offline Mandarin voice: formant speech, deterministic."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from batchtts.errors import EnvironmentProblem
+
+
+def espeak_version() -> str:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return "espeak-ng missing"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    return " ".join(out.split()[:4])
+
+
+def speak(text: str, voice: str, rate: int, words_per_minute: int = 175) -> np.ndarray:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise EnvironmentProblem(
+            "espeak-ng is not installed; it speaks Chinese chunks (apt-get install espeak-ng, or run `make setup`)"
+        )
+    with tempfile.TemporaryDirectory(prefix="batchtts-espeak-") as tmp:
+        wav = Path(tmp) / "out.wav"
+        proc = subprocess.run(
+            [exe, "-v", voice, "-s", str(words_per_minute), "-w", str(wav), "--", text],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not wav.exists():
+            raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
+        audio, src_rate = sf.read(str(wav), dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    if src_rate != rate:
+        audio = soxr.resample(audio, src_rate, rate)
+    return np.asarray(audio, np.float32)

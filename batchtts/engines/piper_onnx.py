@@ -1,0 +1,110 @@
+"""Piper (VITS) voices run with seeded sampling noise.
+
+Piper's ONNX graph draws its noise with RandomNormalLike, whose state lives in the session, so the
+same sentence sounds different from run to run. At load time the two draws are rewritten into
+slices of extra inputs; each chunk's noise comes from its own seed, which makes its audio depend on
+its key alone. Sequences run one per thread: on a CPU that is as fast as a padded batch, and it
+keeps every sequence's arithmetic identical whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from piper.config import PiperConfig
+from piper.voice import PiperVoice
+
+_NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
+
+
+def _seeded_graph(model_path: Path) -> bytes:
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    ceil = [n for n in graph.node if n.op_type == "Ceil"]
+    randoms = [n for n in graph.node if n.op_type == "RandomNormalLike"]
+    if len(ceil) != 1 or sorted(n.name for n in randoms) != sorted(_NOISE_INPUTS):
+        raise ValueError(f"{model_path} is not a Piper VITS graph this engine knows how to seed")
+    # Frames per phoneme id, so each sequence's length is known (piper's alignment output).
+    graph.output.append(helper.make_tensor_value_info(ceil[0].output[0], TensorProto.FLOAT, None))
+    zeros = helper.make_tensor("noise_slice_start", TensorProto.INT64, [3], [0, 0, 0])
+    graph.initializer.append(zeros)
+    for node in randoms:
+        name = _NOISE_INPUTS[node.name]
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", None, None]))
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        shape = helper.make_node("Shape", [node.input[0]], [f"{name}_shape"], name=f"{name}_shape")
+        cut = helper.make_node(
+            "Slice", [name, "noise_slice_start", f"{name}_shape"], [node.output[0]], name=f"{name}_slice"
+        )
+        graph.node.insert(at, cut)
+        graph.node.insert(at, shape)
+    return model.SerializeToString()
+
+
+class SeededPiper:
+    def __init__(self, model_path: Path, config_path: Path, threads: int | None = None):
+        self.config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.use_deterministic_compute = True
+        self.session = ort.InferenceSession(_seeded_graph(model_path), opts, providers=["CPUExecutionProvider"])
+        # Piper's own phonemizer (espeak-ng data bundled in its wheel), driving our session.
+        self._voice = PiperVoice(session=self.session, config=self.config)
+        self.sample_rate = self.config.sample_rate
+        self.hop = 256
+        self.threads = threads or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
+
+    def phoneme_ids(self, text: str) -> list[int]:
+        phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
+        return self._voice.phonemes_to_ids(phonemes) if phonemes else []
+
+    def _run(self, ids: list[int], seed: int, scales: np.ndarray) -> np.ndarray:
+        if len(ids) <= 2:  # only start/end markers: nothing to say
+            return np.zeros(0, np.float32)
+        n_ids = len(ids)
+        frames = int(n_ids * 8 * max(scales[1], 1.0)) + 64
+        noise_dp = np.random.default_rng([seed, 1]).standard_normal((n_ids, 2), dtype=np.float32).T
+        rng_z = np.random.default_rng([seed, 2])
+        while True:
+            # Drawn time-major so the first frames are the same whatever the total length.
+            noise_z = rng_z.standard_normal((frames, 192), dtype=np.float32).T
+            feeds = {
+                "input": np.asarray([ids], np.int64),
+                "input_lengths": np.asarray([n_ids], np.int64),
+                "scales": scales,
+                "noise_dp": noise_dp[None],
+                "noise_z": np.ascontiguousarray(noise_z)[None],
+            }
+            try:
+                audio, widths = self.session.run(None, feeds)
+                break
+            except (
+                ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                ort.capi.onnxruntime_pybind11_state.RuntimeException,
+            ):
+                if frames > n_ids * 200:
+                    raise
+                frames *= 2
+                rng_z = np.random.default_rng([seed, 2])
+        n = int(widths[0].sum()) * self.hop
+        return np.clip(audio.reshape(-1)[:n], -1.0, 1.0).astype(np.float32)
+
+    def synthesize(
+        self, texts: list[str], seeds: list[int], noise_scale: float, length_scale: float, noise_w: float
+    ) -> list[np.ndarray]:
+        scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
+        ids = [self.phoneme_ids(t) for t in texts]
+        return list(self._pool.map(lambda a: self._run(a[0], a[1], scales), zip(ids, seeds, strict=True)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

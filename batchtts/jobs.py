@@ -1,0 +1,300 @@
+"""Read and validate a JSONL job file before anything is synthesised.
+
+Every problem is reported as one line naming file, line and field (exit code 2), so a nightly run
+fails at once rather than at chapter 9.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonlines
+import soundfile as sf
+
+from batchtts.engines import engine_names
+from batchtts.errors import InputError
+from batchtts.formats import OUTPUT_FORMATS
+
+LANGUAGES = ("auto", "en", "zh")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a job came from, so later stages can still point at the offending line."""
+
+    path: Path
+    line: int
+
+    def error(self, field: str | None, message: str) -> InputError:
+        return InputError(self.path, self.line, field, message)
+
+
+@dataclass(frozen=True)
+class Voice:
+    prompt_audio: Path | None = None
+    prompt_text: str = ""
+
+
+@dataclass(frozen=True)
+class Pauses:
+    """Silence, in seconds, inserted after each kind of break."""
+
+    sentence: float = 0.45
+    comma: float = 0.25
+    paragraph: float = 1.0
+    chapter_start: float = 0.3
+    chapter_end: float = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    text: str
+    output: Path
+    source: Source
+    voice: Voice = Voice()
+    language: str = "auto"
+    sample_rate: int | None = None
+    seed: int = 0
+    engine: str | None = None
+    sampling: dict[str, float] = field(default_factory=dict)
+    pauses: Pauses = Pauses()
+    title: str | None = None
+    book: str | None = None
+    author: str | None = None
+    track: int | None = None
+    pronunciations: dict[str, str] = field(default_factory=dict)
+
+
+_TOP_KEYS = {
+    "id",
+    "text",
+    "text_file",
+    "output",
+    "voice",
+    "language",
+    "sample_rate",
+    "seed",
+    "sampling",
+    "engine",
+    "pauses",
+    "title",
+    "book",
+    "author",
+    "track",
+    "pronunciations",
+}
+_VOICE_KEYS = {"prompt_audio", "prompt_text"}
+_PAUSE_KEYS = set(Pauses.__dataclass_fields__)
+
+
+def _typed(src: Source, obj: dict, key: str, types: type | tuple[type, ...], prefix: str = "") -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    # bool is an int in Python; a JSON true is never a valid number here.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        value = object()
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise src.error(prefix + key, f"must be {_json_type(names)}, got {json.dumps(obj.get(key))[:60]}")
+    return value
+
+
+def _json_type(names: str) -> str:
+    return (
+        names.replace("str", "a string")
+        .replace("dict", "an object")
+        .replace("int", "an integer")
+        .replace("float", "a number")
+    )
+
+
+def _unknown(src: Source, obj: dict, allowed: set[str], prefix: str = "") -> None:
+    for key in obj:
+        if key not in allowed:
+            raise src.error(prefix + key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def read_text_file(src: Source, path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise src.error("text_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise src.error("text_file", f"{path} is not UTF-8 (bad byte at offset {exc.start})") from None
+
+
+def _check_audio(src: Source, path: Path) -> None:
+    if not path.is_file():
+        raise src.error("voice.prompt_audio", f"file not found: {path}")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile says why in its own words
+        raise src.error("voice.prompt_audio", f"cannot read audio {path}: {exc}") from None
+    if info.frames == 0:
+        raise src.error("voice.prompt_audio", f"{path} holds no audio")
+
+
+def _output_path(src: Source, raw: str, out_dir: Path) -> Path:
+    rel = Path(raw)
+    if rel.is_absolute():
+        raise src.error("output", f"must be a path relative to the output folder, got {raw}")
+    resolved = (out_dir / rel).resolve()
+    if not resolved.is_relative_to(out_dir.resolve()):
+        raise src.error("output", f"{raw} leaves the output folder {out_dir}")
+    if resolved.suffix.lower() not in OUTPUT_FORMATS:
+        raise src.error(
+            "output", f"unsupported format '{resolved.suffix}' (use one of {', '.join(sorted(OUTPUT_FORMATS))})"
+        )
+    return resolved
+
+
+def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
+    if not isinstance(obj, dict):
+        raise src.error(None, "each line must be a JSON object")
+    _unknown(src, obj, _TOP_KEYS)
+
+    job_id = _typed(src, obj, "id", str)
+    if job_id is None:
+        raise src.error("id", "missing")
+    if not _ID_RE.match(job_id):
+        raise src.error("id", f"'{job_id}' must be 1-128 letters, digits, '.', '_' or '-'")
+
+    text = _typed(src, obj, "text", str)
+    text_file = _typed(src, obj, "text_file", str)
+    if text is not None and text_file is not None:
+        raise src.error("text_file", "give either 'text' or 'text_file', not both")
+    if text is None and text_file is None:
+        raise src.error("text", "missing (give 'text' or 'text_file')")
+    if text_file is not None:
+        text = read_text_file(src, base_dir / text_file)
+    if not text.strip():
+        raise src.error("text_file" if text_file is not None else "text", "is empty")
+
+    raw_out = _typed(src, obj, "output", str)
+    if not raw_out:
+        raise src.error("output", "missing")
+    output = _output_path(src, raw_out, out_dir)
+
+    voice_obj = _typed(src, obj, "voice", dict) or {}
+    _unknown(src, voice_obj, _VOICE_KEYS, "voice.")
+    prompt = _typed(src, voice_obj, "prompt_audio", str, "voice.")
+    prompt_path = None
+    if prompt is not None:
+        prompt_path = (base_dir / prompt).resolve()
+        _check_audio(src, prompt_path)
+    voice = Voice(prompt_path, _typed(src, voice_obj, "prompt_text", str, "voice.") or "")
+
+    language = _typed(src, obj, "language", str) or "auto"
+    if language not in LANGUAGES:
+        raise src.error("language", f"'{language}' is not one of {', '.join(LANGUAGES)}")
+
+    sample_rate = _typed(src, obj, "sample_rate", int)
+    if sample_rate is not None and not 8000 <= sample_rate <= 192000:
+        raise src.error("sample_rate", f"{sample_rate} is outside 8000-192000")
+
+    engine = _typed(src, obj, "engine", str)
+    if engine is not None and engine not in engine_names():
+        raise src.error("engine", f"unknown engine '{engine}' (known: {', '.join(engine_names())})")
+
+    sampling = _typed(src, obj, "sampling", dict) or {}
+    for key in sampling:
+        _typed(src, sampling, key, (int, float), "sampling.")
+
+    pause_obj = _typed(src, obj, "pauses", dict) or {}
+    _unknown(src, pause_obj, _PAUSE_KEYS, "pauses.")
+    for key in pause_obj:
+        value = _typed(src, pause_obj, key, (int, float), "pauses.")
+        if not 0 <= value <= 60:
+            raise src.error(f"pauses.{key}", f"{value} is outside 0-60 seconds")
+    pauses = Pauses(**{k: float(v) for k, v in pause_obj.items()})
+
+    prons = _typed(src, obj, "pronunciations", dict) or {}
+    for key in prons:
+        _typed(src, prons, key, str, "pronunciations.")
+        if not key:
+            raise src.error("pronunciations", "an empty word cannot be replaced")
+
+    seed = _typed(src, obj, "seed", int)
+    return Job(
+        id=job_id,
+        text=text,
+        output=output,
+        source=src,
+        voice=voice,
+        language=language,
+        sample_rate=sample_rate,
+        seed=0 if seed is None else seed,
+        engine=engine,
+        sampling={k: float(v) for k, v in sampling.items()},
+        pauses=pauses,
+        title=_typed(src, obj, "title", str),
+        book=_typed(src, obj, "book", str),
+        author=_typed(src, obj, "author", str),
+        track=_typed(src, obj, "track", int),
+        pronunciations=dict(prons),
+    )
+
+
+def default_out_dir(job_file: Path) -> Path:
+    return Path(job_file).resolve().parent / "out"
+
+
+def load_jobs(job_file: Path, out_dir: Path | None = None) -> list[Job]:
+    """Parse every line; raise InputError on the first bad one, before any work is done."""
+    job_file = Path(job_file)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(job_file)
+    base_dir = job_file.resolve().parent
+    if not job_file.is_file():
+        raise InputError(job_file, None, None, "job file not found")
+    jobs: list[Job] = []
+    seen_ids: dict[str, int] = {}
+    seen_outputs: dict[Path, int] = {}
+    for lineno, obj in _records(job_file):
+        src = Source(job_file, lineno)
+        job = parse_job(src, obj, base_dir, out_dir)
+        if job.id in seen_ids:
+            raise src.error("id", f"duplicate id '{job.id}' (first on line {seen_ids[job.id]})")
+        if job.output in seen_outputs:
+            raise src.error("output", f"same output as line {seen_outputs[job.output]}")
+        seen_ids[job.id] = lineno
+        seen_outputs[job.output] = lineno
+        jobs.append(job)
+    if not jobs:
+        raise InputError(job_file, None, None, "holds no jobs")
+    return jobs
+
+
+def _records(job_file: Path):
+    """Yield (line number, object), skipping blank lines and turning bad lines into InputError."""
+    counter = {"line": 0}
+
+    def lines():
+        with open(job_file, "rb") as fh:
+            for counter["line"], raw in enumerate(fh, 1):
+                yield raw
+
+    reader = jsonlines.Reader(lines())
+    while True:
+        try:
+            obj = reader.read(skip_empty=True)
+        except EOFError:
+            return
+        except jsonlines.InvalidLineError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, UnicodeDecodeError):
+                detail = f"not UTF-8 (bad byte at offset {cause.start} of the line)"
+            elif exc.line.strip() == b"null" or exc.line.strip() == "null":
+                detail = "each line must be a JSON object"
+            else:
+                detail = f"not valid JSON: {cause or exc}"
+            raise InputError(job_file, exc.lineno, None, detail) from None
+        yield counter["line"], obj

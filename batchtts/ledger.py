@@ -1,0 +1,166 @@
+"""The checkpoint log: SQLite in WAL mode beside the outputs.
+
+Synthesis state is kept per content key (table `audio`), chapter layout per job (table `chunks`),
+so editing one sentence changes one key and leaves every other finished chunk in place.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.store import StoredAudio
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+    status TEXT NOT NULL DEFAULT 'running', job_file TEXT, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, job_file TEXT NOT NULL, output TEXT NOT NULL, n_chunks INTEGER NOT NULL,
+    stitched_sig TEXT, stitched_at REAL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL, idx INTEGER NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL,
+    brk TEXT NOT NULL, PRIMARY KEY (job_id, idx)
+);
+CREATE INDEX IF NOT EXISTS chunks_key ON chunks(key);
+CREATE TABLE IF NOT EXISTS audio (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT,
+    duration REAL, nbytes INTEGER, sha256 TEXT, error TEXT, run_id INTEGER, updated REAL NOT NULL
+);
+"""
+
+DONE, FAILED = "done", "failed"
+
+
+@dataclass(frozen=True)
+class DoneChunk:
+    key: str
+    nbytes: int
+    sha256: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    output: str
+    total: int
+    done: int
+    failed: int
+    stitched: bool
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_run(self, job_file: Path) -> int:
+        cur = self.db.execute("INSERT INTO runs(started, job_file) VALUES (?, ?)", (time.time(), str(job_file)))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+            (time.time(), status, json.dumps(summary), run_id),
+        )
+
+    def set_layout(self, job_id: str, job_file: Path, output: Path, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        """Record a job's chunks (idx, key, text, brk); replaces an older layout in one transaction."""
+        rows = list(rows)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            old = self.db.execute("SELECT idx, key, brk FROM chunks WHERE job_id=? ORDER BY idx", (job_id,)).fetchall()
+            if old != [(i, k, b) for i, k, _, b in rows]:
+                self.db.execute("DELETE FROM chunks WHERE job_id=?", (job_id,))
+                self.db.executemany(
+                    "INSERT INTO chunks(job_id, idx, key, text, brk) VALUES (?,?,?,?,?)",
+                    [(job_id, *row) for row in rows],
+                )
+                self.db.execute("UPDATE jobs SET stitched_sig=NULL WHERE job_id=?", (job_id,))
+            self.db.execute(
+                "INSERT INTO jobs(job_id, job_file, output, n_chunks, updated) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(job_id) DO UPDATE SET job_file=excluded.job_file, output=excluded.output, "
+                "n_chunks=excluded.n_chunks, updated=excluded.updated",
+                (job_id, str(job_file), str(output), len(rows), time.time()),
+            )
+
+    def done_chunks(self, keys: Iterable[str]) -> dict[str, DoneChunk]:
+        keys = list(set(keys))
+        out: dict[str, DoneChunk] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = (
+                f"SELECT key, nbytes, sha256, duration FROM audio WHERE state='{DONE}' "
+                f"AND key IN ({','.join('?' * len(part))})"
+            )
+            out.update({r[0]: DoneChunk(*r) for r in self.db.execute(q, part)})
+        return out
+
+    def failed_keys(self, keys: Iterable[str]) -> set[str]:
+        keys = list(set(keys))
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = f"SELECT key FROM audio WHERE state='{FAILED}' AND key IN ({','.join('?' * len(part))})"
+            out.update(r[0] for r in self.db.execute(q, part))
+        return out
+
+    def mark_done(self, run_id: int, stored: dict[str, StoredAudio]) -> None:
+        """Mark a whole batch done in one transaction, after its audio files are safely on disk."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO audio(key, state, attempts, path, duration, nbytes, sha256, error, run_id, updated) "
+                "VALUES (?, ?, 1, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(key) DO UPDATE SET state=excluded.state, "
+                "attempts=audio.attempts+1, path=excluded.path, duration=excluded.duration, "
+                "nbytes=excluded.nbytes, sha256=excluded.sha256, error=NULL, run_id=excluded.run_id, "
+                "updated=excluded.updated",
+                [(k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now) for k, s in stored.items()],
+            )
+
+    def mark_failed(self, run_id: int, key: str, error: str) -> None:
+        self.db.execute(
+            "INSERT INTO audio(key, state, attempts, error, run_id, updated) VALUES (?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state=excluded.state, attempts=audio.attempts+1, "
+            "error=excluded.error, run_id=excluded.run_id, updated=excluded.updated",
+            (key, FAILED, error, run_id, time.time()),
+        )
+
+    def mark_stitched(self, job_id: str, signature: str) -> None:
+        self.db.execute(
+            "UPDATE jobs SET stitched_sig=?, stitched_at=? WHERE job_id=?", (signature, time.time(), job_id)
+        )
+
+    def stitched_signature(self, job_id: str) -> str | None:
+        row = self.db.execute("SELECT stitched_sig FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return row[0] if row else None
+
+    def job_status(self, job_ids: Iterable[str] | None = None) -> list[JobStatus]:
+        q = (
+            "SELECT j.job_id, j.output, j.n_chunks, "
+            f"SUM(CASE WHEN a.state='{DONE}' THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN a.state='{FAILED}' THEN 1 ELSE 0 END), j.stitched_sig IS NOT NULL "
+            "FROM jobs j LEFT JOIN chunks c ON c.job_id = j.job_id LEFT JOIN audio a ON a.key = c.key "
+            "GROUP BY j.job_id ORDER BY j.job_id"
+        )
+        wanted = set(job_ids) if job_ids is not None else None
+        return [
+            JobStatus(r[0], r[1], r[2], r[3] or 0, r[4] or 0, bool(r[5]))
+            for r in self.db.execute(q)
+            if wanted is None or r[0] in wanted
+        ]

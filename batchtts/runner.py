@@ -1,0 +1,261 @@
+"""Drive a job file through split, plan, synthesis, ledger and stitch; the engine is a black box here."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from batchtts.atomic import remove_stale_temps
+from batchtts.chunks import Chunk, make_chunks
+from batchtts.engines import DEFAULT_ENGINE, engine_class
+from batchtts.engines.base import Engine, OptionError, SynthRequest
+from batchtts.errors import BatchttsError
+from batchtts.jobs import Job, default_out_dir, load_jobs
+from batchtts.ledger import Ledger
+from batchtts.lock import OutputLock
+from batchtts.plan import Batch, plan_batches
+from batchtts.split import split_text
+from batchtts.stitch import Piece, Tags, assemble, signature, write_audio
+from batchtts.store import ChunkStore
+from batchtts.voice import VoiceAudio, VoiceCache, load_voice
+
+log = logging.getLogger("batchtts")
+STATE_DIR = ".batchtts"
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path | None = None
+    engine: str | None = None  # for jobs that name none
+    device: str = "cpu"
+    fresh: bool = False
+    max_batch: int | None = None
+    progress: bool | None = None  # None: only when stderr is a terminal
+
+
+@dataclass
+class Prepared:
+    """Jobs with their chunks, keyed and validated; nothing loaded, nothing written."""
+
+    job_file: Path
+    out_dir: Path
+    jobs: list[Job]
+    engine_of: dict[str, str]  # job id -> engine name
+    chunks: dict[str, list[Chunk]]  # job id -> chunks in reading order
+    voices: dict[str, VoiceAudio]  # fingerprint -> voice
+
+
+@dataclass
+class RunSummary:
+    jobs: int = 0
+    chunks: int = 0
+    reused: int = 0
+    synthesised: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    audio_seconds: float = 0.0
+    synth_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    written: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.synth_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "jobs": self.jobs,
+            "chunks": self.chunks,
+            "reused": self.reused,
+            "synthesised": self.synthesised,
+            "failed": len(self.failed),
+            "audio_seconds": round(self.audio_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "real_time_factor": round(self.real_time_factor, 4),
+            "written": self.written,
+        }
+
+
+def state_dir(out_dir: Path) -> Path:
+    return out_dir / STATE_DIR
+
+
+def prepare(job_file: Path, out_dir: Path | None = None, default_engine: str | None = None) -> Prepared:
+    job_file = Path(job_file)
+    out_dir = Path(out_dir).resolve() if out_dir else default_out_dir(job_file)
+    jobs = load_jobs(job_file, out_dir)
+    voices_by_path: dict[tuple[Path | None, str], VoiceAudio] = {}
+    engine_of, chunks = {}, {}
+    for job in jobs:
+        name = job.engine or default_engine or DEFAULT_ENGINE
+        try:
+            cls = engine_class(name)
+        except KeyError:
+            raise job.source.error("engine", f"unknown engine '{name}'") from None
+        try:
+            options = cls.resolve_options(job.sampling)
+        except OptionError as exc:
+            raise job.source.error("sampling", str(exc)) from None
+        key = (job.voice.prompt_audio, job.voice.prompt_text)
+        if key not in voices_by_path:
+            voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+        voice = voices_by_path[key]
+        segments = split_text(job.text, cls.max_chars)
+        engine_of[job.id] = name
+        chunks[job.id] = make_chunks(job, segments, voice.fingerprint, name, cls.revision(), options)
+    voices = {v.fingerprint: v for v in voices_by_path.values()}
+    return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)
+
+
+def run(job_file: Path, opts: RunOptions) -> RunSummary:
+    started = time.monotonic()
+    out_dir = Path(opts.out_dir).resolve() if opts.out_dir else default_out_dir(Path(job_file))
+    prep = prepare(job_file, out_dir, opts.engine)  # every input error surfaces here, before any work
+    with OutputLock(state_dir(out_dir)):
+        if opts.fresh:
+            for sub in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
+                (state_dir(out_dir) / sub).unlink(missing_ok=True)
+            shutil.rmtree(state_dir(out_dir) / "chunks", ignore_errors=True)
+        stale = remove_stale_temps(state_dir(out_dir), recursive=True)
+        stale += sum(remove_stale_temps(folder) for folder in {job.output.parent for job in prep.jobs})
+        if stale:
+            log.info("removed %d temporary files left by an interrupted run", stale)
+        ledger = Ledger(state_dir(out_dir) / "ledger.sqlite")
+        try:
+            summary = _run(prep, opts, ledger)
+        finally:
+            ledger.close()
+    summary.wall_seconds = time.monotonic() - started
+    return summary
+
+
+def _run(prep: Prepared, opts: RunOptions, ledger: Ledger) -> RunSummary:
+    store = ChunkStore(state_dir(prep.out_dir) / "chunks")
+    summary = RunSummary(jobs=len(prep.jobs))
+    run_id = ledger.start_run(prep.job_file)
+    for job in prep.jobs:
+        ledger.set_layout(
+            job.id, prep.job_file, job.output, [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
+        )
+    all_keys = {c.key for cs in prep.chunks.values() for c in cs}
+    summary.chunks = sum(len(cs) for cs in prep.chunks.values())
+    done = {k for k, d in ledger.done_chunks(all_keys).items() if store.intact(k, d.nbytes, d.sha256)}
+    summary.reused = sum(1 for cs in prep.chunks.values() for c in cs if c.key in done)
+
+    pending_jobs = {j.id for j in prep.jobs}
+    _stitch_ready(prep, ledger, store, done, pending_jobs, summary)
+    todo_keys = all_keys - done
+    if not todo_keys:
+        log.info("all %d chunks already synthesised; no synthesis needed", summary.chunks)
+    for name in dict.fromkeys(prep.engine_of.values()):
+        todo = [c for j in prep.jobs if prep.engine_of[j.id] == name for c in prep.chunks[j.id] if c.key in todo_keys]
+        if todo:
+            _synthesise(name, todo, prep, opts, ledger, store, run_id, done, pending_jobs, summary)
+    status = "failed" if summary.failed else "done"
+    ledger.finish_run(run_id, status, summary.as_dict())
+    return summary
+
+
+def _synthesise(
+    name: str,
+    todo: list[Chunk],
+    prep: Prepared,
+    opts: RunOptions,
+    ledger: Ledger,
+    store: ChunkStore,
+    run_id: int,
+    done: set[str],
+    pending_jobs: set[str],
+    summary: RunSummary,
+) -> None:
+    log.info("loading engine '%s' for %d chunks", name, len({c.key for c in todo}))
+    engine = engine_class(name).load(opts.device)
+    try:
+        if not engine.can_clone and any(v.path for v in prep.voices.values()):
+            log.info(
+                "engine '%s' cannot clone voices: the reference clips are recorded in the chunk "
+                "keys but the engine's own voice is used",
+                name,
+            )
+        batches = plan_batches(todo, opts.max_batch or engine.default_batch_size())
+        cache = VoiceCache(state_dir(prep.out_dir) / "voices")
+        states = {}
+        bar = tqdm(
+            total=sum(len(b.chunks) for b in batches),
+            unit="chunk",
+            desc=f"synth[{name}]",
+            disable=(None if opts.progress is None else not opts.progress),
+            file=sys.stderr,
+        )
+        with bar:
+            for batch in batches:
+                if batch.voice not in states:
+                    voice = prep.voices[batch.voice]
+                    states[batch.voice] = cache.get(name, voice, lambda v=voice: engine.prepare_voice(v))
+                t0 = time.monotonic()
+                results = _synth_batch(engine, batch, states[batch.voice], summary)
+                stored = {k: store.write(k, audio, rate) for k, (audio, rate) in results.items()}
+                ledger.mark_done(run_id, stored)
+                for key, error in summary.failed:
+                    if key not in stored and any(c.key == key for c in batch.chunks):
+                        ledger.mark_failed(run_id, key, error)
+                summary.synth_seconds += time.monotonic() - t0
+                summary.synthesised += len(stored)
+                summary.audio_seconds += sum(s.duration for s in stored.values())
+                done.update(stored)
+                bar.update(len(batch.chunks))
+                bar.set_postfix(audio=f"{summary.audio_seconds:.0f}s", rtf=f"{summary.real_time_factor:.3f}")
+                _stitch_ready(prep, ledger, store, done, pending_jobs, summary)
+    finally:
+        engine.close()
+
+
+def _synth_batch(engine: Engine, batch: Batch, state: dict, summary: RunSummary) -> dict[str, tuple[np.ndarray, int]]:
+    """Synthesise a batch; if it fails, try its chunks one by one so one bad chunk spares the rest."""
+    reqs = [SynthRequest(c.key, c.text, c.language, c.seed, c.options) for c in batch.chunks]
+    try:
+        return {
+            r.key: (res.audio, res.sample_rate) for r, res in zip(reqs, engine.synthesize(reqs, state), strict=True)
+        }
+    except BatchttsError:
+        raise
+    except Exception as exc:
+        if len(reqs) == 1:
+            log.error("chunk %s failed: %s", reqs[0].key[:12], exc)
+            summary.failed.append((reqs[0].key, str(exc)))
+            return {}
+        log.warning("batch of %d failed (%s); retrying its chunks one at a time", len(reqs), exc)
+    out = {}
+    for chunk in batch.chunks:
+        out.update(_synth_batch(engine, Batch(batch.voice, (chunk,)), state, summary))
+    return out
+
+
+def _stitch_ready(
+    prep: Prepared, ledger: Ledger, store: ChunkStore, done: set[str], pending: set[str], summary: RunSummary
+) -> None:
+    """Write every chapter whose chunks are all done, unless its file is already what it would write."""
+    for job in prep.jobs:
+        if job.id not in pending or any(c.key not in done for c in prep.chunks[job.id]):
+            continue
+        pending.discard(job.id)
+        chunks = prep.chunks[job.id]
+        audios = [store.read(c.key) for c in chunks]
+        rate = job.sample_rate or (audios[0][1] if audios else 22050)
+        tags = Tags(job.title, job.author, job.book, job.track)
+        sig = signature([c.key for c in chunks], [c.brk for c in chunks], job.pauses, rate, job.output, tags)
+        if job.output.is_file() and ledger.stitched_signature(job.id) == sig:
+            summary.up_to_date.append(str(job.output))
+            continue
+        pieces = [Piece(a, r, c.brk) for (a, r), c in zip(audios, chunks, strict=True)]
+        write_audio(job.output, assemble(pieces, rate, job.pauses), rate, tags)
+        ledger.mark_stitched(job.id, sig)
+        summary.written.append(str(job.output))
+        log.info("wrote %s", job.output)

@@ -1,0 +1,216 @@
+"""Cut chapter text into sentence-sized segments for Chinese, English and mixed text.
+
+Every character of the input lands in exactly one segment, in order (whitespace goes with the
+segment before it), so timings and subtitles can always be traced back to the source text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Breaks, from strongest to weakest; the stitcher maps each to a pause length.
+PARAGRAPH, SENTENCE, COMMA, HARD, END = "paragraph", "sentence", "comma", "hard", "end"
+
+_PARAGRAPH_RE = re.compile(r"\n[^\S\n]*\n\s*")
+_CLOSERS = "\"'”’」』）》】〕〉)]"
+# Chinese/full-width enders break wherever they stand; ASCII ones need a space, an end or CJK after.
+_CJK_END_RE = re.compile(rf"(?:[。！？；]|…+|！|？)+[{re.escape(_CLOSERS)}]*")
+_ASCII_END_RE = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s|$|[\u3000-\u9fff\uff00-\uffef])")
+_CLAUSE_RE = re.compile(rf"[,，、;：:—]+[{re.escape(_CLOSERS)}]*\s*")
+_WORD_BEFORE_RE = re.compile(r"([\w.]+)\.$")
+_SPEAKABLE_RE = re.compile(r"[^\W_]")
+
+# Abbreviations after which a period does not end a sentence (titles and references that are
+# followed by a name or a number).
+_NO_BREAK_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "jr",
+    "sr",
+    "gen",
+    "col",
+    "capt",
+    "lt",
+    "sgt",
+    "rev",
+    "hon",
+    "mt",
+    "no",
+    "vol",
+    "fig",
+    "pp",
+    "ch",
+    "vs",
+    "cf",
+    "al",
+    "approx",
+    "dept",
+    "est",
+    "ft",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "e.g",
+    "i.e",
+    "etc",
+    "inc",
+    "ltd",
+    "co",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int  # span [start, end) of the source text, trailing whitespace included
+    end: int
+    text: str  # what is spoken: the span without surrounding whitespace
+    brk: str  # the break that follows: paragraph, sentence, comma, hard or end
+
+
+def speakable(text: str) -> int:
+    """Letters and digits in any script: what an engine can actually say."""
+    return len(_SPEAKABLE_RE.findall(text))
+
+
+def _is_abbreviation_stop(text: str, dot: int) -> bool:
+    """True when the single '.' at `dot` closes an abbreviation, an initial or a dotted acronym."""
+    m = _WORD_BEFORE_RE.search(text, 0, dot + 1)
+    if not m:
+        return False
+    word = m.group(1)
+    if word.lower() in _NO_BREAK_ABBREVIATIONS:
+        return True
+    if len(word) == 1 and word.isupper():  # an initial: "T. S. Eliot"
+        return True
+    return bool(re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", word))  # "U.S.A." / "e.g."
+
+
+def _sentence_ends(text: str, start: int, end: int) -> list[int]:
+    """Offsets just past each sentence terminator (and its closing quotes) inside [start, end)."""
+    ends: list[int] = []
+    for m in _CJK_END_RE.finditer(text, start, end):
+        ends.append(m.end())
+    for m in _ASCII_END_RE.finditer(text, start, end):
+        mark = m.group(0).rstrip(_CLOSERS)
+        if mark == "." and _is_abbreviation_stop(text, m.start()):
+            continue
+        nxt = re.compile(r"\s*(\S)").match(text, m.end(), end)
+        if nxt and nxt.group(1).islower():  # "... e.g. the" or "wait... and then"
+            continue
+        ends.append(m.end())
+    return sorted(set(e for e in ends if e < end))
+
+
+def _extend_ws(text: str, pos: int, end: int) -> int:
+    while pos < end and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _cut_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int, str]]:
+    """Split an over-long sentence at clause marks, then at a hard limit; returns (start, end, brk)."""
+    pieces: list[tuple[int, int]] = []
+    pos = start
+    for m in _CLAUSE_RE.finditer(text, start, end):
+        if m.end() < end:
+            pieces.append((pos, m.end()))
+            pos = m.end()
+    pieces.append((pos, end))
+
+    out: list[tuple[int, int, str]] = []
+    cur_start, cur_end = pieces[0][0], pieces[0][0]
+    for p_start, p_end in pieces:
+        if cur_end > cur_start and len(text[cur_start:p_end].strip()) > max_chars:
+            out.append((cur_start, cur_end, COMMA))
+            cur_start = p_start
+        cur_end = p_end
+        while len(text[cur_start:cur_end].strip()) > max_chars:
+            cut = _hard_cut(text, cur_start, cur_end, max_chars)
+            out.append((cur_start, cut, HARD))
+            cur_start = cut
+    out.append((cur_start, cur_end, END))
+    return out
+
+
+def _hard_cut(text: str, start: int, end: int, max_chars: int) -> int:
+    """Where to cut [start, end): the last space that keeps the piece within the limit, else the limit."""
+    lead = len(text[start:end]) - len(text[start:end].lstrip())
+    limit = start + lead + max_chars
+    space = text.rfind(" ", start + lead + max_chars // 2, limit + 1)
+    cut = space + 1 if space > 0 else limit
+    return _extend_ws(text, cut, end)
+
+
+def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[Segment]:
+    """Segments covering all of `text`.
+
+    `max_chars` is the engine's limit on one chunk's spoken text; fragments with fewer than
+    `min_speakable` letters/digits are merged into a neighbour so no chunk is a lone "Oh." or "……".
+    """
+    if max_chars < 8:
+        raise ValueError("max_chars must be at least 8")
+    raw: list[tuple[int, int, str, int]] = []  # start, end, brk, paragraph number
+    para_start = 0
+    paragraphs = [m.end() for m in _PARAGRAPH_RE.finditer(text)] + [len(text)]
+    for para_no, para_end in enumerate(paragraphs):
+        if para_end <= para_start:
+            continue
+        pos = para_start
+        bounds = [_extend_ws(text, e, para_end) for e in _sentence_ends(text, para_start, para_end)]
+        for sent_end in [b for b in bounds if b < para_end] + [para_end]:
+            if sent_end <= pos:
+                continue
+            brk = PARAGRAPH if sent_end == para_end and para_end < len(text) else SENTENCE
+            for p_start, p_end, p_brk in _cut_long(text, pos, sent_end, max_chars):
+                raw.append((p_start, p_end, brk if p_brk == END else p_brk, para_no))
+            pos = sent_end
+        para_start = para_end
+    if raw:
+        last = raw[-1]
+        raw[-1] = (last[0], last[1], END, last[3])
+    merged = _merge_fragments(text, raw, max_chars, min_speakable)
+    return [Segment(s, e, text[s:e].strip(), b) for s, e, b, _ in merged]
+
+
+def _merge_fragments(
+    text: str, raw: list[tuple[int, int, str, int]], max_chars: int, min_speakable: int
+) -> list[tuple[int, int, str, int]]:
+    """Fold tiny or unspeakable pieces into a neighbour, the next one in the paragraph first."""
+    segs = list(raw)
+    i = 0
+    while i < len(segs):
+        s, e, b, p = segs[i]
+        n = speakable(text[s:e])
+        if n >= min_speakable or len(segs) == 1:
+            i += 1
+            continue
+
+        def fits(a: int, z: int, n: int = n) -> bool:
+            return n == 0 or len(text[a:z].strip()) <= max_chars
+
+        nxt = segs[i + 1] if i + 1 < len(segs) else None
+        prev = segs[i - 1] if i > 0 else None
+        if nxt and (nxt[3] == p or prev is None or n == 0 and prev[3] != p) and fits(s, nxt[1]):
+            segs[i : i + 2] = [(s, nxt[1], nxt[2], nxt[3])]
+        elif prev and fits(prev[0], e):
+            segs[i - 1 : i + 1] = [(prev[0], e, b, prev[3])]
+            i -= 1
+        elif nxt and fits(s, nxt[1]):
+            segs[i : i + 2] = [(s, nxt[1], nxt[2], nxt[3])]
+        else:
+            i += 1
+    return segs

@@ -1,0 +1,45 @@
+"""A deterministic engine double for scheduler and ledger tests (never the default engine)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar
+
+import numpy as np
+
+from batchtts.engines.base import Engine, SynthRequest, SynthResult, VoiceState
+
+
+class ToneEngine(Engine):
+    """Each chunk becomes a tone whose pitch comes from its key and whose length from its text."""
+
+    name = "tone"
+    max_chars = 120
+    option_defaults: ClassVar[dict[str, float]] = {"speed": 1.0}
+    sample_rate = 8000
+    calls: ClassVar[list[list[str]]] = []  # keys of each synthesize call, for assertions
+    fail_texts: ClassVar[set[str]] = set()
+
+    @classmethod
+    def revision(cls) -> str:
+        return "tone-1"
+
+    @classmethod
+    def load(cls, device: str = "cpu") -> ToneEngine:
+        return cls()
+
+    def default_batch_size(self) -> int:
+        return 4
+
+    def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
+        ToneEngine.calls.append([r.key for r in requests])
+        out = []
+        for r in requests:
+            if r.text in self.fail_texts:
+                raise RuntimeError(f"cannot say {r.text!r}")
+            n = int(self.sample_rate * 0.02 * len(r.text) / r.options["speed"])
+            freq = 200 + int(hashlib.sha256(r.key.encode()).hexdigest()[:4], 16) % 400
+            t = np.arange(n) / self.sample_rate
+            noise = np.random.default_rng(r.seed).normal(0, 0.01, n)
+            out.append(SynthResult((0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32), self.sample_rate))
+        return out
