@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from batchtts import __version__
-from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError
+from batchtts.engines import engine_class
+from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem, InputError
 from batchtts.ledger import Ledger
-from batchtts.runner import RunOptions, prepare, run, state_dir
+from batchtts.plan import (
+    DEFAULT_WASTE_TARGET,
+    PlanError,
+    effective_waste_target,
+    format_size,
+    memory_budget,
+    parse_size,
+    plan_batches,
+)
+from batchtts.runner import RunOptions, prefix_tokens, prepare, run, state_dir
 
 log = logging.getLogger("batchtts")
 
@@ -24,6 +35,35 @@ OUT = click.option(
     help="Output folder (default: out/ beside the job file).",
 )
 ENGINE = click.option("--engine", default=None, help="Engine for jobs that name none (default: embedded).")
+
+
+class Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+KV_BUDGET = click.option(
+    "--kv-budget",
+    type=Size(),
+    default=None,
+    help="Memory for per-sequence state, e.g. 12GiB (default: measured from the device).",
+)
+MAX_BATCH = click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Most chunks per batch.")
+WASTE = click.option(
+    "--waste-target",
+    type=click.FloatRange(min=0.0),
+    default=DEFAULT_WASTE_TARGET,
+    show_default=True,
+    help="Most padding per batch, as a share of useful tokens.",
+)
+DEVICE = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -112,3 +152,141 @@ def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None) -> None:
     finally:
         if ledger:
             ledger.close()
+
+
+@main.command("plan")
+@JOBS
+@OUT
+@ENGINE
+@DEVICE
+@MAX_BATCH
+@KV_BUDGET
+@WASTE
+@click.option("--all", "include_done", is_flag=True, help="Plan every chunk, not only those not yet done.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_cmd(
+    jobs: Path,
+    out_dir: Path | None,
+    engine: str | None,
+    device: str,
+    max_batch: int | None,
+    kv_budget: int | None,
+    waste_target: float,
+    include_done: bool,
+    as_json: bool,
+) -> None:
+    """Show how JOBS would be batched, without loading any model."""
+    import json
+
+    _setup_logging(0)
+    try:
+        prep = prepare(jobs, out_dir, engine)
+        db = state_dir(prep.out_dir) / "ledger.sqlite"
+        done: set[str] = set()
+        if db.exists() and not include_done:
+            ledger = Ledger(db)
+            done = set(ledger.done_chunks(c.key for cs in prep.chunks.values() for c in cs))
+            ledger.close()
+        reports = []
+        for name in dict.fromkeys(prep.engine_of.values()):
+            cls = engine_class(name)
+            cost = cls.cost_model()
+            chunks = [c for j in prep.jobs if prep.engine_of[j.id] == name for c in prep.chunks[j.id]]
+            pending = [c for c in chunks if c.key not in done]
+            try:
+                budget = memory_budget(device, cost, kv_budget)
+            except (RuntimeError, AssertionError) as exc:
+                raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
+            limit = max_batch or _default_batch(cls)
+            try:
+                plan = plan_batches(
+                    pending,
+                    cost,
+                    budget,
+                    limit,
+                    prefix_tokens(cls, cost, prep.voices),
+                    waste_target=effective_waste_target(cls, waste_target),
+                )
+            except PlanError as exc:
+                raise InputError(jobs, None, None, str(exc)) from None
+            reports.append((name, cost, len({c.key for c in chunks}) - len({c.key for c in pending}), plan))
+    except BatchttsError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [_plan_json(name, cost, skipped, plan) for name, cost, skipped, plan in reports],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    for name, cost, skipped, plan in reports:
+        _print_plan(name, cost, skipped, plan)
+
+
+def _default_batch(cls) -> int:
+    """The engine's preferred batch size, asked of the class (no weights are loaded by `plan`)."""
+    probe = object.__new__(cls)
+    try:
+        return cls.default_batch_size(probe)
+    except Exception:
+        return 8
+
+
+def _plan_json(name, cost, skipped, plan) -> dict:
+    return {
+        "engine": name,
+        "already_done": skipped,
+        "bytes_per_token": cost.bytes_per_token,
+        **plan.summary(),
+        "batches": [
+            {
+                "voice": b.voice,
+                "size": len(b.items),
+                "chunks": [f"{i.chunk.job_id}#{i.chunk.index}" for i in b.items],
+                "text_tokens": [i.text_tokens for i in b.items],
+                "predicted_decode": [i.predicted for i in b.items],
+                "worst_decode": [i.worst for i in b.items],
+                "worst_bytes": b.worst_bytes,
+                "predicted_bytes": b.predicted_bytes,
+                "padding_waste": round(b.padded_slots / b.useful_slots, 4),
+                "decode_steps": b.decode_steps,
+            }
+            for b in plan.batches
+        ],
+    }
+
+
+def _print_plan(name, cost, skipped, plan) -> None:
+    s = plan.summary()
+    click.echo(
+        f"engine {name}: {s['chunks']} chunks to synthesise ({skipped} already done), "
+        f"budget {format_size(plan.budget_bytes)}, {format_size(cost.bytes_per_token)} per token, "
+        f"at most {plan.max_batch} per batch"
+    )
+    click.echo(
+        f"{'batch':>5} {'voice':<10} {'size':>4} {'tokens':>11} {'worst mem':>10} {'pred mem':>10} "
+        f"{'waste':>6} {'steps':>6}"
+    )
+    for n, b in enumerate(plan.batches, 1):
+        lengths = [i.length for i in b.items]
+        click.echo(
+            f"{n:>5} {b.voice[:10]:<10} {len(b.items):>4} {min(lengths):>5}-{max(lengths):<5} "
+            f"{format_size(b.worst_bytes):>10} {format_size(b.predicted_bytes):>10} "
+            f"{100 * b.padded_slots / b.useful_slots:>5.1f}% {b.decode_steps:>6}"
+        )
+    click.echo(f"bucket edges (tokens): {', '.join(map(str, s['bucket_edges'])) or '-'}")
+    target = (
+        f"target {100 * plan.waste_target:.0f}% per batch"
+        if math.isfinite(plan.waste_target)
+        else ("no target: this engine runs rows unpadded")
+    )
+    click.echo(
+        f"padding waste {100 * s['padding_waste']:.1f}% ({target}); "
+        f"peak worst-case memory {format_size(s['peak_worst_bytes'])} of {format_size(plan.budget_bytes)}"
+    )
+    click.echo(
+        f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
+        f"({s['step_saving']}x fewer)"
+    )

@@ -1,34 +1,273 @@
-"""Group pending chunks into batches for the engine.
+"""Pack pending chunks into length-bucketed batches that fit the device's memory budget.
 
-Chunks with the same key are synthesised once; batches never mix voices (one voice state per
-call); within a voice, chunks are sorted by length so the members of a batch are alike.
+Chunks with the same key are synthesised once; a batch never mixes voices (one voice state per
+call). Within a voice, chunks are sorted by predicted length and cut into buckets whose longest
+member is at most (1 + waste target) times its shortest, so no batch pads more than the target.
+Each bucket is filled batch by batch while the batch's worst-case footprint (every row padded to the
+longest prefix plus the longest possible decode) stays within the budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from batchtts.chunks import Chunk
+from batchtts.engines.base import CostModel
+
+DEFAULT_WASTE_TARGET = 0.2
+CPU_SHARE = 0.5  # of available RAM, when the user sets no budget on a CPU
+CUDA_SAFETY = 0.9  # of free device memory left after weights and the activation reserve
+
+
+class PlanError(ValueError):
+    """A chunk cannot fit the budget even alone."""
+
+
+@dataclass(frozen=True)
+class Item:
+    chunk: Chunk
+    text_tokens: int
+    predicted: int  # decoded units we expect
+    worst: int  # decoded units at most
+
+    @property
+    def length(self) -> int:
+        """The part of a row that varies between chunks of one voice (the prefix is shared)."""
+        return self.text_tokens + self.predicted
 
 
 @dataclass(frozen=True)
 class Batch:
     voice: str
-    chunks: tuple[Chunk, ...]
+    items: tuple[Item, ...]
+    prefix_tokens: int
+    worst_bytes: int
+    predicted_bytes: int
+
+    @property
+    def chunks(self) -> tuple[Chunk, ...]:
+        return tuple(i.chunk for i in self.items)
+
+    @property
+    def useful_slots(self) -> int:
+        return sum(i.length for i in self.items)
+
+    @property
+    def padded_slots(self) -> int:
+        return len(self.items) * max(i.length for i in self.items) - self.useful_slots
+
+    @property
+    def decode_steps(self) -> int:
+        """A batch decodes until its longest member is done."""
+        return max(i.predicted for i in self.items)
 
 
-def plan_batches(chunks: list[Chunk], max_batch: int) -> list[Batch]:
+@dataclass
+class Plan:
+    batches: list[Batch]
+    budget_bytes: int
+    max_batch: int
+    waste_target: float
+    bucket_edges: list[int] = field(default_factory=list)  # lengths where a new bucket starts
+
+    @property
+    def padding_waste(self) -> float:
+        useful = sum(b.useful_slots for b in self.batches)
+        return sum(b.padded_slots for b in self.batches) / useful if useful else 0.0
+
+    @property
+    def decode_steps(self) -> int:
+        return sum(b.decode_steps for b in self.batches)
+
+    @property
+    def sequential_steps(self) -> int:
+        return sum(i.predicted for b in self.batches for i in b.items)
+
+    def summary(self) -> dict:
+        return {
+            "batches": len(self.batches),
+            "chunks": sum(len(b.items) for b in self.batches),
+            "budget_bytes": self.budget_bytes,
+            "max_batch": self.max_batch,
+            "waste_target": self.waste_target if math.isfinite(self.waste_target) else None,
+            "padding_waste": round(self.padding_waste, 4),
+            "bucket_edges": self.bucket_edges,
+            "decode_steps": self.decode_steps,
+            "sequential_decode_steps": self.sequential_steps,
+            "step_saving": round(self.sequential_steps / self.decode_steps, 2) if self.decode_steps else 0.0,
+            "peak_worst_bytes": max((b.worst_bytes for b in self.batches), default=0),
+        }
+
+
+class LengthPredictor:
+    """Decoded units per text token, per language: starts from the engine's estimate, then learns."""
+
+    PRIOR_WEIGHT = 200  # text tokens' worth of confidence in the engine's estimate
+
+    def __init__(self, cost: CostModel):
+        self.cost = cost
+        self._text: dict[str, float] = {}
+        self._decoded: dict[str, float] = {}
+
+    def ratio(self, language: str) -> float:
+        prior = self.cost.speech_ratio.get(language, next(iter(self.cost.speech_ratio.values()), 5.0))
+        text = self._text.get(language, 0.0)
+        decoded = self._decoded.get(language, 0.0)
+        return (prior * self.PRIOR_WEIGHT + decoded) / (self.PRIOR_WEIGHT + text)
+
+    def observe(self, language: str, text_tokens: int, decoded: int) -> None:
+        self._text[language] = self._text.get(language, 0.0) + text_tokens
+        self._decoded[language] = self._decoded.get(language, 0.0) + decoded
+
+    def snapshot(self) -> dict[str, float]:
+        return {lang: self.ratio(lang) for lang in self.cost.speech_ratio}
+
+
+def batch_bytes(cost: CostModel, prefix: int, items: list[Item] | tuple[Item, ...]) -> tuple[int, int]:
+    """(worst, predicted) bytes of a left-padded batch: every row as long as the longest row."""
+    rows = len(items)
+    text = max(i.text_tokens for i in items)
+    worst = rows * (prefix + text + max(i.worst for i in items)) * cost.bytes_per_token
+    predicted = rows * (prefix + text + max(i.predicted for i in items)) * cost.bytes_per_token
+    reserve = rows * cost.activation_bytes_per_seq
+    return worst + reserve, predicted + reserve
+
+
+def effective_waste_target(engine_cls: type, waste_target: float) -> float:
+    """Engines that run rows unpadded waste nothing on mixed lengths: one bucket per voice."""
+    return waste_target if getattr(engine_cls, "padded_batches", True) else math.inf
+
+
+def plan_batches(
+    chunks: list[Chunk],
+    cost: CostModel,
+    budget_bytes: int,
+    max_batch: int,
+    prefix_of: dict[str, int] | None = None,
+    predictor: LengthPredictor | None = None,
+    waste_target: float = DEFAULT_WASTE_TARGET,
+) -> Plan:
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
+    predictor = predictor or LengthPredictor(cost)
+    prefix_of = prefix_of or {}
     unique: dict[str, Chunk] = {}
     for chunk in chunks:
         unique.setdefault(chunk.key, chunk)
-    by_voice: dict[str, list[Chunk]] = {}
+    by_voice: dict[str, list[Item]] = {}
     for chunk in unique.values():
-        by_voice.setdefault(chunk.voice, []).append(chunk)
-    batches = []
-    for voice, members in by_voice.items():
-        members.sort(key=lambda c: -len(c.text))  # stable: ties keep book order
-        for i in range(0, len(members), max_batch):
-            batches.append(Batch(voice, tuple(members[i : i + max_batch])))
+        n = cost.text_tokens(chunk.text, chunk.language)
+        item = Item(chunk, n, cost.predicted_decode(n, predictor.ratio(chunk.language)), cost.worst_decode(n))
+        by_voice.setdefault(chunk.voice, []).append(item)
+
+    plan = Plan([], budget_bytes, max_batch, waste_target)
+    for voice, items in by_voice.items():
+        prefix = prefix_of.get(voice, cost.special_tokens)
+        items.sort(key=lambda i: -i.length)  # stable: equal lengths keep book order
+        for bucket in _buckets(items, waste_target):
+            plan.bucket_edges.append(bucket[0].length)
+            plan.batches.extend(_fill(bucket, voice, prefix, cost, budget_bytes, max_batch))
+    return plan
+
+
+def _buckets(items: list[Item], waste_target: float) -> list[list[Item]]:
+    buckets: list[list[Item]] = []
+    for item in items:
+        if buckets and buckets[-1][0].length <= (1 + waste_target) * item.length:
+            buckets[-1].append(item)
+        else:
+            buckets.append([item])
+    return buckets
+
+
+def _fill(bucket: list[Item], voice: str, prefix: int, cost: CostModel, budget: int, max_batch: int) -> list[Batch]:
+    batches: list[Batch] = []
+    current: list[Item] = []
+    for item in bucket:
+        if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item])[0] > budget):
+            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
+            current = []
+        if not current and batch_bytes(cost, prefix, [item])[0] > budget:
+            need = batch_bytes(cost, prefix, [item])[0]
+            raise PlanError(
+                f"chunk {item.chunk.job_id}#{item.chunk.index} needs up to {format_size(need)} but the budget is "
+                f"{format_size(budget)}; raise --kv-budget or shorten its sentence"
+            )
+        current.append(item)
+    if current:
+        batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
     return batches
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 2**10,
+    "KB": 10**3,
+    "KIB": 2**10,
+    "M": 2**20,
+    "MB": 10**6,
+    "MIB": 2**20,
+    "G": 2**30,
+    "GB": 10**9,
+    "GIB": 2**30,
+    "T": 2**40,
+    "TB": 10**12,
+    "TIB": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """'12GiB', '800MB', '1.5G' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (try 12GiB or 800MB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def available_ram() -> int:
+    """MemAvailable from /proc/meminfo (what can be used without swapping), else physical pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_budget(
+    device: str,
+    cost: CostModel,
+    user_budget: int | None = None,
+    reserve: int | None = None,
+    weights_loaded: bool = False,
+) -> int:
+    """Bytes the planner may fill with per-sequence state.
+
+    On CUDA: free device memory (after the weights, or minus their size when not yet loaded), minus the
+    measured activation reserve, times a safety margin. On a CPU: a share of available RAM.
+    """
+    if user_budget is not None:
+        return user_budget
+    if device == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        if not weights_loaded:
+            free -= cost.weights_bytes
+        return max(0, math.floor((free - (reserve or 0)) * CUDA_SAFETY))
+    return math.floor(available_ram() * CPU_SHARE)

@@ -15,12 +15,21 @@ from tqdm import tqdm
 from batchtts.atomic import remove_stale_temps
 from batchtts.chunks import Chunk, make_chunks
 from batchtts.engines import DEFAULT_ENGINE, engine_class
-from batchtts.engines.base import Engine, OptionError, SynthRequest
+from batchtts.engines.base import CostModel, Engine, OptionError, SynthRequest, is_out_of_memory
 from batchtts.errors import BatchttsError
 from batchtts.jobs import Job, default_out_dir, load_jobs
 from batchtts.ledger import Ledger
 from batchtts.lock import OutputLock
-from batchtts.plan import Batch, plan_batches
+from batchtts.plan import (
+    DEFAULT_WASTE_TARGET,
+    Batch,
+    LengthPredictor,
+    batch_bytes,
+    effective_waste_target,
+    format_size,
+    memory_budget,
+    plan_batches,
+)
 from batchtts.split import split_text
 from batchtts.stitch import Piece, Tags, assemble, signature, write_audio
 from batchtts.store import ChunkStore
@@ -38,6 +47,8 @@ class RunOptions:
     fresh: bool = False
     max_batch: int | None = None
     progress: bool | None = None  # None: only when stderr is a terminal
+    kv_budget: int | None = None  # bytes; None: measured from the device
+    waste_target: float = DEFAULT_WASTE_TARGET
 
 
 @dataclass
@@ -58,6 +69,7 @@ class RunSummary:
     chunks: int = 0
     reused: int = 0
     synthesised: int = 0
+    batches: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
     audio_seconds: float = 0.0
     synth_seconds: float = 0.0
@@ -163,6 +175,84 @@ def _run(prep: Prepared, opts: RunOptions, ledger: Ledger) -> RunSummary:
     return summary
 
 
+def prefix_tokens(engine_cls: type[Engine], cost: CostModel, voices: dict[str, VoiceAudio]) -> dict[str, int]:
+    """Prompt tokens each voice adds to every sequence (none when the engine does not clone)."""
+    if not engine_cls.can_clone:
+        return {fp: cost.special_tokens for fp in voices}
+    return {fp: cost.prefix_tokens(v.duration, v.prompt_text) for fp, v in voices.items()}
+
+
+class _Scheduler:
+    """Runs one engine's pending chunks batch by batch, re-planning as it learns.
+
+    The plan is redrawn when the length predictor has moved (decoded lengths differ from the
+    engine's estimate) or when an out-of-memory error lowered the budget ceiling.
+    """
+
+    REPLAN_DRIFT = 0.05
+
+    def __init__(self, engine: Engine, pending: list[Chunk], prep: Prepared, opts: RunOptions, budget: int):
+        self.engine = engine
+        self.cost = engine.cost_model()
+        self.pending = {c.key: c for c in pending}
+        self.prefix_of = prefix_tokens(type(engine), self.cost, prep.voices)
+        self.predictor = LengthPredictor(self.cost)
+        self.budget = budget
+        self.max_batch = opts.max_batch or engine.default_batch_size()
+        self.waste_target = effective_waste_target(type(engine), opts.waste_target)
+        self._planned_with: dict[str, float] = {}
+        self.queue: list[Batch] = []
+
+    def _replan(self) -> None:
+        plan = plan_batches(
+            list(self.pending.values()),
+            self.cost,
+            self.budget,
+            self.max_batch,
+            self.prefix_of,
+            self.predictor,
+            self.waste_target,
+        )
+        self._planned_with = self.predictor.snapshot()
+        self.queue = plan.batches
+        log.debug(
+            "planned %d batches (padding waste %.1f%%, %.1fx fewer decode steps than one at a time)",
+            len(plan.batches),
+            100 * plan.padding_waste,
+            plan.sequential_steps / max(1, plan.decode_steps),
+        )
+
+    def _drifted(self) -> bool:
+        now = self.predictor.snapshot()
+        return any(abs(now[k] - v) > self.REPLAN_DRIFT * v for k, v in self._planned_with.items())
+
+    def next_batch(self) -> Batch | None:
+        if not self.pending:
+            return None
+        if not self.queue or self._drifted():
+            self._replan()
+        return self.queue.pop(0)
+
+    def finished(self, batch: Batch, results: dict[str, tuple[np.ndarray, int, int | None]]) -> None:
+        for item in batch.items:
+            self.pending.pop(item.chunk.key, None)
+            tokens = results.get(item.chunk.key, (None, None, None))[2]
+            if tokens is not None:
+                self.predictor.observe(item.chunk.language, item.text_tokens, tokens)
+
+    def out_of_memory(self, batch: Batch) -> None:
+        """Never plan a batch this big again, then retry its chunks in halves."""
+        self.budget = min(self.budget, batch.worst_bytes - 1)
+        self.max_batch = max(1, min(self.max_batch, len(batch.items) // 2))
+        self.queue = []
+        log.warning(
+            "out of device memory on a batch of %d; lowering the ceiling to %d chunks / %s",
+            len(batch.items),
+            self.max_batch,
+            format_size(self.budget),
+        )
+
+
 def _synthesise(
     name: str,
     todo: list[Chunk],
@@ -184,57 +274,77 @@ def _synthesise(
                 "keys but the engine's own voice is used",
                 name,
             )
-        batches = plan_batches(todo, opts.max_batch or engine.default_batch_size())
+        cost = engine.cost_model()
+        budget = memory_budget(opts.device, cost, opts.kv_budget, engine.activation_reserve(), weights_loaded=True)
+        sched = _Scheduler(engine, todo, prep, opts, budget)
+        log.info("memory budget %s, at most %d chunks per batch", format_size(budget), sched.max_batch)
         cache = VoiceCache(state_dir(prep.out_dir) / "voices")
-        states = {}
+        states: dict[str, dict] = {}
         bar = tqdm(
-            total=sum(len(b.chunks) for b in batches),
+            total=len(sched.pending),
             unit="chunk",
             desc=f"synth[{name}]",
             disable=(None if opts.progress is None else not opts.progress),
             file=sys.stderr,
         )
         with bar:
-            for batch in batches:
+            while (batch := sched.next_batch()) is not None:
                 if batch.voice not in states:
                     voice = prep.voices[batch.voice]
                     states[batch.voice] = cache.get(name, voice, lambda v=voice: engine.prepare_voice(v))
                 t0 = time.monotonic()
-                results = _synth_batch(engine, batch, states[batch.voice], summary)
-                stored = {k: store.write(k, audio, rate) for k, (audio, rate) in results.items()}
+                results = _synth_batch(engine, sched, batch, states[batch.voice], summary)
+                stored = {k: store.write(k, audio, rate) for k, (audio, rate, _) in results.items()}
                 ledger.mark_done(run_id, stored)
                 for key, error in summary.failed:
                     if key not in stored and any(c.key == key for c in batch.chunks):
                         ledger.mark_failed(run_id, key, error)
+                sched.finished(batch, results)
                 summary.synth_seconds += time.monotonic() - t0
                 summary.synthesised += len(stored)
                 summary.audio_seconds += sum(s.duration for s in stored.values())
+                summary.batches += 1
                 done.update(stored)
-                bar.update(len(batch.chunks))
+                bar.update(len(batch.items))
                 bar.set_postfix(audio=f"{summary.audio_seconds:.0f}s", rtf=f"{summary.real_time_factor:.3f}")
                 _stitch_ready(prep, ledger, store, done, pending_jobs, summary)
     finally:
         engine.close()
 
 
-def _synth_batch(engine: Engine, batch: Batch, state: dict, summary: RunSummary) -> dict[str, tuple[np.ndarray, int]]:
-    """Synthesise a batch; if it fails, try its chunks one by one so one bad chunk spares the rest."""
+def _synth_batch(
+    engine: Engine, sched: _Scheduler, batch: Batch, state: dict, summary: RunSummary
+) -> dict[str, tuple[np.ndarray, int, int | None]]:
+    """Synthesise a batch. Out of memory: split it in two and lower the ceiling. Other errors: retry its
+    chunks one by one so one bad chunk spares the rest."""
     reqs = [SynthRequest(c.key, c.text, c.language, c.seed, c.options) for c in batch.chunks]
     try:
-        return {
-            r.key: (res.audio, res.sample_rate) for r, res in zip(reqs, engine.synthesize(reqs, state), strict=True)
-        }
+        results = engine.synthesize(reqs, state)
+        return {r.key: (res.audio, res.sample_rate, res.tokens) for r, res in zip(reqs, results, strict=True)}
     except BatchttsError:
         raise
     except Exception as exc:
         if len(reqs) == 1:
-            log.error("chunk %s failed: %s", reqs[0].key[:12], exc)
-            summary.failed.append((reqs[0].key, str(exc)))
+            log.error(
+                "chunk %s (%s#%d) failed: %s", reqs[0].key[:12], batch.chunks[0].job_id, batch.chunks[0].index, exc
+            )
+            summary.failed.append((reqs[0].key, f"{type(exc).__name__}: {exc}"))
             return {}
-        log.warning("batch of %d failed (%s); retrying its chunks one at a time", len(reqs), exc)
+        if is_out_of_memory(exc):
+            sched.out_of_memory(batch)
+            halves = [batch.items[: len(batch.items) // 2], batch.items[len(batch.items) // 2 :]]
+        else:
+            log.warning("batch of %d failed (%s); retrying its chunks one at a time", len(reqs), exc)
+            halves = [(item,) for item in batch.items]
     out = {}
-    for chunk in batch.chunks:
-        out.update(_synth_batch(engine, Batch(batch.voice, (chunk,)), state, summary))
+    while halves:
+        part = halves.pop(0)
+        if len(part) > sched.max_batch:  # the ceiling fell while its sibling ran: honour it before trying
+            step = sched.max_batch
+            halves[0:0] = [part[i : i + step] for i in range(0, len(part), step)]
+            continue
+        sub = Batch(batch.voice, tuple(part), batch.prefix_tokens, *batch_bytes(sched.cost, batch.prefix_tokens, part))
+        out.update(_synth_batch(engine, sched, sub, state, summary))
     return out
 
 

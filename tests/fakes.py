@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from batchtts.engines.base import Engine, SynthRequest, SynthResult, VoiceState
+from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
 
 
 class ToneEngine(Engine):
@@ -28,6 +28,12 @@ class ToneEngine(Engine):
     def load(cls, device: str = "cpu") -> ToneEngine:
         return cls()
 
+    @classmethod
+    def cost_model(cls) -> CostModel:
+        return CostModel(
+            bytes_per_token=1024, speech_ratio={"en": 4.0, "zh": 6.0}, special_tokens=2, prompt_tokens_per_second=25.0
+        )
+
     def default_batch_size(self) -> int:
         return 4
 
@@ -41,5 +47,6 @@ class ToneEngine(Engine):
             freq = 200 + int(hashlib.sha256(r.key.encode()).hexdigest()[:4], 16) % 400
             t = np.arange(n) / self.sample_rate
             noise = np.random.default_rng(r.seed).normal(0, 0.01, n)
-            out.append(SynthResult((0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32), self.sample_rate))
+            audio = (0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+            out.append(SynthResult(audio, self.sample_rate, tokens=3 * len(r.text)))
         return out

@@ -146,6 +146,11 @@ def test_batches_never_repeat_a_key_and_mix_no_voices(tmp_path, voice_wav):
             {"id": "b", "text": f"{same} Then chapter b goes on.", "output": "b.wav", "engine": "tone"},
         ],
     )
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "out", max_batch=8))
+    summary = run(jobs, RunOptions(out_dir=tmp_path / "out", max_batch=8, waste_target=10.0))
     assert summary.chunks == 4 and summary.synthesised == 4  # different voices: different keys
-    assert len(ToneEngine.calls) == 2
+    assert len(ToneEngine.calls) == 2 and sorted(map(len, ToneEngine.calls)) == [2, 2]
+    ToneEngine.calls.clear()
+    jobs.write_text(jobs.read_text().replace(', "voice": {"prompt_audio": "' + str(voice_wav) + '"}', ""))
+    summary = run(jobs, RunOptions(out_dir=tmp_path / "out2", max_batch=8, waste_target=10.0))
+    assert summary.chunks == 4 and summary.synthesised == 3  # same voice: the shared sentence once
+    assert ToneEngine.calls and len(ToneEngine.calls[0]) == 3

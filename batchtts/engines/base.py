@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -26,6 +29,65 @@ class SynthRequest:
 class SynthResult:
     audio: np.ndarray  # float32, mono, in [-1, 1]
     sample_rate: int
+    tokens: int | None = None  # units decoded (speech tokens, frames): refines the planner's length model
+
+
+def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What one sequence costs, so the planner can fill a device without overflowing it.
+
+    Token counts are the engine's own units: text tokens in, decoded units (speech tokens for an LLM,
+    frames for VITS) out. Memory per token is the KV cache of a transformer LLM
+    (2 x layers x kv_heads x head_dim x dtype bytes) or the activations per decoded unit otherwise.
+    """
+
+    bytes_per_token: int
+    chars_per_text_token: Mapping[str, float] = field(default_factory=lambda: _frozen({"en": 1.0, "zh": 1.0}))
+    speech_ratio: Mapping[str, float] = field(default_factory=lambda: _frozen({"en": 5.0, "zh": 5.0}))
+    min_ratio: float = 2.0  # decoded units per text token, at least
+    max_ratio: float = 20.0  # ... and at most (decoding stops there)
+    special_tokens: int = 0  # per sequence (BOS/BOA and the like)
+    prompt_tokens_per_second: float = 0.0  # speech tokens per second of reference audio in the prefix
+    weights_bytes: int = 0
+    activation_bytes_per_seq: int = 0
+    tokens_per_second: float = 25.0  # decoded units per second of audio
+
+    def text_tokens(self, text: str, language: str) -> int:
+        return max(1, math.ceil(len(text) / self.chars_per_text_token.get(language, 1.0)))
+
+    def prefix_tokens(self, prompt_seconds: float, prompt_text: str) -> int:
+        """Tokens every sequence of a voice holds before its own text: prompt text and prompt speech."""
+        prompt = self.text_tokens(prompt_text, "en") if prompt_text else 0
+        return self.special_tokens + prompt + math.ceil(prompt_seconds * self.prompt_tokens_per_second)
+
+    def worst_decode(self, text_tokens: int) -> int:
+        return math.ceil(self.max_ratio * text_tokens)
+
+    def predicted_decode(self, text_tokens: int, ratio: float) -> int:
+        ratio = min(max(ratio, self.min_ratio), self.max_ratio)
+        return math.ceil(ratio * text_tokens)
+
+
+def llama_kv_bytes_per_token(config: Mapping, dtype_bytes: int = 2) -> int:
+    """KV cache bytes per token of a Llama-style config.json: 2 (K and V) x layers x kv_heads x head_dim x dtype."""
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    kv_heads = config.get("num_key_value_heads") or heads
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device OOM, recognised without importing torch where the engine does not use it."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, MemoryError)
 
 
 class OptionError(ValueError):
@@ -38,6 +100,8 @@ class Engine(ABC):
     max_chars: ClassVar[int] = 300
     #: Whether `prepare_voice` clones the narrator; if not, the runner says so once.
     can_clone: ClassVar[bool] = False
+    #: Whether a batch runs as one padded tensor (so the planner buckets by length) or row by row.
+    padded_batches: ClassVar[bool] = True
     #: Sampling options a job may set under `sampling`, with their defaults.
     option_defaults: ClassVar[dict[str, float]] = {}
 
@@ -60,6 +124,15 @@ class Engine(ABC):
     @abstractmethod
     def load(cls, device: str = "cpu") -> Engine:
         """Load weights once per run."""
+
+    @classmethod
+    @abstractmethod
+    def cost_model(cls) -> CostModel:
+        """Memory and length model for the planner, read from configs, never from loaded weights."""
+
+    def activation_reserve(self) -> int:
+        """Bytes to keep free beside the KV budget; CUDA engines measure a worst-case forward pass."""
+        return 0
 
     def default_batch_size(self) -> int:
         """How many chunks one `synthesize` call should get when the user sets no limit."""
