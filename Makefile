@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 JOBS ?= jobs/book.jsonl
 OUT ?= out/example-book
 
-.PHONY: setup system-deps demo run status test lint bench bench-cpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -27,7 +27,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup  ## synthesise the example book on the embedded engine into $(OUT)
 	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
-	@echo "chapters written to $(OUT)/book/"
+	@echo "chapters written to $(OUT)/book/, the whole book to $(OUT)/Lanterns.m4b"
+
+audiobook: setup  ## JOBS=jobs/<book>.jsonl: chapters plus one m4b per book with chapter markers
+	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
 
 run: setup
 	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v

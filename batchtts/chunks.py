@@ -27,6 +27,8 @@ class Chunk:
     seed: int
     options: dict[str, float]
     voice: str  # voice fingerprint
+    pause: float | None = None  # seconds after it, when the text's pause marker sets it
+    pause_before: float | None = None  # seconds before the first chunk, from an opening marker
 
 
 def detect_language(text: str) -> str:
@@ -76,5 +78,20 @@ def make_chunks(
         text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
         language = detect_language(text) if job.language == "auto" else job.language
         key = chunk_key(text, language, voice, engine, revision, options, job.seed)
-        chunks.append(Chunk(job.id, index, key, text, seg.text, language, seg.brk, chunk_seed(key), options, voice))
+        chunks.append(
+            Chunk(
+                job.id,
+                index,
+                key,
+                text,
+                seg.text,
+                language,
+                seg.brk,
+                chunk_seed(key),
+                options,
+                voice,
+                seg.pause,
+                seg.pause_before,
+            )
+        )
     return chunks

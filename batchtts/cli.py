@@ -290,3 +290,26 @@ def _print_plan(name, cost, skipped, plan) -> None:
         f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
         f"({s['step_saving']}x fewer)"
     )
+
+
+@main.command("waveform")
+@click.argument("chapter", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Picture to write (default: beside the chapter, .png).",
+)
+@click.option("--seconds", type=click.FloatRange(min=1), default=None, help="Show only the first N seconds.")
+def waveform_cmd(chapter: Path, png: Path | None, seconds: float | None) -> None:
+    """Draw a chapter's waveform with its chunk boundaries and pauses (needs its .json timings)."""
+    from batchtts.plot import waveform_png
+
+    if not chapter.with_suffix(".json").is_file():
+        _fail(InputError(chapter, None, None, "no timings beside it (.json); was it written by batchtts run?"))
+    try:
+        out = waveform_png(chapter, png or chapter.with_suffix(".png"), seconds)
+    except BatchttsError as exc:
+        _fail(exc)
+    click.echo(str(out))

@@ -1,3 +1,11 @@
-"""Output formats batchtts writes, by file suffix (shared by job validation and stitching)."""
+"""Output formats batchtts writes, by file suffix (shared by job validation and encoding)."""
 
-OUTPUT_FORMATS = {".wav": "wav", ".flac": "flac", ".mp3": "mp3"}
+OUTPUT_FORMATS = {
+    ".wav": "wav",
+    ".flac": "flac",
+    ".mp3": "mp3",
+    ".ogg": "opus",
+    ".opus": "opus",
+    ".m4a": "aac",
+    ".m4b": "aac",
+}

@@ -18,6 +18,7 @@ import soundfile as sf
 from batchtts.engines import engine_names
 from batchtts.errors import InputError
 from batchtts.formats import OUTPUT_FORMATS
+from batchtts.split import strip_markers
 
 LANGUAGES = ("auto", "en", "zh")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -52,6 +53,15 @@ class Pauses:
 
 
 @dataclass(frozen=True)
+class Loudness:
+    """Per-chapter loudness normalisation (EBU R128 style); `enabled=False` keeps the engine's level."""
+
+    target: float = -18.0  # LUFS, integrated, a common audiobook level
+    true_peak: float = -1.5  # dBTP ceiling
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     text: str
@@ -69,6 +79,8 @@ class Job:
     author: str | None = None
     track: int | None = None
     pronunciations: dict[str, str] = field(default_factory=dict)
+    cover: Path | None = None
+    loudness: Loudness = Loudness()
 
 
 _TOP_KEYS = {
@@ -89,6 +101,8 @@ _TOP_KEYS = {
     "track",
     "pronunciations",
 }
+_TOP_KEYS |= {"cover", "loudness"}
+_LOUDNESS_KEYS = {"target", "true_peak"}
 _VOICE_KEYS = {"prompt_audio", "prompt_text"}
 _PAUSE_KEYS = set(Pauses.__dataclass_fields__)
 
@@ -176,7 +190,7 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
         raise src.error("text", "missing (give 'text' or 'text_file')")
     if text_file is not None:
         text = read_text_file(src, base_dir / text_file)
-    if not text.strip():
+    if not strip_markers(text).strip():
         raise src.error("text_file" if text_file is not None else "text", "is empty")
 
     raw_out = _typed(src, obj, "output", str)
@@ -223,6 +237,33 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
         if not key:
             raise src.error("pronunciations", "an empty word cannot be replaced")
 
+    cover = _typed(src, obj, "cover", str)
+    cover_path = None
+    if cover is not None:
+        cover_path = (base_dir / cover).resolve()
+        if not cover_path.is_file():
+            raise src.error("cover", f"file not found: {cover_path}")
+        if cover_path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            raise src.error("cover", "must be a .jpg or .png image")
+
+    loudness = Loudness()
+    raw_loud = obj.get("loudness")
+    if raw_loud is False:
+        loudness = Loudness(enabled=False)
+    elif raw_loud is not None:
+        if not isinstance(raw_loud, dict):
+            raise src.error("loudness", 'must be an object like {"target": -18, "true_peak": -1.5} or false')
+        _unknown(src, raw_loud, _LOUDNESS_KEYS, "loudness.")
+        target = _typed(src, raw_loud, "target", (int, float), "loudness.")
+        peak = _typed(src, raw_loud, "true_peak", (int, float), "loudness.")
+        if target is not None and not -40 <= target <= -6:
+            raise src.error("loudness.target", f"{target} LUFS is outside -40 to -6")
+        if peak is not None and not -12 <= peak <= 0:
+            raise src.error("loudness.true_peak", f"{peak} dBTP is outside -12 to 0")
+        loudness = Loudness(
+            float(Loudness.target if target is None else target), float(Loudness.true_peak if peak is None else peak)
+        )
+
     seed = _typed(src, obj, "seed", int)
     return Job(
         id=job_id,
@@ -241,6 +282,8 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
         author=_typed(src, obj, "author", str),
         track=_typed(src, obj, "track", int),
         pronunciations=dict(prons),
+        cover=cover_path,
+        loudness=loudness,
     )
 
 
@@ -257,16 +300,21 @@ def load_jobs(job_file: Path, out_dir: Path | None = None) -> list[Job]:
         raise InputError(job_file, None, None, "job file not found")
     jobs: list[Job] = []
     seen_ids: dict[str, int] = {}
-    seen_outputs: dict[Path, int] = {}
+    seen_outputs: dict[Path, tuple[int, Path]] = {}  # by name without suffix: timings files share it
     for lineno, obj in _records(job_file):
         src = Source(job_file, lineno)
         job = parse_job(src, obj, base_dir, out_dir)
         if job.id in seen_ids:
             raise src.error("id", f"duplicate id '{job.id}' (first on line {seen_ids[job.id]})")
-        if job.output in seen_outputs:
-            raise src.error("output", f"same output as line {seen_outputs[job.output]}")
+        other = seen_outputs.get(job.output.with_suffix(""))
+        if other and other[1] == job.output:
+            raise src.error("output", f"same output as line {other[0]}")
+        if other:
+            raise src.error(
+                "output", f"same name as the output on line {other[0]} (their .srt/.vtt/.json would collide)"
+            )
         seen_ids[job.id] = lineno
-        seen_outputs[job.output] = lineno
+        seen_outputs[job.output.with_suffix("")] = (lineno, job.output)
         jobs.append(job)
     if not jobs:
         raise InputError(job_file, None, None, "holds no jobs")

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     brk TEXT NOT NULL, PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_key ON chunks(key);
+CREATE TABLE IF NOT EXISTS books (book TEXT PRIMARY KEY, sig TEXT NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audio (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT,
     duration REAL, nbytes INTEGER, sha256 TEXT, error TEXT, run_id INTEGER, updated REAL NOT NULL
@@ -149,6 +150,17 @@ class Ledger:
     def stitched_signature(self, job_id: str) -> str | None:
         row = self.db.execute("SELECT stitched_sig FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return row[0] if row else None
+
+    def book_signature(self, book: str) -> str | None:
+        row = self.db.execute("SELECT sig FROM books WHERE book=?", (book,)).fetchone()
+        return row[0] if row else None
+
+    def mark_book(self, book: str, signature: str) -> None:
+        self.db.execute(
+            "INSERT INTO books(book, sig, updated) VALUES (?, ?, ?) ON CONFLICT(book) DO UPDATE SET "
+            "sig=excluded.sig, updated=excluded.updated",
+            (book, signature, time.time()),
+        )
 
     def job_status(self, job_ids: Iterable[str] | None = None) -> list[JobStatus]:
         q = (

@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
-from batchtts.atomic import remove_stale_temps
+from batchtts.atomic import atomic_path, remove_stale_temps
+from batchtts.book import BookChapter, book_signature, book_slug, write_book, write_playlist
 from batchtts.chunks import Chunk, make_chunks
+from batchtts.encode import Tags, write_audio
 from batchtts.engines import DEFAULT_ENGINE, engine_class
 from batchtts.engines.base import CostModel, Engine, OptionError, SynthRequest, is_out_of_memory
 from batchtts.errors import BatchttsError
@@ -31,8 +34,9 @@ from batchtts.plan import (
     plan_batches,
 )
 from batchtts.split import split_text
-from batchtts.stitch import Piece, Tags, assemble, signature, write_audio
+from batchtts.stitch import Piece, build_chapter, signature
 from batchtts.store import ChunkStore
+from batchtts.subtitles import write_timings
 from batchtts.voice import VoiceAudio, VoiceCache, load_voice
 
 log = logging.getLogger("batchtts")
@@ -76,6 +80,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     written: list[str] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)
+    chapters: dict[str, dict] = field(default_factory=dict)  # job id -> duration and loudness
 
     @property
     def real_time_factor(self) -> float:
@@ -92,6 +97,7 @@ class RunSummary:
             "wall_seconds": round(self.wall_seconds, 3),
             "real_time_factor": round(self.real_time_factor, 4),
             "written": self.written,
+            "chapters": self.chapters,
         }
 
 
@@ -170,6 +176,7 @@ def _run(prep: Prepared, opts: RunOptions, ledger: Ledger) -> RunSummary:
         todo = [c for j in prep.jobs if prep.engine_of[j.id] == name for c in prep.chunks[j.id] if c.key in todo_keys]
         if todo:
             _synthesise(name, todo, prep, opts, ledger, store, run_id, done, pending_jobs, summary)
+    _write_books(prep, ledger, summary)
     status = "failed" if summary.failed else "done"
     ledger.finish_run(run_id, status, summary.as_dict())
     return summary
@@ -359,13 +366,83 @@ def _stitch_ready(
         chunks = prep.chunks[job.id]
         audios = [store.read(c.key) for c in chunks]
         rate = job.sample_rate or (audios[0][1] if audios else 22050)
-        tags = Tags(job.title, job.author, job.book, job.track)
-        sig = signature([c.key for c in chunks], [c.brk for c in chunks], job.pauses, rate, job.output, tags)
-        if job.output.is_file() and ledger.stitched_signature(job.id) == sig:
+        lead = chunks[0].pause_before if chunks else None
+        sig = signature(
+            [c.key for c in chunks],
+            [(c.brk, c.pause) for c in chunks],
+            job.pauses,
+            lead,
+            job.loudness,
+            rate,
+            job.output.suffix,
+            job_tags(job),
+        )
+        pcm = chapter_pcm(prep.out_dir, job.id)
+        if job.output.is_file() and pcm.is_file() and ledger.stitched_signature(job.id) == sig:
             summary.up_to_date.append(str(job.output))
             continue
-        pieces = [Piece(a, r, c.brk) for (a, r), c in zip(audios, chunks, strict=True)]
-        write_audio(job.output, assemble(pieces, rate, job.pauses), rate, tags)
+        pieces = [Piece(a, r, c.brk, c.source_text, c.key, c.pause) for (a, r), c in zip(audios, chunks, strict=True)]
+        chapter = build_chapter(pieces, rate, job.pauses, job.loudness, lead)
+        write_audio(job.output, chapter.audio, rate, job_tags(job))
+        with atomic_path(pcm) as tmp:
+            sf.write(str(tmp), chapter.audio, rate, format="FLAC", subtype="PCM_24")
+        info = {
+            "job": job.id,
+            "title": job.title,
+            "output": job.output.name,
+            "duration": round(chapter.duration, 4),
+            "loudness_lufs": chapter.loudness and round(chapter.loudness.integrated_lufs, 2),
+            "true_peak_db": chapter.loudness and round(chapter.loudness.true_peak_db, 2),
+        }
+        write_timings(job.output, chapter.cues, info)
         ledger.mark_stitched(job.id, sig)
         summary.written.append(str(job.output))
-        log.info("wrote %s", job.output)
+        summary.chapters[job.id] = info
+        level = (
+            f"{chapter.loudness.integrated_lufs:.1f} LUFS, true peak {chapter.loudness.true_peak_db:.1f} dBTP"
+            if chapter.loudness
+            else "loudness left as synthesised"
+        )
+        log.info("wrote %s (%.1f s, %s)", job.output, chapter.duration, level)
+
+
+def job_tags(job: Job) -> Tags:
+    language = None if job.language == "auto" else job.language
+    return Tags(job.title or job.id, job.author, job.book, job.track, language, job.cover)
+
+
+def chapter_pcm(out_dir: Path, job_id: str) -> Path:
+    return state_dir(out_dir) / "chapters" / f"{job_id}.flac"
+
+
+def _write_books(prep: Prepared, ledger: Ledger, summary: RunSummary) -> None:
+    """One m4b and one playlist per `book`, once every chapter of it has been written."""
+    books: dict[str, list[Job]] = {}
+    for job in prep.jobs:
+        if job.book:
+            books.setdefault(job.book, []).append(job)
+    for book, jobs in books.items():
+        jobs = sorted(jobs, key=lambda j: (j.track is None, j.track or 0))
+        sigs = [ledger.stitched_signature(j.id) for j in jobs]
+        if any(
+            sig is None or not j.output.is_file() or not chapter_pcm(prep.out_dir, j.id).is_file()
+            for sig, j in zip(sigs, jobs, strict=True)
+        ):
+            log.info("book '%s' waits for all its chapters", book)
+            continue
+        chapters = [
+            BookChapter(j.title or j.id, j.output, chapter_pcm(prep.out_dir, j.id), sig)
+            for j, sig in zip(jobs, sigs, strict=True)
+        ]
+        cover = next((j.cover for j in jobs if j.cover), None)
+        tags = Tags(book, jobs[0].author, book, None, None, cover)
+        m4b = prep.out_dir / f"{book_slug(book)}.m4b"
+        m3u = m4b.with_suffix(".m3u")
+        sig = book_signature(chapters, tags)
+        if m4b.is_file() and m3u.is_file() and ledger.book_signature(book) == sig:
+            continue
+        marks = write_book(m4b, chapters, tags)
+        write_playlist(m3u, chapters, marks)
+        ledger.mark_book(book, sig)
+        summary.written.append(str(m4b))
+        log.info("wrote %s: %d chapters, %.1f min", m4b, len(marks), marks[-1].end / 60)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Breaks, from strongest to weakest; the stitcher maps each to a pause length.
-PARAGRAPH, SENTENCE, COMMA, HARD, END = "paragraph", "sentence", "comma", "hard", "end"
+# Breaks, from strongest to weakest; the stitcher maps each to a pause length. PAUSE is an inline
+# marker such as "[pause:1.5]" that sets the pause itself.
+PARAGRAPH, SENTENCE, COMMA, HARD, END, PAUSE = "paragraph", "sentence", "comma", "hard", "end", "pause"
+
+PAUSE_MARKER_RE = re.compile(r"\[pause:\s*(\d+(?:\.\d+)?)\s*s?\]\s*", re.IGNORECASE)
 
 _PARAGRAPH_RE = re.compile(r"\n[^\S\n]*\n\s*")
 _CLOSERS = "\"'”’」』）》】〕〉)]"
@@ -75,10 +78,16 @@ _NO_BREAK_ABBREVIATIONS = {
 
 @dataclass(frozen=True)
 class Segment:
-    start: int  # span [start, end) of the source text, trailing whitespace included
+    start: int  # span [start, end) of the source text, trailing whitespace (and pause marker) included
     end: int
-    text: str  # what is spoken: the span without surrounding whitespace
-    brk: str  # the break that follows: paragraph, sentence, comma, hard or end
+    text: str  # what is spoken: the span without surrounding whitespace and markers
+    brk: str  # the break that follows: paragraph, sentence, comma, hard, pause or end
+    pause: float | None = None  # seconds, when a marker sets the pause after this segment
+    pause_before: float | None = None  # seconds, when the text opens with a marker
+
+
+def strip_markers(text: str) -> str:
+    return PAUSE_MARKER_RE.sub(" ", text)
 
 
 def speakable(text: str) -> int:
@@ -160,14 +169,57 @@ def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[
 
     `max_chars` is the engine's limit on one chunk's spoken text; fragments with fewer than
     `min_speakable` letters/digits are merged into a neighbour so no chunk is a lone "Oh." or "……".
+    Pause markers ("[pause:1.5]") end a segment and set the pause after it; fragments never merge
+    across them.
     """
     if max_chars < 8:
         raise ValueError("max_chars must be at least 8")
-    raw: list[tuple[int, int, str, int]] = []  # start, end, brk, paragraph number
-    para_start = 0
-    paragraphs = [m.end() for m in _PARAGRAPH_RE.finditer(text)] + [len(text)]
+    out: list[Segment] = []
+    lead: float | None = None
+    pos = 0
+    for marker in [*PAUSE_MARKER_RE.finditer(text), None]:
+        piece_end = marker.start() if marker else len(text)
+        raw = _merge_fragments(text, _segments_in(text, pos, piece_end, max_chars), max_chars, min_speakable)
+        out += [Segment(a, b, text[a:b].strip(), brk) for a, b, brk, _ in raw]
+        if marker is None:
+            break
+        seconds = float(marker.group(1))
+        if raw:
+            last = out[-1]
+            out[-1] = Segment(last.start, marker.end(), last.text, PAUSE, seconds)
+        elif out:  # two markers in a row: the pauses add up
+            last = out[-1]
+            out[-1] = Segment(last.start, marker.end(), last.text, PAUSE, (last.pause or 0.0) + seconds)
+        else:  # the text opens with a marker
+            lead = (lead or 0.0) + seconds
+        pos = marker.end()
+    if not out:
+        return [Segment(0, len(text), strip_markers(text).strip(), END, None, lead)]
+    if lead is not None or out[0].start != 0:
+        first = out[0]
+        out[0] = Segment(0, first.end, first.text, first.brk, first.pause, lead)
+    if out[-1].end != len(text):  # whitespace after a closing marker
+        last = out[-1]
+        out[-1] = Segment(last.start, len(text), last.text, last.brk, last.pause, last.pause_before)
+    if out[-1].brk != PAUSE:
+        last = out[-1]
+        out[-1] = Segment(last.start, last.end, last.text, END, None, last.pause_before)
+    return out
+
+
+def _segments_in(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int, str, int]]:
+    """Raw (start, end, brk, paragraph number) pieces of text[start:end]: paragraphs, sentences, cuts."""
+    raw: list[tuple[int, int, str, int]] = []
+    para_start = start
+    paragraphs = [m.end() for m in _PARAGRAPH_RE.finditer(text, start, end)] + [end]
     for para_no, para_end in enumerate(paragraphs):
         if para_end <= para_start:
+            continue
+        if not text[para_start:para_end].strip():
+            if raw:  # blank run: give it to the segment before
+                s, _, b, p = raw[-1]
+                raw[-1] = (s, para_end, b, p)
+            para_start = para_end
             continue
         pos = para_start
         bounds = [_extend_ws(text, e, para_end) for e in _sentence_ends(text, para_start, para_end)]
@@ -179,11 +231,10 @@ def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[
                 raw.append((p_start, p_end, brk if p_brk == END else p_brk, para_no))
             pos = sent_end
         para_start = para_end
-    if raw:
-        last = raw[-1]
-        raw[-1] = (last[0], last[1], END, last[3])
-    merged = _merge_fragments(text, raw, max_chars, min_speakable)
-    return [Segment(s, e, text[s:e].strip(), b) for s, e, b, _ in merged]
+    if raw and raw[0][0] != start:  # leading whitespace belongs to the first piece
+        s, e, b, p = raw[0]
+        raw[0] = (start, e, b, p)
+    return raw
 
 
 def _merge_fragments(

@@ -1,26 +1,31 @@
-"""Join a chapter's chunks with pauses into one file, written atomically in the job's format."""
+"""Assemble a chapter from its chunks so it sounds like one continuous read.
+
+Each chunk's edges are trimmed of silence (keeping a natural margin) and faded, pauses are inserted
+by rule or by the text's own markers, and loudness is normalised once for the whole chapter.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 
-from batchtts.atomic import atomic_path
-from batchtts.errors import EnvironmentProblem
-from batchtts.formats import OUTPUT_FORMATS
+from batchtts.encode import Tags
+from batchtts.jobs import Loudness as LoudnessSpec
 from batchtts.jobs import Pauses
-from batchtts.split import COMMA, END, HARD, PARAGRAPH, SENTENCE
+from batchtts.loudness import Loudness, normalize
+from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE
 
-STITCH_VERSION = 1
-FADE_SECONDS = 0.005  # keeps joins click-free without eating consonants
+STITCH_VERSION = 2
+FADE_SECONDS = 0.008  # keeps joins click-free without eating consonants
 HARD_CUT_PAUSE = 0.05
+TRIM_FRAME = 0.010
+TRIM_RELATIVE_DB = -40.0  # below the chunk's loudest 10 ms frame counts as silence...
+TRIM_FLOOR_DB = -60.0  # ...and so does anything under this absolute level
+TRIM_MARGIN = 0.04  # natural breath kept at each edge
 
 
 @dataclass(frozen=True)
@@ -28,24 +33,60 @@ class Piece:
     audio: np.ndarray
     sample_rate: int
     brk: str
+    text: str = ""
+    key: str = ""
+    pause: float | None = None  # explicit pause after, from a marker
 
 
 @dataclass(frozen=True)
-class Tags:
-    title: str | None = None
-    artist: str | None = None
-    album: str | None = None
-    track: int | None = None
+class Cue:
+    index: int
+    key: str
+    text: str
+    start: float  # seconds in the stitched chapter
+    end: float
 
 
-def pause_after(brk: str, pauses: Pauses) -> float:
+@dataclass(frozen=True)
+class Chapter:
+    audio: np.ndarray
+    rate: int
+    cues: list[Cue]
+    loudness: Loudness | None
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.rate
+
+
+def pause_after(piece: Piece, pauses: Pauses) -> float:
+    if piece.brk == PAUSE:
+        return piece.pause or 0.0
     return {
         SENTENCE: pauses.sentence,
         COMMA: pauses.comma,
         PARAGRAPH: pauses.paragraph,
         HARD: HARD_CUT_PAUSE,
-        END: pauses.chapter_end,
-    }[brk]
+        END: 0.0,
+    }[piece.brk]
+
+
+def trim(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Drop leading and trailing silence, keeping TRIM_MARGIN of it."""
+    frame = max(1, int(rate * TRIM_FRAME))
+    n = len(audio) // frame
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    loudest = float(rms.max())
+    if loudest <= 10 ** (TRIM_FLOOR_DB / 20):
+        return audio[:0]
+    threshold = max(loudest * 10 ** (TRIM_RELATIVE_DB / 20), 10 ** (TRIM_FLOOR_DB / 20))
+    voiced = np.flatnonzero(rms > threshold)
+    margin = int(rate * TRIM_MARGIN)
+    start = max(0, voiced[0] * frame - margin)
+    end = min(len(audio), (voiced[-1] + 1) * frame + margin)
+    return audio[start:end]
 
 
 def _faded(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -59,65 +100,61 @@ def _faded(audio: np.ndarray, rate: int) -> np.ndarray:
     return out
 
 
-def assemble(pieces: list[Piece], rate: int, pauses: Pauses) -> np.ndarray:
-    parts = [np.zeros(round(pauses.chapter_start * rate), np.float32)]
-    for piece in pieces:
-        audio = piece.audio.astype(np.float32)
+def assemble(
+    pieces: list[Piece], rate: int, pauses: Pauses, lead: float | None = None, trim_edges: bool = True
+) -> tuple[np.ndarray, list[Cue]]:
+    """Concatenate pieces with their pauses; returns the audio and where each piece landed."""
+    parts = [np.zeros(round((pauses.chapter_start + (lead or 0.0)) * rate), np.float32)]
+    cues = []
+    pos = len(parts[0])
+    for i, piece in enumerate(pieces):
+        audio = np.asarray(piece.audio, np.float32)
         if piece.sample_rate != rate and len(audio):
             audio = soxr.resample(audio, piece.sample_rate, rate).astype(np.float32)
-        parts.append(_faded(audio, rate))
-        parts.append(np.zeros(round(pause_after(piece.brk, pauses) * rate), np.float32))
-    return np.clip(np.concatenate(parts), -1.0, 1.0)
+        if trim_edges:
+            audio = trim(audio, rate)
+        audio = _faded(audio, rate)
+        cues.append(Cue(i, piece.key, piece.text, pos / rate, (pos + len(audio)) / rate))
+        gap = np.zeros(round(pause_after(piece, pauses) * rate), np.float32)
+        parts += [audio, gap]
+        pos += len(audio) + len(gap)
+    parts.append(np.zeros(round(pauses.chapter_end * rate), np.float32))
+    return np.concatenate(parts), cues
 
 
-def signature(keys: list[str], brks: list[str], pauses: Pauses, rate: int, output: Path, tags: Tags) -> str:
+def build_chapter(
+    pieces: list[Piece], rate: int, pauses: Pauses, loudness: LoudnessSpec, lead: float | None = None
+) -> Chapter:
+    audio, cues = assemble(pieces, rate, pauses, lead)
+    if not loudness.enabled:
+        return Chapter(np.clip(audio, -1.0, 1.0), rate, cues, None)
+    audio, level = normalize(audio, rate, loudness.target, loudness.true_peak)
+    return Chapter(audio, rate, cues, level)
+
+
+def signature(
+    keys: list[str],
+    pieces_meta: list[tuple[str, float | None]],
+    pauses: Pauses,
+    lead: float | None,
+    loudness: LoudnessSpec,
+    rate: int,
+    suffix: str,
+    tags: Tags,
+) -> str:
     """Everything that decides the chapter's bytes: equal signatures mean the file need not be rewritten."""
     payload = json.dumps(
         {
             "v": STITCH_VERSION,
             "keys": keys,
-            "brks": brks,
+            "breaks": pieces_meta,
             "pauses": asdict(pauses),
+            "lead": lead,
+            "loudness": asdict(loudness),
             "rate": rate,
-            "format": output.suffix.lower(),
-            "tags": asdict(tags),
+            "format": suffix.lower(),
+            "tags": tags.as_dict(),
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def write_audio(path: Path, audio: np.ndarray, rate: int, tags: Tags) -> None:
-    fmt = OUTPUT_FORMATS[path.suffix.lower()]
-    with atomic_path(path) as tmp:
-        if fmt == "mp3":
-            _write_mp3(tmp, audio, rate, tags)
-        else:
-            with sf.SoundFile(str(tmp), "w", rate, 1, format=fmt.upper(), subtype="PCM_16") as fh:
-                for attr in ("title", "artist", "album"):
-                    if getattr(tags, attr):
-                        setattr(fh, attr, getattr(tags, attr))
-                if tags.track is not None:
-                    fh.tracknumber = str(tags.track)
-                fh.write(audio)
-
-
-def _write_mp3(path: Path, audio: np.ndarray, rate: int, tags: Tags) -> None:
-    if shutil.which("ffmpeg") is None:
-        raise EnvironmentProblem("ffmpeg is not installed; it encodes MP3 (apt-get install ffmpeg)")
-    from pydub import AudioSegment  # imported here: pydub warns at import when ffmpeg is absent
-
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    segment = AudioSegment(pcm.tobytes(), frame_rate=rate, sample_width=2, channels=1)
-    meta = {
-        k: str(v)
-        for k, v in (("title", tags.title), ("artist", tags.artist), ("album", tags.album), ("track", tags.track))
-        if v is not None
-    }
-    segment.export(
-        str(path),
-        format="mp3",
-        bitrate="96k",
-        tags=meta or None,
-        parameters=["-fflags", "+bitexact", "-flags:a", "+bitexact"],
-    ).close()

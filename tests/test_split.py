@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.split import COMMA, END, HARD, PARAGRAPH, SENTENCE, speakable, split_text
+from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE, speakable, split_text, strip_markers
 
 
 def texts(text: str, max_chars: int = 300) -> list[str]:
@@ -99,3 +99,30 @@ def test_every_character_lands_in_exactly_one_segment_in_order(text, max_chars):
 def test_any_unicode_text_is_covered(text, max_chars):
     segs = split_text(text, max_chars)
     assert "".join(text[s.start : s.end] for s in segs) == text
+
+
+def test_pause_markers_end_a_segment_and_set_its_pause():
+    text = "[pause:1] Hello there, friend.[pause:2] The rain fell.\n\n[pause:0.5][pause:0.5]Last one here. "
+    segs = split_text(text, 60)
+    assert [(s.text, s.brk, s.pause) for s in segs] == [
+        ("Hello there, friend.", PAUSE, 2.0),
+        ("The rain fell.", PAUSE, 1.0),
+        ("Last one here.", END, None),
+    ]
+    assert segs[0].pause_before == 1.0
+    assert "".join(text[s.start : s.end] for s in segs) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(ALPHABET, st.sampled_from(["[pause:1]", "[pause:0.25] ", " [PAUSE:2s]"])), min_size=1, max_size=120
+    ).map("".join),
+    st.integers(min_value=8, max_value=80),
+)
+def test_markers_never_reach_spoken_text_and_coverage_holds(text, max_chars):
+    segs = split_text(text, max_chars)
+    assert "".join(text[s.start : s.end] for s in segs) == text
+    for s in segs:
+        assert "[pause" not in s.text.lower()
+        assert s.text == strip_markers(text[s.start : s.end]).strip()

@@ -1,0 +1,123 @@
+"""Encode audio to the output's format with tags, atomically.
+
+WAV and FLAC are written by libsndfile (soundfile); compressed formats by one ffmpeg call, which
+also carries tags, a cover image and chapter markers (for m4b).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from batchtts.atomic import atomic_path
+from batchtts.errors import EnvironmentProblem
+from batchtts.formats import OUTPUT_FORMATS
+
+_FFMPEG_ARGS = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "96k", "-f", "mp3"],
+    "opus": ["-c:a", "libopus", "-b:a", "48k", "-f", "ogg"],
+    "aac": ["-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", "-f", "mp4"],
+}
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+@dataclass(frozen=True)
+class Tags:
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    track: int | None = None
+    language: str | None = None
+    cover: Path | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (str(v) if v is not None else None) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ChapterMark:
+    start: float  # seconds
+    end: float
+    title: str
+
+
+def require_ffmpeg() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise EnvironmentProblem("ffmpeg is not installed; it encodes mp3/ogg/m4a/m4b (apt-get install ffmpeg)")
+    return exe
+
+
+def write_audio(
+    path: Path, audio: np.ndarray, rate: int, tags: Tags, chapters: list[ChapterMark] | None = None
+) -> None:
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        if fmt in ("wav", "flac"):
+            with sf.SoundFile(str(tmp), "w", rate, 1, format=fmt.upper(), subtype="PCM_16") as fh:
+                for attr in ("title", "artist", "album"):
+                    if getattr(tags, attr):
+                        setattr(fh, attr, getattr(tags, attr))
+                if tags.track is not None:
+                    fh.tracknumber = str(tags.track)
+                fh.write(audio)
+        else:
+            _ffmpeg(tmp, fmt, audio, rate, tags, chapters or [])
+
+
+def _metadata_file(folder: Path, tags: Tags, chapters: list[ChapterMark]) -> Path:
+    def esc(text: str) -> str:
+        return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+
+    lines = [";FFMETADATA1"]
+    for key, value in (
+        ("title", tags.title),
+        ("artist", tags.artist),
+        ("album_artist", tags.artist),
+        ("album", tags.album),
+        ("track", tags.track),
+        ("language", tags.language),
+    ):
+        if value is not None:
+            lines.append(f"{key}={esc(str(value))}")
+    if chapters and tags.album:
+        lines.append("genre=Audiobook")
+    for ch in chapters:
+        lines += [
+            "[CHAPTER]",
+            "TIMEBASE=1/1000",
+            f"START={round(ch.start * 1000)}",
+            f"END={round(ch.end * 1000)}",
+            f"title={esc(ch.title)}",
+        ]
+    path = folder / "metadata.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _ffmpeg(dest: Path, fmt: str, audio: np.ndarray, rate: int, tags: Tags, chapters: list[ChapterMark]) -> None:
+    exe = require_ffmpeg()
+    with tempfile.TemporaryDirectory(prefix="batchtts-enc-") as tmp:
+        wav = Path(tmp) / "in.wav"
+        sf.write(str(wav), audio, rate, subtype="PCM_16")
+        meta = _metadata_file(Path(tmp), tags, chapters)
+        cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(wav), "-f", "ffmetadata", "-i", str(meta)]
+        maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
+        if tags.cover is not None and fmt in ("mp3", "aac"):
+            cmd += ["-i", str(tags.cover)]
+            maps += ["-map", "2:v", "-c:v", "mjpeg" if fmt == "mp3" else "copy", "-disposition:v", "attached_pic"]
+        if fmt == "opus" and rate not in OPUS_RATES:
+            maps += ["-ar", "48000"]
+        if fmt == "mp3":
+            maps += ["-id3v2_version", "3"]
+        cmd += maps + _FFMPEG_ARGS[fmt] + ["-fflags", "+bitexact", "-flags:a", "+bitexact", str(dest)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not write {dest.name}: {proc.stderr.strip()[-300:]}")
