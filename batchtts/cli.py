@@ -1,9 +1,10 @@
-"""Command line: `batchtts run`, `batchtts status`."""
+"""Command line: run, retry, status, plan, doctor, waveform."""
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from batchtts import __version__
 from batchtts.engines import engine_class
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem, InputError
 from batchtts.ledger import Ledger
+from batchtts.output import state_dir
 from batchtts.plan import (
     DEFAULT_WASTE_TARGET,
     PlanError,
@@ -22,19 +24,11 @@ from batchtts.plan import (
     parse_size,
     plan_batches,
 )
-from batchtts.runner import RunOptions, prefix_tokens, prepare, run, state_dir
+from batchtts.prepare import prepare
+from batchtts.runner import RunOptions, RunSummary, run
+from batchtts.synthesis import prefix_tokens
 
 log = logging.getLogger("batchtts")
-
-JOBS = click.argument("jobs", type=click.Path(path_type=Path))
-OUT = click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Output folder (default: out/ beside the job file).",
-)
-ENGINE = click.option("--engine", default=None, help="Engine for jobs that name none (default: embedded).")
 
 
 class Size(click.ParamType):
@@ -49,6 +43,15 @@ class Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+JOBS = click.argument("jobs", type=click.Path(path_type=Path))
+OUT = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: out/ beside the job file).",
+)
+ENGINE = click.option("--engine", default=None, help="Engine for jobs that name none (default: embedded).")
 KV_BUDGET = click.option(
     "--kv-budget",
     type=Size(),
@@ -64,6 +67,36 @@ WASTE = click.option(
     help="Most padding per batch, as a share of useful tokens.",
 )
 DEVICE = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+ABS = click.option("--allow-abs-paths", is_flag=True, help="Let jobs write outside the output folder.")
+
+
+def _synthesis_options(fn):
+    for option in reversed(
+        [
+            DEVICE,
+            MAX_BATCH,
+            KV_BUDGET,
+            WASTE,
+            ABS,
+            click.option(
+                "--retries",
+                type=click.IntRange(min=0),
+                default=2,
+                show_default=True,
+                help="New-seed attempts for a chunk whose synthesis fails or sounds wrong.",
+            ),
+            click.option("--fail-fast", is_flag=True, help="Stop at the first chunk that fails all its attempts."),
+            click.option(
+                "--log-json",
+                type=click.Path(dir_okay=False, path_type=Path),
+                default=None,
+                help="Append one JSON event per batch, chunk and job to this file.",
+            ),
+            click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug)."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
 
 
 def _setup_logging(verbose: int) -> None:
@@ -86,72 +119,116 @@ def main() -> None:
     """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable."""
 
 
+def _execute(jobs: Path, opts: RunOptions, verbose: int) -> None:
+    _setup_logging(verbose)
+    try:
+        summary = run(jobs, opts)
+    except BatchttsError as exc:
+        _fail(exc)
+    _report(jobs, summary)
+
+
+def _report(jobs: Path, summary: RunSummary) -> None:
+    s = summary.as_dict()
+    log.info(
+        "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
+        "%.3f), %d retried, %d failed; %d files written, %d up to date; %.1f s wall, peak memory %.0f MiB",
+        s["jobs"],
+        s["chunks"],
+        s["reused"],
+        s["synthesised"],
+        s["batches"],
+        s["audio_hours"],
+        s["real_time_factor"],
+        s["retried"],
+        s["failed"],
+        len(summary.written),
+        len(summary.up_to_date),
+        s["wall_seconds"],
+        s["peak_rss_mib"],
+    )
+    for info in summary.chapters.values():
+        if info["loudness_lufs"] is not None:
+            log.info(
+                "  %s: %.1f s, %.1f LUFS, true peak %.1f dBTP",
+                info["output"],
+                info["duration"],
+                info["loudness_lufs"],
+                info["true_peak_db"],
+            )
+    if summary.interrupted_by:
+        name = signal.Signals(summary.interrupted_by).name
+        click.echo(f"batchtts: stopped by {name}; finished chunks are kept. Resume with: batchtts run {jobs}", err=True)
+        sys.exit(128 + summary.interrupted_by)
+    if summary.failed:
+        for key, error in summary.failed:
+            click.echo(f"batchtts: failed chunk {key[:12]}: {error}", err=True)
+        click.echo(
+            f"batchtts: {len(summary.failed)} chunks failed; see `batchtts status {jobs}`, then "
+            f"`batchtts retry {jobs}`",
+            err=True,
+        )
+        sys.exit(EXIT_CHUNKS_FAILED)
+
+
 @main.command("run")
 @JOBS
 @OUT
 @ENGINE
 @click.option("--fresh", is_flag=True, help="Forget finished chunks and synthesise everything again.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Most chunks per batch.")
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
-def run_cmd(
-    jobs: Path, out_dir: Path | None, engine: str | None, fresh: bool, device: str, max_batch: int | None, verbose: int
-) -> None:
+@_synthesis_options
+def run_cmd(jobs: Path, out_dir: Path | None, engine: str | None, fresh: bool, verbose: int, **kw) -> None:
     """Synthesise every job in JOBS and write its chapter file; finished work is never redone."""
-    _setup_logging(verbose)
-    try:
-        summary = run(jobs, RunOptions(out_dir, engine, device, fresh, max_batch))
-    except BatchttsError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        click.echo(f"batchtts: interrupted; finished chunks are kept. Resume with: batchtts run {jobs}", err=True)
-        sys.exit(130)
-    log.info(
-        "%d jobs, %d chunks: %d reused, %d synthesised (%.1f s of audio, real-time factor %.3f), "
-        "%d failed; %d files written, %d up to date; %.1f s",
-        summary.jobs,
-        summary.chunks,
-        summary.reused,
-        summary.synthesised,
-        summary.audio_seconds,
-        summary.real_time_factor,
-        len(summary.failed),
-        len(summary.written),
-        len(summary.up_to_date),
-        summary.wall_seconds,
-    )
-    if summary.failed:
-        for key, error in summary.failed:
-            click.echo(f"batchtts: failed chunk {key[:12]}: {error}", err=True)
-        sys.exit(EXIT_CHUNKS_FAILED)
+    _execute(jobs, RunOptions(out_dir, engine, fresh=fresh, **kw), verbose)
+
+
+@main.command("retry")
+@JOBS
+@OUT
+@ENGINE
+@_synthesis_options
+def retry_cmd(jobs: Path, out_dir: Path | None, engine: str | None, verbose: int, **kw) -> None:
+    """Synthesise again only the chunks that failed, with new seeds, and write what they complete."""
+    _execute(jobs, RunOptions(out_dir, engine, only_failed=True, **kw), verbose)
 
 
 @main.command("status")
 @JOBS
 @OUT
 @ENGINE
-def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None) -> None:
-    """Chunks done and left per job, from the ledger."""
+@ABS
+def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None, allow_abs_paths: bool) -> None:
+    """Chunks done, left and failed per job, from the ledger; failed chunks are listed with their error."""
     _setup_logging(0)
     try:
-        prep = prepare(jobs, out_dir, engine)
+        prep = prepare(jobs, out_dir, engine, allow_abs_paths)
     except BatchttsError as exc:
         _fail(exc)
     db = state_dir(prep.out_dir) / "ledger.sqlite"
     ledger = Ledger(db) if db.exists() else None
+    failures: list[str] = []
     try:
         click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")
         for job in prep.jobs:
-            keys = [c.key for c in prep.chunks[job.id]]
+            chunks = prep.chunks[job.id]
+            keys = [c.key for c in chunks]
             done = ledger.done_chunks(keys) if ledger else {}
-            failed = ledger.failed_keys(keys) if ledger else set()
+            failed = ledger.failures(keys) if ledger else {}
             n_done = sum(k in done for k in keys)
             n_failed = sum(k in failed for k in keys)
             mark = "" if job.output.is_file() and n_done == len(keys) else " (not written)"
             click.echo(f"{job.id:<24} {n_done:>6} {len(keys) - n_done:>6} {n_failed:>6}  {job.output}{mark}")
+            failures += [
+                f"  {job.id}#{c.index} {c.key[:12]}: {failed[c.key]} | {c.source_text[:60]}"
+                for c in chunks
+                if c.key in failed
+            ]
     finally:
         if ledger:
             ledger.close()
+    if failures:
+        click.echo("failed chunks:")
+        click.echo("\n".join(failures))
 
 
 @main.command("plan")

@@ -6,8 +6,11 @@ fails at once rather than at chapter 9.
 
 from __future__ import annotations
 
+import codecs
+import html
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import soundfile as sf
 from batchtts.engines import engine_names
 from batchtts.errors import InputError
 from batchtts.formats import OUTPUT_FORMATS
-from batchtts.split import strip_markers
+from batchtts.split import speakable, strip_markers
 
 LANGUAGES = ("auto", "en", "zh")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -135,15 +138,49 @@ def _unknown(src: Source, obj: dict, allowed: set[str], prefix: str = "") -> Non
             raise src.error(prefix + key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+MAX_TEXT_BYTES = 64 * 2**20  # one chapter; a whole book in one job defeats resuming and subtitles
+_BLOCK = 1 << 20
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\ufeff]")
+_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
 def read_text_file(src: Source, path: Path) -> str:
+    """Read in blocks through an incremental UTF-8 decoder: a bad byte is reported by its offset in the
+    file, and an oversized file is refused before it is held in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    parts: list[str] = []
+    offset = 0
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            while block := fh.read(_BLOCK):
+                if offset + len(block) > MAX_TEXT_BYTES:
+                    raise src.error(
+                        "text_file", f"{path} is over {MAX_TEXT_BYTES >> 20} MiB; split it into one job per chapter"
+                    )
+                try:
+                    parts.append(decoder.decode(block))
+                except UnicodeDecodeError as exc:
+                    raise src.error(
+                        "text_file", f"{path} is not UTF-8 (bad byte at offset {offset + exc.start})"
+                    ) from None
+                offset += len(block)
+            parts.append(decoder.decode(b"", final=True))
+    except UnicodeDecodeError as exc:  # truncated sequence at the very end
+        raise src.error(
+            "text_file", f"{path} is not UTF-8 (bad byte at offset {offset - len(exc.object) + exc.start})"
+        ) from None
     except OSError as exc:
         raise src.error("text_file", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise src.error("text_file", f"{path} is not UTF-8 (bad byte at offset {exc.start})") from None
+    return "".join(parts)
+
+
+def normalise_text(text: str) -> str:
+    """What any text source may carry but no engine should see: HTML entities, control and zero-width
+    characters, Windows line ends, decomposed accents."""
+    if _ENTITY_RE.search(text):
+        text = html.unescape(text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", _CONTROL_RE.sub(" ", text))
 
 
 def _check_audio(src: Source, path: Path) -> None:
@@ -157,13 +194,15 @@ def _check_audio(src: Source, path: Path) -> None:
         raise src.error("voice.prompt_audio", f"{path} holds no audio")
 
 
-def _output_path(src: Source, raw: str, out_dir: Path) -> Path:
+def _output_path(src: Source, raw: str, out_dir: Path, allow_abs_paths: bool) -> Path:
     rel = Path(raw)
-    if rel.is_absolute():
-        raise src.error("output", f"must be a path relative to the output folder, got {raw}")
+    if rel.is_absolute() and not allow_abs_paths:
+        raise src.error(
+            "output", f"must be a path relative to the output folder, got {raw} (or pass --allow-abs-paths)"
+        )
     resolved = (out_dir / rel).resolve()
-    if not resolved.is_relative_to(out_dir.resolve()):
-        raise src.error("output", f"{raw} leaves the output folder {out_dir}")
+    if not resolved.is_relative_to(out_dir.resolve()) and not allow_abs_paths:
+        raise src.error("output", f"{raw} leaves the output folder {out_dir} (or pass --allow-abs-paths)")
     if resolved.suffix.lower() not in OUTPUT_FORMATS:
         raise src.error(
             "output", f"unsupported format '{resolved.suffix}' (use one of {', '.join(sorted(OUTPUT_FORMATS))})"
@@ -171,7 +210,7 @@ def _output_path(src: Source, raw: str, out_dir: Path) -> Path:
     return resolved
 
 
-def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
+def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_paths: bool = False) -> Job:
     if not isinstance(obj, dict):
         raise src.error(None, "each line must be a JSON object")
     _unknown(src, obj, _TOP_KEYS)
@@ -190,13 +229,17 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path) -> Job:
         raise src.error("text", "missing (give 'text' or 'text_file')")
     if text_file is not None:
         text = read_text_file(src, base_dir / text_file)
+    text = normalise_text(text)
+    text_field = "text_file" if text_file is not None else "text"
     if not strip_markers(text).strip():
-        raise src.error("text_file" if text_file is not None else "text", "is empty")
+        raise src.error(text_field, "is empty")
+    if not speakable(strip_markers(text)):
+        raise src.error(text_field, "has nothing to speak (only punctuation or symbols)")
 
     raw_out = _typed(src, obj, "output", str)
     if not raw_out:
         raise src.error("output", "missing")
-    output = _output_path(src, raw_out, out_dir)
+    output = _output_path(src, raw_out, out_dir, allow_abs_paths)
 
     voice_obj = _typed(src, obj, "voice", dict) or {}
     _unknown(src, voice_obj, _VOICE_KEYS, "voice.")
@@ -291,7 +334,7 @@ def default_out_dir(job_file: Path) -> Path:
     return Path(job_file).resolve().parent / "out"
 
 
-def load_jobs(job_file: Path, out_dir: Path | None = None) -> list[Job]:
+def load_jobs(job_file: Path, out_dir: Path | None = None, allow_abs_paths: bool = False) -> list[Job]:
     """Parse every line; raise InputError on the first bad one, before any work is done."""
     job_file = Path(job_file)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(job_file)
@@ -303,7 +346,7 @@ def load_jobs(job_file: Path, out_dir: Path | None = None) -> list[Job]:
     seen_outputs: dict[Path, tuple[int, Path]] = {}  # by name without suffix: timings files share it
     for lineno, obj in _records(job_file):
         src = Source(job_file, lineno)
-        job = parse_job(src, obj, base_dir, out_dir)
+        job = parse_job(src, obj, base_dir, out_dir, allow_abs_paths)
         if job.id in seen_ids:
             raise src.error("id", f"duplicate id '{job.id}' (first on line {seen_ids[job.id]})")
         other = seen_outputs.get(job.output.with_suffix(""))

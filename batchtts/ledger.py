@@ -47,16 +47,6 @@ class DoneChunk:
     duration: float
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    output: str
-    total: int
-    done: int
-    failed: int
-    stitched: bool
-
-
 class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -99,26 +89,25 @@ class Ledger:
                 (job_id, str(job_file), str(output), len(rows), time.time()),
             )
 
-    def done_chunks(self, keys: Iterable[str]) -> dict[str, DoneChunk]:
+    def _by_key(self, columns: str, state: str, keys: Iterable[str]) -> list[tuple]:
+        """Rows of `audio` in `state` for these keys, queried in slices (SQLite caps bound parameters)."""
         keys = list(set(keys))
-        out: dict[str, DoneChunk] = {}
+        rows: list[tuple] = []
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
-            q = (
-                f"SELECT key, nbytes, sha256, duration FROM audio WHERE state='{DONE}' "
-                f"AND key IN ({','.join('?' * len(part))})"
-            )
-            out.update({r[0]: DoneChunk(*r) for r in self.db.execute(q, part)})
-        return out
+            q = f"SELECT key, {columns} FROM audio WHERE state=? AND key IN ({','.join('?' * len(part))})"
+            rows += self.db.execute(q, [state, *part]).fetchall()
+        return rows
 
-    def failed_keys(self, keys: Iterable[str]) -> set[str]:
-        keys = list(set(keys))
-        out: set[str] = set()
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            q = f"SELECT key FROM audio WHERE state='{FAILED}' AND key IN ({','.join('?' * len(part))})"
-            out.update(r[0] for r in self.db.execute(q, part))
-        return out
+    def done_chunks(self, keys: Iterable[str]) -> dict[str, DoneChunk]:
+        return {r[0]: DoneChunk(*r) for r in self._by_key("nbytes, sha256, duration", DONE, keys)}
+
+    def failed_attempts(self, keys: Iterable[str]) -> dict[str, int]:
+        """Failed chunks and how many attempts they have had (retries continue with new seeds)."""
+        return dict(self._by_key("attempts", FAILED, keys))
+
+    def failures(self, keys: Iterable[str]) -> dict[str, str]:
+        return dict(self._by_key("error", FAILED, keys))
 
     def mark_done(self, run_id: int, stored: dict[str, StoredAudio]) -> None:
         """Mark a whole batch done in one transaction, after its audio files are safely on disk."""
@@ -134,12 +123,12 @@ class Ledger:
                 [(k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now) for k, s in stored.items()],
             )
 
-    def mark_failed(self, run_id: int, key: str, error: str) -> None:
+    def mark_failed(self, run_id: int, key: str, error: str, tries: int = 1) -> None:
         self.db.execute(
-            "INSERT INTO audio(key, state, attempts, error, run_id, updated) VALUES (?, ?, 1, ?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET state=excluded.state, attempts=audio.attempts+1, "
+            "INSERT INTO audio(key, state, attempts, error, run_id, updated) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state=excluded.state, attempts=audio.attempts+excluded.attempts, "
             "error=excluded.error, run_id=excluded.run_id, updated=excluded.updated",
-            (key, FAILED, error, run_id, time.time()),
+            (key, FAILED, tries, error, run_id, time.time()),
         )
 
     def mark_stitched(self, job_id: str, signature: str) -> None:
@@ -161,18 +150,3 @@ class Ledger:
             "sig=excluded.sig, updated=excluded.updated",
             (book, signature, time.time()),
         )
-
-    def job_status(self, job_ids: Iterable[str] | None = None) -> list[JobStatus]:
-        q = (
-            "SELECT j.job_id, j.output, j.n_chunks, "
-            f"SUM(CASE WHEN a.state='{DONE}' THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN a.state='{FAILED}' THEN 1 ELSE 0 END), j.stitched_sig IS NOT NULL "
-            "FROM jobs j LEFT JOIN chunks c ON c.job_id = j.job_id LEFT JOIN audio a ON a.key = c.key "
-            "GROUP BY j.job_id ORDER BY j.job_id"
-        )
-        wanted = set(job_ids) if job_ids is not None else None
-        return [
-            JobStatus(r[0], r[1], r[2], r[3] or 0, r[4] or 0, bool(r[5]))
-            for r in self.db.execute(q)
-            if wanted is None or r[0] in wanted
-        ]

@@ -43,7 +43,8 @@ class ToneEngine(Engine):
         for r in requests:
             if r.text in self.fail_texts:
                 raise RuntimeError(f"cannot say {r.text!r}")
-            n = int(self.sample_rate * 0.02 * len(r.text) / r.options["speed"])
+            per_char = 0.2 if r.language == "zh" else 0.06  # a syllable or ~16 letters a second
+            n = int(self.sample_rate * per_char * len(r.text) / r.options["speed"])
             freq = 200 + int(hashlib.sha256(r.key.encode()).hexdigest()[:4], 16) % 400
             t = np.arange(n) / self.sample_rate
             noise = np.random.default_rng(r.seed).normal(0, 0.01, n)

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from batchtts.cli import main
 from batchtts.lock import OutputLock
-from batchtts.runner import RunOptions, run, state_dir
+from batchtts.output import state_dir
+from batchtts.runner import RunOptions, run
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 

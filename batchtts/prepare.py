@@ -1,0 +1,57 @@
+"""Jobs to keyed chunks, with every input error raised before anything is loaded or written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.chunks import Chunk, make_chunks
+from batchtts.engines import DEFAULT_ENGINE, engine_class
+from batchtts.engines.base import OptionError
+from batchtts.jobs import Job, default_out_dir, load_jobs
+from batchtts.split import split_text
+from batchtts.voice import VoiceAudio, load_voice
+
+
+@dataclass
+class Prepared:
+    """Jobs with their chunks, keyed and validated; nothing loaded, nothing written."""
+
+    job_file: Path
+    out_dir: Path
+    jobs: list[Job]
+    engine_of: dict[str, str]  # job id -> engine name
+    chunks: dict[str, list[Chunk]]  # job id -> chunks in reading order
+    voices: dict[str, VoiceAudio]  # fingerprint -> voice
+
+    def chunks_for(self, engine: str) -> list[Chunk]:
+        return [c for j in self.jobs if self.engine_of[j.id] == engine for c in self.chunks[j.id]]
+
+
+def prepare(
+    job_file: Path, out_dir: Path | None = None, default_engine: str | None = None, allow_abs_paths: bool = False
+) -> Prepared:
+    job_file = Path(job_file)
+    out_dir = Path(out_dir).resolve() if out_dir else default_out_dir(job_file)
+    jobs = load_jobs(job_file, out_dir, allow_abs_paths)
+    voices_by_path: dict[tuple[Path | None, str], VoiceAudio] = {}
+    engine_of, chunks = {}, {}
+    for job in jobs:
+        name = job.engine or default_engine or DEFAULT_ENGINE
+        try:
+            cls = engine_class(name)
+        except KeyError:
+            raise job.source.error("engine", f"unknown engine '{name}'") from None
+        try:
+            options = cls.resolve_options(job.sampling)
+        except OptionError as exc:
+            raise job.source.error("sampling", str(exc)) from None
+        key = (job.voice.prompt_audio, job.voice.prompt_text)
+        if key not in voices_by_path:
+            voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+        voice = voices_by_path[key]
+        segments = split_text(job.text, cls.max_chars)
+        engine_of[job.id] = name
+        chunks[job.id] = make_chunks(job, segments, voice.fingerprint, name, cls.revision(), options)
+    voices = {v.fingerprint: v for v in voices_by_path.values()}
+    return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)

@@ -1,0 +1,355 @@
+"""Run one engine over its pending chunks: plan, synthesise, check, retry, checkpoint.
+
+Failure policy: a CUDA out-of-memory error splits the batch and lowers the ceiling; any other
+engine error, or audio that fails the quality checks, sends the chunk back with a new seed, up to
+`retries` times; after that it is marked failed and the run goes on (or stops, with `fail_fast`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from batchtts.chunks import Chunk, chunk_seed
+from batchtts.engines import engine_class
+from batchtts.engines.base import CostModel, Engine, SynthRequest, is_out_of_memory
+from batchtts.errors import BatchttsError
+from batchtts.events import EventLog
+from batchtts.ledger import Ledger
+from batchtts.plan import (
+    DEFAULT_WASTE_TARGET,
+    Batch,
+    Item,
+    LengthPredictor,
+    batch_bytes,
+    effective_waste_target,
+    format_size,
+    memory_budget,
+    plan_batches,
+)
+from batchtts.prepare import Prepared
+from batchtts.quality import check
+from batchtts.store import ChunkStore, StoredAudio
+from batchtts.voice import VoiceAudio, VoiceCache
+
+log = logging.getLogger("batchtts")
+
+
+@dataclass
+class SynthSettings:
+    device: str = "cpu"
+    max_batch: int | None = None
+    kv_budget: int | None = None
+    waste_target: float = DEFAULT_WASTE_TARGET
+    retries: int = 2  # new-seed attempts after the first, per chunk
+    fail_fast: bool = False
+    progress: bool | None = None  # None: only when stderr is a terminal
+
+
+@dataclass
+class SynthStats:
+    synthesised: int = 0
+    batches: int = 0
+    retried: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    audio_seconds: float = 0.0
+    synth_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.synth_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+class FailFast(BatchttsError):
+    exit_code = 1
+
+
+def prefix_tokens(engine_cls: type[Engine], cost: CostModel, voices: dict[str, VoiceAudio]) -> dict[str, int]:
+    """Prompt tokens each voice adds to every sequence (none when the engine does not clone)."""
+    if not engine_cls.can_clone:
+        return {fp: cost.special_tokens for fp in voices}
+    return {fp: cost.prefix_tokens(v.duration, v.prompt_text) for fp, v in voices.items()}
+
+
+class Scheduler:
+    """Hands out batches, re-planning when the length predictor has moved (decoded lengths differ from
+    the engine's estimate) or when an out-of-memory error lowered the ceiling."""
+
+    REPLAN_DRIFT = 0.05
+
+    def __init__(
+        self, engine: Engine, pending: list[Chunk], voices: dict[str, VoiceAudio], settings: SynthSettings, budget: int
+    ):
+        self.cost = engine.cost_model()
+        self.pending = {c.key: c for c in pending}
+        self.prefix_of = prefix_tokens(type(engine), self.cost, voices)
+        self.predictor = LengthPredictor(self.cost)
+        self.budget = budget
+        self.max_batch = settings.max_batch or engine.default_batch_size()
+        self.waste_target = effective_waste_target(type(engine), settings.waste_target)
+        self._planned_with: dict[str, float] = {}
+        self.queue: list[Batch] = []
+
+    def _replan(self) -> None:
+        plan = plan_batches(
+            list(self.pending.values()),
+            self.cost,
+            self.budget,
+            self.max_batch,
+            self.prefix_of,
+            self.predictor,
+            self.waste_target,
+        )
+        self._planned_with = self.predictor.snapshot()
+        self.queue = plan.batches
+        log.debug(
+            "planned %d batches (padding waste %.1f%%, %.1fx fewer decode steps than one at a time)",
+            len(plan.batches),
+            100 * plan.padding_waste,
+            plan.sequential_steps / max(1, plan.decode_steps),
+        )
+
+    def _drifted(self) -> bool:
+        now = self.predictor.snapshot()
+        return any(abs(now[k] - v) > self.REPLAN_DRIFT * v for k, v in self._planned_with.items())
+
+    def next_batch(self) -> Batch | None:
+        if not self.pending:
+            return None
+        if not self.queue or self._drifted():
+            self._replan()
+        return self.queue.pop(0)
+
+    def finished(self, item: Item, tokens: int | None) -> None:
+        self.pending.pop(item.chunk.key, None)
+        if tokens is not None:
+            self.predictor.observe(item.chunk.language, item.text_tokens, tokens)
+
+    def out_of_memory(self, batch: Batch) -> None:
+        """Never plan a batch this big again."""
+        self.budget = min(self.budget, batch.worst_bytes - 1)
+        self.max_batch = max(1, min(self.max_batch, len(batch.items) // 2))
+        self.queue = []
+        log.warning(
+            "out of device memory on a batch of %d; lowering the ceiling to %d chunks / %s",
+            len(batch.items),
+            self.max_batch,
+            format_size(self.budget),
+        )
+
+    def sub_batch(self, batch: Batch, items: tuple[Item, ...] | list[Item]) -> Batch:
+        return Batch(
+            batch.voice, tuple(items), batch.prefix_tokens, *batch_bytes(self.cost, batch.prefix_tokens, items)
+        )
+
+
+Result = tuple[np.ndarray, int, int | None]  # audio, sample rate, decoded units
+
+
+class Synthesiser:
+    def __init__(
+        self,
+        name: str,
+        prep: Prepared,
+        settings: SynthSettings,
+        ledger: Ledger,
+        store: ChunkStore,
+        run_id: int,
+        events: EventLog,
+        stats: SynthStats,
+        stop: Callable[[], bool],
+    ):
+        self.name, self.prep, self.settings = name, prep, settings
+        self.ledger, self.store, self.run_id, self.events, self.stats = ledger, store, run_id, events, stats
+        self.stop = stop
+
+    def run(
+        self,
+        todo: list[Chunk],
+        done: set[str],
+        on_progress: Callable[[set[str]], None],
+        attempts_before: dict[str, int],
+    ) -> None:
+        log.info("loading engine '%s' for %d chunks", self.name, len({c.key for c in todo}))
+        engine = engine_class(self.name).load(self.settings.device)
+        try:
+            self._run(engine, todo, done, on_progress, attempts_before)
+        finally:
+            engine.close()
+
+    def _run(
+        self,
+        engine: Engine,
+        todo: list[Chunk],
+        done: set[str],
+        on_progress: Callable[[set[str]], None],
+        attempts_before: dict[str, int],
+    ) -> None:
+        if not engine.can_clone and any(v.path for v in self.prep.voices.values()):
+            log.info(
+                "engine '%s' cannot clone voices: the reference clips are recorded in the chunk keys but the "
+                "engine's own voice is used",
+                self.name,
+            )
+        cost = engine.cost_model()
+        budget = memory_budget(
+            self.settings.device, cost, self.settings.kv_budget, engine.activation_reserve(), weights_loaded=True
+        )
+        sched = Scheduler(engine, todo, self.prep.voices, self.settings, budget)
+        log.info("memory budget %s, at most %d chunks per batch", format_size(budget), sched.max_batch)
+        cache = VoiceCache(self.store.folder.parent / "voices")
+        states: dict[str, dict] = {}
+        bar = tqdm(
+            total=len(sched.pending),
+            unit="chunk",
+            desc=f"synth[{self.name}]",
+            file=sys.stderr,
+            disable=None if self.settings.progress is None else not self.settings.progress,
+        )
+        with bar:
+            while not self.stop() and (batch := sched.next_batch()) is not None:
+                if batch.voice not in states:
+                    voice = self.prep.voices[batch.voice]
+                    states[batch.voice] = cache.get(self.name, voice, lambda v=voice: engine.prepare_voice(v))
+                t0 = time.monotonic()
+                results, errors = self._attempt(engine, sched, batch, states[batch.voice], attempts_before)
+                stored = {k: self.store.write(k, audio, rate) for k, (audio, rate, _) in results.items()}
+                self.ledger.mark_done(self.run_id, stored)
+                for key, (error, tries) in errors.items():
+                    self.ledger.mark_failed(self.run_id, key, error, tries)
+                elapsed = time.monotonic() - t0
+                for item in batch.items:
+                    sched.finished(item, results.get(item.chunk.key, (None, None, None))[2])
+                self._account(batch, stored, errors, elapsed)
+                done.update(stored)
+                bar.update(len(batch.items))
+                bar.set_postfix(audio=f"{self.stats.audio_seconds:.0f}s", rtf=f"{self.stats.real_time_factor:.3f}")
+                on_progress(done)
+                if errors and self.settings.fail_fast:
+                    raise FailFast(
+                        f"stopping at the first failed chunk (--fail-fast): {next(iter(errors.values()))[0]}"
+                    )
+
+    def _account(
+        self, batch: Batch, stored: dict[str, StoredAudio], errors: dict[str, tuple[str, int]], elapsed: float
+    ) -> None:
+        stats = self.stats
+        stats.synth_seconds += elapsed
+        stats.synthesised += len(stored)
+        stats.audio_seconds += sum(s.duration for s in stored.values())
+        stats.batches += 1
+        stats.failed += [(k, e) for k, (e, _) in errors.items()]
+        self.events.emit(
+            "batch",
+            engine=self.name,
+            size=len(batch.items),
+            seconds=round(elapsed, 4),
+            audio_seconds=round(sum(s.duration for s in stored.values()), 3),
+        )
+        for item in batch.items:
+            c = item.chunk
+            if c.key in stored:
+                self.events.emit(
+                    "chunk",
+                    key=c.key,
+                    job=c.job_id,
+                    index=c.index,
+                    state="done",
+                    duration=round(stored[c.key].duration, 3),
+                )
+            elif c.key in errors:
+                self.events.emit(
+                    "chunk",
+                    key=c.key,
+                    job=c.job_id,
+                    index=c.index,
+                    state="failed",
+                    error=errors[c.key][0],
+                    attempts=errors[c.key][1],
+                )
+                log.error(
+                    "chunk %s#%d failed after %d attempts: %s", c.job_id, c.index, errors[c.key][1], errors[c.key][0]
+                )
+
+    def _attempt(
+        self, engine: Engine, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int]
+    ) -> tuple[dict[str, Result], dict[str, tuple[str, int]]]:
+        """Synthesise a batch, re-seeding chunks whose audio fails the checks; returns (results, errors)."""
+        results: dict[str, Result] = {}
+        errors: dict[str, tuple[str, int]] = {}
+        todo = list(batch.items)
+        for attempt in range(self.settings.retries + 1):
+            if not todo:
+                break
+            seeds = {i.chunk.key: chunk_seed(i.chunk.key, attempts_before.get(i.chunk.key, 0) + attempt) for i in todo}
+            raw = self._synth(engine, sched, sched.sub_batch(batch, todo), state, seeds)
+            again = []
+            for item in todo:
+                key = item.chunk.key
+                outcome = raw[key]
+                problem = (
+                    outcome
+                    if isinstance(outcome, str)
+                    else check(item.chunk.text, item.chunk.language, outcome[0], outcome[1], outcome[2], item.worst)
+                )
+                if problem is None:
+                    results[key] = outcome
+                    errors.pop(key, None)
+                else:
+                    errors[key] = (problem, attempt + 1)
+                    again.append(item)
+            if again and attempt < self.settings.retries:
+                self.stats.retried += len(again)
+                for item in again:
+                    log.warning(
+                        "chunk %s#%d: %s; retrying with a new seed",
+                        item.chunk.job_id,
+                        item.chunk.index,
+                        errors[item.chunk.key][0],
+                    )
+                    self.events.emit(
+                        "chunk",
+                        key=item.chunk.key,
+                        job=item.chunk.job_id,
+                        index=item.chunk.index,
+                        state="retry",
+                        error=errors[item.chunk.key][0],
+                        attempt=attempt + 1,
+                    )
+            todo = again
+        return results, errors
+
+    def _synth(
+        self, engine: Engine, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int]
+    ) -> dict[str, Result | str]:
+        """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk."""
+        reqs = [SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options) for c in batch.chunks]
+        try:
+            out = engine.synthesize(reqs, state)
+            return {r.key: (res.audio, res.sample_rate, res.tokens) for r, res in zip(reqs, out, strict=True)}
+        except BatchttsError:
+            raise
+        except Exception as exc:
+            if len(reqs) == 1:
+                return {reqs[0].key: f"{type(exc).__name__}: {exc}"}
+            if is_out_of_memory(exc):
+                sched.out_of_memory(batch)
+                parts = [batch.items[: len(batch.items) // 2], batch.items[len(batch.items) // 2 :]]
+            else:
+                log.warning("batch of %d failed (%s); trying its chunks one at a time", len(reqs), exc)
+                parts = [(item,) for item in batch.items]
+        results: dict[str, Result | str] = {}
+        while parts:
+            part = parts.pop(0)
+            if len(part) > sched.max_batch:  # the ceiling fell while a sibling ran: honour it before trying
+                step = sched.max_batch
+                parts[0:0] = [part[i : i + step] for i in range(0, len(part), step)]
+                continue
+            results.update(self._synth(engine, sched, sched.sub_batch(batch, part), state, seeds))
+        return results
