@@ -390,3 +390,21 @@ def waveform_cmd(chapter: Path, png: Path | None, seconds: float | None) -> None
     except BatchttsError as exc:
         _fail(exc)
     click.echo(str(out))
+
+
+@main.command("doctor")
+@click.argument("jobs", type=click.Path(path_type=Path), required=False)
+@OUT
+def doctor_cmd(jobs: Path | None, out_dir: Path | None) -> None:
+    """Check programs, packages, device memory, model files and the output folder (exit 4 if any fails)."""
+    from batchtts.doctor import run_checks
+    from batchtts.jobs import default_out_dir
+
+    folder = out_dir or (default_out_dir(jobs) if jobs else None)
+    checks = run_checks(Path(folder).resolve() if folder else None)
+    for c in checks:
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<28} {c.detail}")
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        click.echo(f"batchtts: {len(bad)} problems found", err=True)
+        sys.exit(EnvironmentProblem.exit_code)

