@@ -408,3 +408,29 @@ def doctor_cmd(jobs: Path | None, out_dir: Path | None) -> None:
     if bad:
         click.echo(f"batchtts: {len(bad)} problems found", err=True)
         sys.exit(EnvironmentProblem.exit_code)
+
+
+@main.command("download")
+@click.option("--repo", default="zai-org/GLM-TTS", show_default=True, help="Hub repository of the model.")
+@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit to pin.")
+@click.option(
+    "--local-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the model goes (default: models/<name>).",
+)
+@click.option("--endpoint", default=None, help="Hub or mirror URL (default: $HF_ENDPOINT, else the hub).")
+@click.option("--max-workers", type=click.IntRange(min=1), default=8, show_default=True)
+def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int) -> None:
+    """Fetch model weights once (resumable, pinned, mirror-aware); a complete copy is reused offline."""
+    from batchtts.download import LOCK_NAME, download
+
+    _setup_logging(0)
+    try:
+        folder, lock, fetched = download(repo, revision, local_dir, endpoint, max_workers)
+    except BatchttsError as exc:
+        _fail(exc)
+    what = f"downloaded from {lock.endpoint}" if fetched else "complete copy reused, nothing fetched"
+    click.echo(
+        f"{repo}@{lock.commit[:12]} in {folder} ({len(lock.files)} files; {what}); pinned in {folder / LOCK_NAME}"
+    )
