@@ -395,13 +395,21 @@ def waveform_cmd(chapter: Path, png: Path | None, seconds: float | None) -> None
 @main.command("doctor")
 @click.argument("jobs", type=click.Path(path_type=Path), required=False)
 @OUT
-def doctor_cmd(jobs: Path | None, out_dir: Path | None) -> None:
+@click.option("--engine", "engines", multiple=True, help="Engine to check (default: those JOBS use, else embedded).")
+def doctor_cmd(jobs: Path | None, out_dir: Path | None, engines: tuple[str, ...]) -> None:
     """Check programs, packages, device memory, model files and the output folder (exit 4 if any fails)."""
     from batchtts.doctor import run_checks
-    from batchtts.jobs import default_out_dir
+    from batchtts.engines import DEFAULT_ENGINE
+    from batchtts.jobs import default_out_dir, load_jobs
 
+    names = list(engines)
+    if jobs is not None:
+        try:
+            names += [j.engine or DEFAULT_ENGINE for j in load_jobs(jobs, out_dir)]
+        except BatchttsError as exc:
+            _fail(exc)
     folder = out_dir or (default_out_dir(jobs) if jobs else None)
-    checks = run_checks(Path(folder).resolve() if folder else None)
+    checks = run_checks(Path(folder).resolve() if folder else None, list(dict.fromkeys(names)) or [DEFAULT_ENGINE])
     for c in checks:
         click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<28} {c.detail}")
     bad = [c for c in checks if not c.ok]

@@ -17,9 +17,7 @@ MAX_SECONDS_PER_CHAR = {"zh": 1.5, "en": 0.5}
 MIN_LONG_SECONDS = 3.0  # short texts may take a little longer than the per-character bound
 
 
-def check(
-    text: str, language: str, audio: np.ndarray, rate: int, tokens: int | None = None, max_tokens: int | None = None
-) -> str | None:
+def check(text: str, language: str, audio: np.ndarray, rate: int, truncated: bool = False) -> str | None:
     """None when the audio is acceptable, else why it is not (one line)."""
     if audio.size and not np.isfinite(audio).all():
         return "audio contains NaN or infinite samples"
@@ -32,8 +30,8 @@ def check(
     shortest = n * MIN_SECONDS_PER_CHAR.get(language, MIN_SECONDS_PER_CHAR["en"])
     if seconds < shortest:
         return f"audio too short ({seconds:.2f} s for {n} characters; words dropped?)"
-    if tokens is not None and max_tokens is not None and tokens >= max_tokens:
-        return f"decoding hit its maximum length ({tokens} units; babbling?)"
+    if truncated:
+        return "decoding hit its maximum length without ending (babbling?)"
     longest = max(MIN_LONG_SECONDS, n * MAX_SECONDS_PER_CHAR.get(language, MAX_SECONDS_PER_CHAR["en"]))
     if seconds > longest:
         return f"audio too long ({seconds:.1f} s for {n} characters; babbling?)"

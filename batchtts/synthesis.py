@@ -149,7 +149,7 @@ class Scheduler:
         )
 
 
-Result = tuple[np.ndarray, int, int | None]  # audio, sample rate, decoded units
+Result = tuple[np.ndarray, int, int | None, bool]  # audio, sample rate, decoded units, truncated
 
 
 class Synthesiser:
@@ -219,13 +219,13 @@ class Synthesiser:
                     states[batch.voice] = cache.get(self.name, voice, lambda v=voice: engine.prepare_voice(v))
                 t0 = time.monotonic()
                 results, errors = self._attempt(engine, sched, batch, states[batch.voice], attempts_before)
-                stored = {k: self.store.write(k, audio, rate) for k, (audio, rate, _) in results.items()}
+                stored = {k: self.store.write(k, r[0], r[1]) for k, r in results.items()}
                 self.ledger.mark_done(self.run_id, stored)
                 for key, (error, tries) in errors.items():
                     self.ledger.mark_failed(self.run_id, key, error, tries)
                 elapsed = time.monotonic() - t0
                 for item in batch.items:
-                    sched.finished(item, results.get(item.chunk.key, (None, None, None))[2])
+                    sched.finished(item, results[item.chunk.key][2] if item.chunk.key in results else None)
                 self._account(batch, stored, errors, elapsed)
                 done.update(stored)
                 bar.update(len(batch.items))
@@ -296,7 +296,7 @@ class Synthesiser:
                 problem = (
                     outcome
                     if isinstance(outcome, str)
-                    else check(item.chunk.text, item.chunk.language, outcome[0], outcome[1], outcome[2], item.worst)
+                    else check(item.chunk.text, item.chunk.language, outcome[0], outcome[1], outcome[3])
                 )
                 if problem is None:
                     results[key] = outcome
@@ -332,7 +332,9 @@ class Synthesiser:
         reqs = [SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options) for c in batch.chunks]
         try:
             out = engine.synthesize(reqs, state)
-            return {r.key: (res.audio, res.sample_rate, res.tokens) for r, res in zip(reqs, out, strict=True)}
+            return {
+                r.key: (res.audio, res.sample_rate, res.tokens, res.truncated) for r, res in zip(reqs, out, strict=True)
+            }
         except BatchttsError:
             raise
         except Exception as exc:

@@ -44,7 +44,7 @@ def test_quality_checks_catch_nan_silence_dropped_words_and_babbling():
     assert "NaN" in check(text, "en", np.full(rate, np.nan, np.float32), rate)
     assert "silent" in check(text, "en", np.zeros(rate, np.float32), rate)
     assert "too short" in check(text, "en", speech[: rate // 10], rate)
-    assert "maximum length" in check(text, "en", speech, rate, tokens=500, max_tokens=500)
+    assert "maximum length" in check(text, "en", speech, rate, truncated=True)
     assert "too long" in check(text, "en", np.tile(speech, 20), rate)
     assert "too short" in check("一二三四五六七八九十一二三四五六七八九十", "zh", speech[: rate // 2], rate)
 

@@ -10,7 +10,10 @@ if TYPE_CHECKING:
     from batchtts.engines.base import Engine
 
 DEFAULT_ENGINE = "embedded"
-_BUILTIN = {"embedded": "batchtts.engines.embedded:EmbeddedEngine"}
+_BUILTIN = {
+    "embedded": "batchtts.engines.embedded:EmbeddedEngine",
+    "glmtts": "batchtts.engines.glmtts:GlmttsEngine",
+}
 _registered: dict[str, type[Engine]] = {}
 
 

@@ -30,6 +30,7 @@ class SynthResult:
     audio: np.ndarray  # float32, mono, in [-1, 1]
     sample_rate: int
     tokens: int | None = None  # units decoded (speech tokens, frames): refines the planner's length model
+    truncated: bool = False  # decoding stopped at its maximum length instead of ending by itself
 
 
 def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:

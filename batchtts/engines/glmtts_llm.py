@@ -1,0 +1,147 @@
+"""The GLM-TTS language model stage, batched in batchtts.
+
+GLM-TTS's LLM is a plain `LlamaForCausalLM` fed [prompt text, text, BOA, prompt speech + offset] and
+decoding speech tokens until EOA (`<|user|>`), at least `min_ratio` and at most `max_ratio` times the
+text-token count. The official code decodes one sentence at a time; here every row of a batch is
+left-padded with an attention mask and explicit position ids (so a row's positions are the same as
+when it runs alone), shares one KV cache, samples with its own seeded generator, and leaves the
+batch (and the cache) as soon as it has finished, so finished rows cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SPECIAL_TOKENS = {"ats": "<|audio_0|>", "boa": "<|begin_of_audio|>", "eoa": "<|user|>", "pad": "<|endoftext|>"}
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    ats: int  # id of <|audio_0|>: speech token k is ats + k
+    n_speech: int  # speech vocabulary (32768 for GLM-TTS)
+    boa: int
+    eoa: int
+    pad: int
+
+
+def special_ids(tokenizer) -> SpecialIds:
+    """Resolve special tokens through the tokenizer, as the official code does, and check them."""
+    ids = {}
+    for key, text in SPECIAL_TOKENS.items():
+        enc = tokenizer.encode(text, add_special_tokens=False)
+        if len(enc) != 1:
+            raise ValueError(f"the text tokenizer splits {text} into {len(enc)} tokens; is this a GLM-TTS tokenizer?")
+        ids[key] = enc[0]
+    n = 0
+    vocab = tokenizer.get_vocab()
+    while vocab.get(f"<|audio_{n}|>") == ids["ats"] + n:
+        n += 1
+    if n == 0:
+        raise ValueError("the text tokenizer has no <|audio_N|> tokens")
+    return SpecialIds(ids["ats"], n, ids["boa"], ids["eoa"], ids["pad"])
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """GLM-TTS defaults: RAS (repetition-aware sampling) with top-k 25, top-p 0.8, window 10, tau_r 0.1."""
+
+    top_k: int = 25
+    top_p: float = 0.8
+    temperature: float = 1.0
+    ras: bool = True
+    window: int = 10
+    tau_r: float = 0.1
+    greedy: bool = False
+
+
+def sample(logp: torch.Tensor, decoded: list[int], s: Sampling, gen: torch.Generator) -> int:
+    """One token from log-probs over the vocabulary, with the official sampling rules."""
+    if s.greedy:
+        return int(torch.argmax(logp))
+    probs = torch.softmax(logp / s.temperature, dim=-1)
+    top_p, top_i = probs.sort(descending=True, stable=True)
+    before = torch.cumsum(top_p, 0) - top_p  # mass of the tokens ranked above each token
+    keep = (before < s.top_p) & (torch.arange(len(top_p), device=logp.device) < s.top_k)
+    if not s.ras:  # plain top-k
+        keep = torch.arange(len(top_p), device=logp.device) < s.top_k
+    kept = top_p[keep]
+    token = int(top_i[keep][torch.multinomial(kept, 1, generator=gen)])
+    if s.ras and decoded[-s.window :].count(token) >= s.window * s.tau_r:
+        token = int(torch.multinomial(probs, 1, generator=gen))  # repetition: draw from the whole distribution
+    return token
+
+
+@torch.inference_mode()
+def decode_batch(
+    model,
+    prompts: list[list[int]],
+    text_lens: list[int],
+    sp: SpecialIds,
+    sampling: list[Sampling],
+    seeds: list[int],
+    min_ratio: float = 2.0,
+    max_ratio: float = 20.0,
+) -> tuple[list[list[int]], list[bool]]:
+    """Speech tokens (0-based) for each prompt, and whether each row was cut at its maximum length
+    instead of ending with EOA. Rows are independent of each other: the same prompt and seed give the
+    same tokens alone or in any batch."""
+    device = model.device
+    rows = len(prompts)
+    width = max(len(p) for p in prompts)
+    ids = torch.full((rows, width), sp.pad, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    # Speech tokens and EOA only: other ids cannot be turned into audio (vllm-omni restricts the same way).
+    allowed = torch.full((model.config.vocab_size,), float("-inf"), device=device)
+    allowed[sp.ats : sp.ats + sp.n_speech] = 0.0
+    allowed[sp.eoa] = 0.0
+
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, logits = out.cache, out.logits[:, -1, :]
+    next_pos = positions[:, -1] + 1
+    active = list(range(rows))
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    ended = [False] * rows
+    min_len = [int(n * min_ratio) for n in text_lens]
+    max_len = [int(n * max_ratio) for n in text_lens]
+    while active:
+        logp = torch.log_softmax(logits.float(), dim=-1) + allowed
+        chosen, keep = [], []
+        for r, row in enumerate(active):
+            lp = logp[r]
+            if len(tokens[row]) < min_len[row]:
+                lp = lp.clone()
+                lp[sp.eoa] = float("-inf")
+            t = sample(lp, [sp.ats + x for x in tokens[row]], sampling[row], gens[row])
+            if t == sp.eoa:
+                ended[row] = True
+                continue
+            tokens[row].append(t - sp.ats)
+            if len(tokens[row]) < max_len[row]:
+                keep.append(r)
+                chosen.append(t)
+        if not keep:
+            break
+        if len(keep) < len(active):  # finished rows leave the batch and the cache
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, next_pos = mask[index], next_pos[index]
+            active = [active[r] for r in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        out = model(
+            input_ids=torch.tensor(chosen, device=device)[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            cache=cache,
+            use_cache=True,
+        )
+        cache, logits = out.cache, out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return tokens, [not e for e in ended]

@@ -1,0 +1,216 @@
+"""GLM-TTS engine on a tiny random checkpoint in the real layout: batching never changes the tokens."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
+from batchtts.engines.glmtts_frontend import mel_filterbank, prompt_mel
+from batchtts.engines.glmtts_llm import Sampling, decode_batch, sample
+from batchtts.voice import load_voice
+from tests.conftest import ROOT, write_jobs
+from tests.tiny_glmtts import build_checkpoint, build_official_stub
+
+TEXTS = [
+    "hello there.",
+    "a much longer sentence, with more words in it.",
+    "short.",
+    "the keeper climbed the stair at six.",
+    "它是一个人",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("glmtts")
+    return build_checkpoint(root / "model"), build_official_stub(root / "home")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny, voice_wav):
+    model, home = tiny
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GLMTTS_MODEL_DIR", str(model))
+        mp.setenv("GLMTTS_HOME", str(home))
+        eng = GlmttsEngine.load("cpu")
+        yield eng, eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
+        eng.close()
+
+
+def _prompts(eng, voice):
+    sp = eng.special
+    out, lens = [], []
+    for t in TEXTS:
+        ids = eng._text_ids(t, "en")
+        out.append(voice["prompt_text"].tolist() + ids + [sp.boa] + (voice["prompt_speech"] + sp.ats).tolist())
+        lens.append(len(ids))
+    return out, lens
+
+
+@pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
+def test_a_padded_batch_decodes_exactly_what_each_row_decodes_alone(engine, greedy):
+    eng, voice = engine
+    prompts, lens = _prompts(eng, voice)
+    samplings = [Sampling(greedy=greedy)] * len(prompts)
+    seeds = [101, 202, 303, 404, 505]
+    batch, cut = decode_batch(eng.llm, prompts, lens, eng.special, samplings, seeds)
+    for i in range(len(prompts)):
+        alone, alone_cut = decode_batch(eng.llm, [prompts[i]], [lens[i]], eng.special, [samplings[i]], [seeds[i]])
+        assert batch[i] == alone[0] and cut[i] == alone_cut[0]
+        assert 2 * lens[i] <= len(batch[i]) <= 20 * lens[i]  # GLM-TTS's min and max length rules
+    # any other batch composition, in any order, gives the same rows
+    order = [3, 0, 4]
+    again, _ = decode_batch(
+        eng.llm,
+        [prompts[i] for i in order],
+        [lens[i] for i in order],
+        eng.special,
+        [samplings[i] for i in order],
+        [seeds[i] for i in order],
+    )
+    assert again == [batch[i] for i in order]
+    if greedy:
+        assert all(cut)  # a random model never chooses EOA greedily: decoding stops at 20x
+    assert all(0 <= t < eng.special.n_speech for row in batch for t in row)
+
+
+def test_sampling_follows_ras_rules():
+    gen = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(torch.tensor([5.0, 4.0, 1.0, 0.0, -1.0]), 0)
+    s = Sampling(top_k=2, top_p=0.99)
+    draws = {sample(logp, [], s, gen) for _ in range(200)}
+    assert draws == {0, 1}  # only the top-k survive when nothing repeats
+    repeated = [sample(logp, [0] * 10, s, gen) for _ in range(400)]
+    assert set(repeated) - {0, 1}  # a repeat triggers a draw from the whole distribution
+    assert sample(logp, [], Sampling(greedy=True), gen) == 0
+
+
+def test_cost_model_comes_from_the_llm_config(tiny, engine):
+    model, _ = tiny
+    config = read_llm_config(model)
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    assert (
+        llm_cost(config, 2).bytes_per_token
+        == 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 2
+    )
+    eng, _ = engine
+    assert eng.cost_model().bytes_per_token == 2 * llm_cost(config, 2).bytes_per_token  # fp32 on a CPU
+
+
+def test_voice_features(engine, voice_wav):
+    eng, voice = engine
+    assert voice["embedding"].shape == (192,)
+    assert voice["prompt_mel"].shape == (4 * 50, 80)  # 4 s at 50 frames a second
+    assert len(voice["prompt_speech"]) == 4 * 25
+    fb = mel_filterbank(24000, 1920)
+    assert fb.shape == (80, 961) and (fb >= 0).all() and fb[:, 961 * 8000 // 12000 + 2 :].max() == 0
+    assert prompt_mel(np.zeros(24000, np.float32), 24000).shape == (50, 80)
+
+
+def _env(tiny):
+    model, home = tiny
+    return {**os.environ, "GLMTTS_MODEL_DIR": str(model), "GLMTTS_HOME": str(home)}
+
+
+def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_path, voice_wav):
+    voice = {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"}
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {
+                "id": "one",
+                "text": "Hello there. The keeper climbed the stair.",
+                "output": "one.wav",
+                "engine": "glmtts",
+                "voice": voice,
+            },
+            {
+                "id": "two",
+                "text": "Short one. Another short line.",
+                "output": "two.flac",
+                "engine": "glmtts",
+                "voice": voice,
+            },
+        ],
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs), "-v", "--log-json", str(tmp_path / "ev.jsonl")],
+        cwd=ROOT,
+        env=_env(tiny),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "one.wav").stat().st_size > 10_000 and (tmp_path / "out" / "two.flac").exists()
+    batches = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "batch" and e["size"] > 1 for e in batches)  # rows really shared a batch
+    plan = subprocess.run(
+        [sys.executable, "-m", "batchtts", "plan", str(jobs), "--all", "--json"],
+        cwd=ROOT,
+        env=_env(tiny),
+        capture_output=True,
+        text=True,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)[0]["engine"] == "glmtts"
+
+
+def test_missing_glmtts_code_or_weights_are_clear_environment_errors(tiny, tmp_path):
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {
+                "id": "a",
+                "text": "Hello there.",
+                "output": "a.wav",
+                "engine": "glmtts",
+                "voice": {"prompt_audio": str(ROOT / "examples" / "voice" / "narrator.wav"), "prompt_text": "hi"},
+            }
+        ],
+    )
+    env = {k: v for k, v in _env(tiny).items() if k != "GLMTTS_HOME"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 4 and "set GLMTTS_HOME" in proc.stderr
+    env["GLMTTS_MODEL_DIR"] = str(tmp_path / "nowhere")
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 4 and "run `batchtts download`" in proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not os.environ.get("GLMTTS_HOME"),
+    reason="needs a CUDA device, the real weights (GLMTTS_MODEL_DIR) and a GLM-TTS checkout",
+)
+def test_real_glmtts_pipeline_on_gpu(tmp_path):
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {
+                "id": "real",
+                "text": "The keeper climbed the stair at six. 她点亮了灯。",
+                "output": "real.wav",
+                "engine": "glmtts",
+                "voice": {
+                    "prompt_audio": str(ROOT / "examples" / "voice" / "narrator.wav"),
+                    "prompt_text": "This is the narrator of the example book. Every chapter is read in this voice.",
+                },
+            }
+        ],
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs), "--device", "cuda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
