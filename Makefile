@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 JOBS ?= jobs/book.jsonl
 OUT ?= out/example-book
 
-.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-gpu clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -44,10 +44,16 @@ test: setup
 lint: setup
 	$(BIN)/ruff check batchtts tests bench
 
-bench: bench-cpu
+bench: bench-cpu bench-llm  ## CPU benchmarks; tables in bench/results/
 
-bench-cpu: setup
+bench-cpu: setup  ## the default engine end to end: batched vs one chunk at a time, RTF, peak memory, WER
 	$(BIN)/python bench/bench_cpu.py --jobs $(JOBS)
+
+bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (the code path bench-gpu runs)
+	$(BIN)/python bench/bench_llm.py --device cpu
+
+bench-gpu: setup  ## on a CUDA machine: LLM stage at full dimensions in bf16, with the HBM bound
+	$(BIN)/python bench/bench_llm.py --device cuda $(BENCH_ARGS)
 
 clean-audio:
 	rm -rf $(OUT) jobs/out

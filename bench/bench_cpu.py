@@ -53,15 +53,33 @@ def _run(jobs: Path, out: Path, extra: list[str]) -> dict:
     }
 
 
+def chapter_wer(out: Path, chapter: str) -> float:
+    """WER of one English chapter: each sentence cut from the stitched file by its cue, transcribed."""
+    sys.path.insert(0, str(ROOT))
+    from batchtts.plot import read_any
+    from bench.asr import transcribe, wer
+
+    path = next(out.rglob(f"{chapter}.mp3"))
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    audio, rate = read_any(path)
+    refs = [c["text"] for c in manifest["chunks"]]
+    hyps = [transcribe(audio[int(c["start"] * rate) : int(c["end"] * rate)], rate) for c in manifest["chunks"]]
+    return round(wer(refs, hyps), 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=Path, default=ROOT / "jobs" / "book.jsonl")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--wer-chapter", default="01-the-lighthouse", help="English chapter to transcribe ('' skips)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="batchtts-bench-"))
     try:
         batched = _run(args.jobs, tmp / "batched", [])
         single = _run(args.jobs, tmp / "single", ["--max-batch", "1"])
+        if args.wer_chapter:
+            batched["wer"] = chapter_wer(tmp / "batched", args.wer_chapter)
+            single["wer"] = chapter_wer(tmp / "single", args.wer_chapter)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     device = f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -77,12 +95,12 @@ def main() -> None:
     }
     rows = [("batched (default)", batched), ("one chunk at a time", single)]
     table = [
-        "| strategy | chunks | audio s | synth s | RTF | wall s | peak RSS MiB | command |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| strategy | chunks | audio s | synth s | RTF | wall s | peak RSS MiB | WER | command |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     table += [
         f"| {name} | {r['chunks']} | {r['audio_s']:.1f} | {r['synth_s']:.2f} | {r['rtf']:.4f} | "
-        f"{r['wall_s']:.2f} | {r['peak_rss_mib']} | `{r['command']}` |"
+        f"{r['wall_s']:.2f} | {r['peak_rss_mib']} | {r.get('wer', '-')} | `{r['command']}` |"
         for name, r in rows
     ]
     md = (

@@ -1,0 +1,229 @@
+"""LLM-stage throughput: one sentence at a time (as the official GLM-TTS script runs) against a fixed
+batch without bucketing and against the batchtts planner under a KV budget, side by side in one process.
+
+Random weights (bf16 on CUDA, fp32 on CPU) at the dimensions of a Llama config; sentence lengths from
+the example book; every row decodes exactly `--ratio` x its text tokens (min and max length rules set
+equal), so every strategy does the same work. On CUDA it also measures HBM bandwidth with a large
+device-to-device copy and reports each decode step against its memory-bound floor (weights read once
+per step plus the KV cache the batch reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from batchtts.chunks import Chunk, detect_language  # noqa: E402
+from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
+from batchtts.engines.glmtts_llm import Sampling, SpecialIds, decode_batch  # noqa: E402
+from batchtts.jobs import load_jobs  # noqa: E402
+from batchtts.plan import format_size, parse_size, plan_batches  # noqa: E402
+from batchtts.split import split_text  # noqa: E402
+
+PROMPT_SPEECH = 150  # a 6 s reference clip at 25 tokens a second
+PROMPT_TEXT = 20
+
+
+def book_sentences(job_file: Path, repeat: int) -> list[str]:
+    texts = [s.text for job in load_jobs(job_file) for s in split_text(job.text, 150)]
+    return (texts * repeat)[: len(texts) * repeat]
+
+
+def build_model(config: dict, device: str, small: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
+    if small:  # CPU smoke run: same code path, dimensions a 2-core machine can decode in seconds
+        cfg.update(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,
+            vocab_size=4096,
+        )
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(LlamaConfig(**cfg)).to(dtype).eval()
+    return model, cfg
+
+
+def specials(vocab: int) -> SpecialIds:
+    n_speech = min(32768, vocab // 2)
+    return SpecialIds(ats=vocab - n_speech, n_speech=n_speech, boa=3, eoa=2, pad=0)
+
+
+def run_strategy(model, sp, chunks, lens_of, batches, ratio, device) -> dict:
+    steps = tokens = padded = useful = 0
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for batch in batches:
+        prompts, lens = [], []
+        for c in batch:
+            n = lens_of[c.key]
+            prompts.append([5] * PROMPT_TEXT + [7] * n + [sp.boa] + [sp.ats + 1] * PROMPT_SPEECH)
+            lens.append(n)
+        out, _ = decode_batch(
+            model,
+            prompts,
+            lens,
+            sp,
+            [Sampling(greedy=True)] * len(batch),
+            [0] * len(batch),
+            min_ratio=ratio,
+            max_ratio=ratio,
+        )
+        got = [len(o) for o in out]
+        tokens += sum(got)
+        steps += max(got)
+        width = max(len(p) for p in prompts) + max(got)
+        padded += len(batch) * width
+        useful += sum(len(p) + g for p, g in zip(prompts, got, strict=True))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    return {
+        "batches": len(batches),
+        "speech_tokens": tokens,
+        "decode_steps": steps,
+        "wall_s": round(wall, 3),
+        "tokens_per_s": round(tokens / wall, 1),
+        "audio_s_per_s": round(tokens / TOKENS_PER_SECOND / wall, 2),
+        "padding_waste": round((padded - useful) / useful, 4),
+        "peak_mem_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
+    }
+
+
+def hbm_bandwidth() -> float:
+    """Bytes per second of a large device-to-device copy (read + write)."""
+    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    return 2 * x.numel() * 10 / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, default=ROOT / "bench" / "llama_standin_config.json")
+    parser.add_argument("--jobs", type=Path, default=ROOT / "jobs" / "book.jsonl")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--kv-budget", default=None, help="default: 10GiB on CUDA, 512MiB on CPU")
+    parser.add_argument("--fixed-batch", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--ratio", type=float, default=6.5, help="speech tokens decoded per text token")
+    parser.add_argument("--repeat", type=int, default=None, help="copies of the book (default: 4 CUDA, 1 CPU)")
+    parser.add_argument("--small", action="store_true", help="tiny dimensions (default on CPU)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N sentences (smoke runs)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    device = args.device
+    small = args.small or device == "cpu"
+    config = json.loads(args.config.read_text())
+    model, dims = build_model(config, device, small)
+    sp = specials(dims["vocab_size"])
+    dtype_bytes = 2 if device == "cuda" else 4
+    cost = llm_cost(dims, dtype_bytes)
+    budget = parse_size(args.kv_budget or ("10GiB" if device == "cuda" else "512MiB"))
+
+    sentences = book_sentences(args.jobs, args.repeat or (4 if device == "cuda" else 1))[: args.limit]
+    chunks = [
+        Chunk("book", i, f"k{i}", t, t, detect_language(t), "sentence", 0, {}, "narrator")
+        for i, t in enumerate(sentences)
+    ]
+    lens_of = {c.key: cost.text_tokens(c.text, c.language) for c in chunks}
+    prefix = {"narrator": PROMPT_TEXT + 1 + PROMPT_SPEECH}
+    plan = plan_batches(chunks, cost, budget, args.max_batch, prefix)
+    strategies = {
+        "one at a time (official)": [[c] for c in chunks],
+        f"fixed batch of {args.fixed_batch}, book order": [
+            chunks[i : i + args.fixed_batch] for i in range(0, len(chunks), args.fixed_batch)
+        ],
+        "batchtts planner": [list(b.chunks) for b in plan.batches],
+    }
+    run_strategy(model, sp, chunks, lens_of, [chunks[:2]], args.ratio, device)  # warm-up
+    rows = {
+        name: run_strategy(model, sp, chunks, lens_of, batches, args.ratio, device)
+        for name, batches in strategies.items()
+    }
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    result = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else f"CPU {platform.machine()}",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "dims": {
+            k: dims[k]
+            for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+        }
+        | {"dtype_bytes": dtype_bytes, "small": small},
+        "kv_bytes_per_token": cost.bytes_per_token,
+        "weights_bytes": weights,
+        "budget_bytes": budget,
+        "sentences": len(chunks),
+        "ratio": args.ratio,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "strategies": rows,
+    }
+    one = rows["one at a time (official)"]["tokens_per_s"]
+    result["planner_vs_one_at_a_time"] = round(rows["batchtts planner"]["tokens_per_s"] / one, 2)
+    if device == "cuda":
+        bw = hbm_bandwidth()
+        result["hbm_bytes_per_s"] = bw
+        for name, batches in strategies.items():
+            floor = 0.0
+            for batch in batches:
+                n = [lens_of[c.key] for c in batch]
+                width = max(n) + prefix["narrator"]
+                steps = max(math.floor(x * args.ratio) for x in n)
+                for s in range(steps):  # weights once per step + the KV the batch reads at that step
+                    floor += (weights + len(batch) * (width + s) * cost.bytes_per_token) / bw
+            rows[name]["bound_fraction"] = round(floor / rows[name]["wall_s"], 3)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"llm-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = [
+        f"Device {result['device']}; commit {result['commit']}; config {result['config']} "
+        f"({'small dims' if small else 'full dims'}, {dims['num_hidden_layers']} layers x {dims['hidden_size']}); "
+        f"KV {format_size(cost.bytes_per_token)}/token; budget {format_size(budget)}; "
+        f"{len(chunks)} sentences; {args.ratio} speech tokens per text token",
+        "",
+        "| strategy | batches | speech tok/s | audio s per s | padding waste | peak mem | of HBM bound |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        mem = format_size(r["peak_mem_bytes"]) if r["peak_mem_bytes"] else "-"
+        md.append(
+            f"| {name} | {r['batches']} | {r['tokens_per_s']} | {r['audio_s_per_s']} | "
+            f"{100 * r['padding_waste']:.1f}% | {mem} | {r.get('bound_fraction', '-')} |"
+        )
+    md += [
+        "",
+        f"Planner over one-at-a-time: {result['planner_vs_one_at_a_time']}x. Command: `python {result['command']}`",
+    ]
+    (args.results / f"llm-{device}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
