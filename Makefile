@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 JOBS ?= jobs/book.jsonl
 OUT ?= out/example-book
 
-.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-gpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-ray bench-gpu clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -51,6 +51,9 @@ bench-cpu: setup  ## the default engine end to end: batched vs one chunk at a ti
 
 bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (the code path bench-gpu runs)
 	$(BIN)/python bench/bench_llm.py --device cpu
+
+bench-ray: setup  ## the example book on 1 and 2 Ray CPU actors against the local executor
+	$(BIN)/python bench/bench_ray.py --jobs $(JOBS)
 
 bench-gpu: setup  ## on a CUDA machine: LLM stage at full dimensions in bf16, with the HBM bound
 	$(BIN)/python bench/bench_llm.py --device cuda $(BENCH_ARGS)

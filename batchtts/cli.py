@@ -92,6 +92,21 @@ def _synthesis_options(fn):
                 default=None,
                 help="Append one JSON event per batch, chunk and job to this file.",
             ),
+            click.option(
+                "--executor",
+                type=click.Choice(["local", "ray"]),
+                default="local",
+                show_default=True,
+                help="Where engines run: this process, or actors on a Ray cluster.",
+            ),
+            click.option("--address", default=None, help="Ray cluster (auto, ray://host:port); default: a local one."),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Ray actors (default: one per GPU, or per CPU for the embedded engine).",
+            ),
+            click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True),
             click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug)."),
         ]
     ):

@@ -22,7 +22,8 @@ from batchtts.output import Writer, state_dir
 from batchtts.plan import DEFAULT_WASTE_TARGET
 from batchtts.prepare import Prepared, prepare
 from batchtts.store import ChunkStore
-from batchtts.synthesis import Synthesiser, SynthSettings, SynthStats
+from batchtts.synthesis import Committer, SynthSettings, SynthStats, synthesise_locally
+from batchtts.voice import VoiceCache
 
 log = logging.getLogger("batchtts")
 
@@ -42,6 +43,10 @@ class RunOptions:
     only_failed: bool = False  # `batchtts retry`
     allow_abs_paths: bool = False
     log_json: Path | None = None
+    executor: str = "local"  # or "ray"
+    address: str | None = None  # Ray cluster: "auto", "ray://host:port"; None starts a local one
+    workers: int | None = None  # Ray actors (default: one per GPU, or per CPU for CPU engines)
+    gpus_per_worker: float = 0.0
 
     def synth_settings(self) -> SynthSettings:
         return SynthSettings(
@@ -174,18 +179,38 @@ def _run(
         for name in dict.fromkeys(prep.engine_of.values()):
             todo = [c for c in prep.chunks_for(name) if c.key in todo_keys]
             if todo and not stop.requested:
-                synth = Synthesiser(
+                committer = Committer(
                     name,
-                    prep,
+                    len({c.key for c in todo}),
                     opts.synth_settings(),
                     ledger,
                     store,
                     run_id,
                     events,
                     summary.stats,
-                    lambda: stop.requested,
+                    done,
+                    writer.chapters_ready,
                 )
-                synth.run(todo, done, writer.chapters_ready, attempts)
+                try:
+                    if opts.executor == "ray":
+                        from batchtts.distributed import RayOptions, synthesise_on_ray
+
+                        ray_opts = RayOptions(opts.address, opts.workers, opts.gpus_per_worker)
+                        synthesise_on_ray(
+                            name, todo, prep.voices, committer, attempts, lambda: stop.requested, ray_opts
+                        )
+                    else:
+                        synthesise_locally(
+                            name,
+                            todo,
+                            prep.voices,
+                            VoiceCache(state_dir(prep.out_dir) / "voices"),
+                            committer,
+                            attempts,
+                            lambda: stop.requested,
+                        )
+                finally:
+                    committer.close()
         if not stop.requested:
             writer.books()
     finally:

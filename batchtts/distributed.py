@@ -1,0 +1,140 @@
+"""Synthesis on a Ray cluster: actors hold an engine each, the driver keeps the ledger.
+
+The driver cuts the pending chunks into small work units (grouped by voice, in reading order, so a
+long chapter spreads over several actors and a slow actor holds little). An idle actor takes the next
+unit of a voice it has already prepared if there is one, else any unit. Each unit comes back as batch
+outcomes that the driver commits exactly as a local run does; a unit whose actor died is put back in
+the queue and a fresh actor takes over, so nothing is lost and nothing is committed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from batchtts.chunks import Chunk
+from batchtts.errors import EnvironmentProblem
+from batchtts.synthesis import BatchOutcome, Committer, SynthSettings, Worker
+from batchtts.voice import VoiceAudio
+
+log = logging.getLogger("batchtts")
+UNIT_BATCHES = 2  # batches of work per unit: small enough to rebalance, big enough to fill a batch
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: start a local cluster on 127.0.0.1
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+
+
+class _Actor:
+    """Body of the Ray actor: one Worker (engine loaded once), voices prepared once each."""
+
+    def __init__(self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio], threads: int):
+        os.environ["BATCHTTS_THREADS"] = str(threads)
+        logging.basicConfig(level=logging.INFO, format="batchtts[actor]: %(message)s")
+        self.worker = Worker(name, settings, voices)
+
+    def run_unit(self, chunks: list[Chunk], attempts: dict[str, int]) -> list[BatchOutcome]:
+        return list(self.worker.work(chunks, attempts))
+
+    def ready(self) -> bool:
+        return True
+
+
+def _connect(opts: RayOptions):
+    if not opts.address:  # a cluster of our own stays on loopback (Ray otherwise binds the outward interface)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError:
+        raise EnvironmentProblem("--executor ray needs Ray: pip install 'batchtts[ray]'") from None
+    if not ray.is_initialized():
+        if opts.address:
+            ray.init(address=opts.address, log_to_driver=False)
+        else:  # a private local cluster, on loopback only
+            ray.init(include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def work_units(todo: list[Chunk], size: int) -> deque[tuple[str, list[Chunk]]]:
+    units: deque[tuple[str, list[Chunk]]] = deque()
+    by_voice: dict[str, list[Chunk]] = {}
+    for c in {c.key: c for c in todo}.values():
+        by_voice.setdefault(c.voice, []).append(c)
+    for voice, chunks in by_voice.items():
+        units.extend((voice, chunks[i : i + size]) for i in range(0, len(chunks), size))
+    return units
+
+
+def synthesise_on_ray(
+    name: str,
+    todo: list[Chunk],
+    voices: dict[str, VoiceAudio],
+    committer: Committer,
+    attempts: dict[str, int],
+    stop: Callable[[], bool],
+    opts: RayOptions,
+) -> None:
+    ray = _connect(opts)
+    from ray.exceptions import RayActorError, RayTaskError
+
+    gpus = opts.gpus_per_worker
+    resources = ray.cluster_resources()
+    count = opts.workers or max(1, int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 1)))
+    threads = 1 if not gpus else max(1, int(resources.get("CPU", 1) // count))
+    remote = ray.remote(num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=0)(_Actor)
+    prefix = f"batchtts-{os.getpid()}"
+    serial = iter(range(1 << 30))
+
+    def spawn():
+        return remote.options(name=f"{prefix}-{next(serial)}").remote(name, committer.settings, voices, threads)
+
+    actors = [spawn() for _ in range(count)]
+    seen: list[set[str]] = [set() for _ in actors]
+    size = UNIT_BATCHES * (committer.settings.max_batch or 4)
+    units = work_units(todo, size)
+    log.info(
+        "Ray: %d actors (%s each), %d work units of up to %d chunks",
+        count,
+        f"{gpus} GPU" if gpus else "1 CPU",
+        len(units),
+        size,
+    )
+    inflight: dict = {}  # object ref -> (actor slot, unit)
+    busy: set[int] = set()
+    try:
+        while (units or inflight) and not stop():
+            for slot in range(len(actors)):
+                if slot in busy or not units:
+                    continue
+                pick = next((u for u in units if u[0] in seen[slot]), units[0])
+                units.remove(pick)
+                seen[slot].add(pick[0])
+                inflight[actors[slot].run_unit.remote(pick[1], attempts)] = (slot, pick)
+                busy.add(slot)
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            slot, unit = inflight.pop(ready[0])
+            busy.discard(slot)
+            try:
+                outcomes = ray.get(ready[0])
+            except (RayActorError, RayTaskError) as exc:
+                if isinstance(exc, RayTaskError) and not isinstance(exc.cause, RayActorError | OSError):
+                    raise
+                log.warning(
+                    "Ray actor %d died (%s); its %d chunks go to a fresh actor", slot, type(exc).__name__, len(unit[1])
+                )
+                units.appendleft(unit)
+                actors[slot], seen[slot] = spawn(), set()
+                continue
+            for outcome in outcomes:
+                committer.commit(outcome)
+    finally:
+        for ref in inflight:
+            ray.cancel(ref, force=True)
+        for actor in actors:
+            ray.kill(actor)

@@ -1,0 +1,128 @@
+"""A real local Ray cluster (two CPU workers, the default engine): same chapter bytes as a local run, a
+killed actor is recovered, and a killed driver resumes on either executor."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from batchtts.runner import RunOptions, run
+from tests.conftest import ROOT, run_cli, write_jobs
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep the test cluster on 127.0.0.1
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+OUTPUTS = ["a.wav", "b.flac", "c.wav"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    yield address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory, cluster):
+    tmp = tmp_path_factory.mktemp("raybook")
+    line = "Sentence {n} of chapter {c} goes on for a while, so that there is something to share out."
+    jobs = write_jobs(
+        tmp / "book.jsonl",
+        [
+            {"id": c, "text": " ".join(line.format(n=n, c=c) for n in range(1, 9)), "output": out}
+            for c, out in zip("abc", OUTPUTS, strict=True)
+        ],
+    )
+    ref = run_cli("run", str(jobs), "--out", str(tmp / "local"))
+    assert ref.returncode == 0, ref.stderr
+    return jobs, tmp / "local"
+
+
+def _same(out: Path, ref: Path) -> None:
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+
+
+def _done(out: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{out / '.batchtts' / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _attempts(out: Path) -> set[int]:
+    with sqlite3.connect(out / ".batchtts" / "ledger.sqlite") as db:
+        return {a for (a,) in db.execute("SELECT attempts FROM audio WHERE state='done'")}
+
+
+def test_ray_chapters_are_byte_identical_to_local(book, tmp_path):
+    jobs, ref = book
+    summary = run(jobs, RunOptions(out_dir=tmp_path / "ray", executor="ray", workers=2))
+    assert summary.synthesised == 24 and not summary.failed
+    _same(tmp_path / "ray", ref)
+    assert _attempts(tmp_path / "ray") == {1}
+
+
+def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_path):
+    jobs, ref = book
+    out = tmp_path / "ray"
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("s", run(jobs, RunOptions(out_dir=out, executor="ray", workers=2)))
+    )
+    thread.start()
+    deadline = time.monotonic() + 120
+    while _done(out) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("batchtts-")]
+    assert names, "actors should be running"
+    ray.kill(
+        ray.get_actor(
+            sorted(names)[0],
+            namespace=next(
+                a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] == sorted(names)[0]
+            ),
+        )
+    )
+    thread.join(timeout=300)
+    summary = result["s"]
+    assert summary.synthesised + summary.reused == 24 and not summary.failed
+    _same(out, ref)
+    assert _attempts(out) == {1}
+
+
+def _driver(jobs: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchtts", "run", str(jobs), "--out", str(out), *extra],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("first, then", [("ray", "local"), ("local", "ray")])
+def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, first, then):
+    jobs, ref = book
+    out = tmp_path / "out"
+    args = {"ray": ["--executor", "ray", "--address", cluster, "--workers", "2"], "local": []}
+    proc = _driver(jobs, out, *args[first])
+    deadline = time.monotonic() + 120
+    while _done(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < _done(out) < 24
+    resumed = run_cli("run", str(jobs), "--out", str(out), *args[then], "-v")
+    assert resumed.returncode == 0, resumed.stderr
+    _same(out, ref)
+    assert _attempts(out) == {1}
