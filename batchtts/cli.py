@@ -289,7 +289,7 @@ def plan_cmd(
                 budget = memory_budget(device, cost, kv_budget)
             except (RuntimeError, AssertionError) as exc:
                 raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
-            limit = max_batch or _default_batch(cls)
+            limit = max_batch or cls.default_batch_size()
             try:
                 plan = plan_batches(
                     pending,
@@ -315,15 +315,6 @@ def plan_cmd(
         return
     for name, cost, skipped, plan in reports:
         _print_plan(name, cost, skipped, plan)
-
-
-def _default_batch(cls) -> int:
-    """The engine's preferred batch size, asked of the class (no weights are loaded by `plan`)."""
-    probe = object.__new__(cls)
-    try:
-        return cls.default_batch_size(probe)
-    except Exception:
-        return 8
 
 
 def _plan_json(name, cost, skipped, plan) -> dict:

@@ -34,7 +34,8 @@ class ToneEngine(Engine):
             bytes_per_token=1024, speech_ratio={"en": 4.0, "zh": 6.0}, special_tokens=2, prompt_tokens_per_second=25.0
         )
 
-    def default_batch_size(self) -> int:
+    @classmethod
+    def default_batch_size(cls) -> int:
         return 4
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:

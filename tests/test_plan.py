@@ -141,7 +141,8 @@ class OomEngine(ToneEngine):
     limit = 2
     sizes: list[int] = []
 
-    def default_batch_size(self) -> int:
+    @classmethod
+    def default_batch_size(cls) -> int:
         return 8
 
     def synthesize(self, requests: list[SynthRequest], voice) -> list[SynthResult]:

