@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,12 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "batchtts", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
     )
+
+
+def done_count(out: Path) -> int:
+    """Chunks the ledger under output folder `out` calls done, read without disturbing a running writer."""
+    try:
+        with sqlite3.connect(f"file:{out / '.batchtts' / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, write_jobs
+from tests.conftest import ROOT, done_count, run_cli, write_jobs
 
 pytestmark = pytest.mark.slow
 SENTENCE = "Line {n} of part {c} tells how the keeper climbed the stair and lit the lamp once more."
@@ -52,14 +52,6 @@ def _start(jobs: Path, out: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _done_count(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / '.batchtts' / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _wait_for(cond, timeout: float = 60) -> None:
@@ -123,7 +115,7 @@ def test_sigterm_finishes_the_batch_keeps_the_ledger_consistent_and_says_how_to_
     jobs, ref, _ = book
     out = tmp_path / "out"
     proc = _start(jobs, out)
-    _wait_for(lambda: _done_count(out) >= 2)
+    _wait_for(lambda: done_count(out) >= 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -141,7 +133,7 @@ def test_a_second_signal_stops_at_once_and_is_still_consistent(book, tmp_path):
     jobs, ref, _ = book
     out = tmp_path / "out"
     proc = _start(jobs, out)
-    _wait_for(lambda: _done_count(out) >= 1)
+    _wait_for(lambda: done_count(out) >= 1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batchtts.runner import RunOptions, run
-from tests.conftest import ROOT, run_cli, write_jobs
+from tests.conftest import ROOT, done_count, run_cli, write_jobs
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep the test cluster on 127.0.0.1
 ray = pytest.importorskip("ray")
@@ -51,14 +51,6 @@ def _same(out: Path, ref: Path) -> None:
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
-def _done(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / '.batchtts' / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _attempts(out: Path) -> set[int]:
     with sqlite3.connect(out / ".batchtts" / "ledger.sqlite") as db:
         return {a for (a,) in db.execute("SELECT attempts FROM audio WHERE state='done'")}
@@ -81,7 +73,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_
     )
     thread.start()
     deadline = time.monotonic() + 120
-    while _done(out) < 2 and time.monotonic() < deadline:
+    while done_count(out) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("batchtts-")]
     assert names, "actors should be running"
@@ -117,11 +109,11 @@ def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, fir
     args = {"ray": ["--executor", "ray", "--address", cluster, "--workers", "2"], "local": []}
     proc = _driver(jobs, out, *args[first])
     deadline = time.monotonic() + 120
-    while _done(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
+    while done_count(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 0 < _done(out) < 24
+    assert 0 < done_count(out) < 24
     resumed = run_cli("run", str(jobs), "--out", str(out), *args[then], "-v")
     assert resumed.returncode == 0, resumed.stderr
     _same(out, ref)

@@ -3,7 +3,6 @@ chapter files byte-identical to an uninterrupted run."""
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, write_jobs
+from tests.conftest import ROOT, done_count, run_cli, write_jobs
 
 SENTENCE = "Sentence number {n} of chapter {c} is spoken here, slowly and clearly, so that it takes a moment."
 
@@ -24,14 +23,6 @@ def _book(tmp_path: Path) -> Path:
     return write_jobs(tmp_path / "book.jsonl", records)
 
 
-def _done(ledger: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_gives_identical_chapters(tmp_path):
     jobs = _book(tmp_path)
@@ -39,7 +30,6 @@ def test_kill_9_mid_run_then_resume_gives_identical_chapters(tmp_path):
     assert ref.returncode == 0, ref.stderr
 
     out = tmp_path / "killed"
-    ledger = out / ".batchtts" / "ledger.sqlite"
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchtts", "run", str(jobs), "--out", str(out), "--max-batch", "2"],
         cwd=ROOT,
@@ -47,11 +37,11 @@ def test_kill_9_mid_run_then_resume_gives_identical_chapters(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while _done(ledger) < 6 and proc.poll() is None and time.monotonic() < deadline:
+    while done_count(out) < 6 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = _done(ledger)
+    killed_at = done_count(out)
     assert 0 < killed_at < 36, "the kill should land mid-run"
     assert not list(out.glob("*.tmp*")), "no half-written output may sit where a finished file is expected"
 
