@@ -29,6 +29,8 @@ class Chunk:
     voice: str  # voice fingerprint
     pause: float | None = None  # seconds after it, when the text's pause marker sets it
     pause_before: float | None = None  # seconds before the first chunk, from an opening marker
+    rolling: bool = False  # prompted by the sentences before it (job context "rolling")
+    after: str | None = None  # with rolling context: the key of the sentence before, which must be done first
 
 
 def detect_language(text: str) -> str:
@@ -47,8 +49,16 @@ def apply_pronunciations(text: str, table: dict[str, str]) -> str:
 
 
 def chunk_key(
-    text: str, language: str, voice: str, engine: str, revision: str, options: dict[str, float], seed: int
+    text: str,
+    language: str,
+    voice: str,
+    engine: str,
+    revision: str,
+    options: dict[str, float],
+    seed: int,
+    after: str | None = None,
 ) -> str:
+    """`after` chains rolling-context chunks: a sentence's audio depends on the ones before it."""
     payload = json.dumps(
         {
             "v": KEY_VERSION,
@@ -59,6 +69,7 @@ def chunk_key(
             "revision": revision,
             "options": options,
             "seed": seed,
+            **({"after": after} if after else {}),
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -73,11 +84,13 @@ def chunk_seed(key: str, attempt: int = 0) -> int:
 def make_chunks(
     job: Job, segments: list[Segment], voice: str, engine: str, revision: str, options: dict[str, float]
 ) -> list[Chunk]:
-    chunks = []
+    chunks: list[Chunk] = []
+    rolling = job.context == "rolling"
     for index, seg in enumerate(segments):
         text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
         language = detect_language(text) if job.language == "auto" else job.language
-        key = chunk_key(text, language, voice, engine, revision, options, job.seed)
+        after = chunks[-1].key if rolling and chunks else None
+        key = chunk_key(text, language, voice, engine, revision, options, job.seed, after)
         chunks.append(
             Chunk(
                 job.id,
@@ -92,6 +105,8 @@ def make_chunks(
                 voice,
                 seg.pause,
                 seg.pause_before,
+                rolling,
+                after,
             )
         )
     return chunks

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from batchtts.chunks import Chunk
 from batchtts.errors import EnvironmentProblem
-from batchtts.synthesis import BatchOutcome, Committer, SynthSettings, Worker
+from batchtts.synthesis import BatchOutcome, Committer, History, SynthSettings, Worker
 from batchtts.voice import VoiceAudio
 
 log = logging.getLogger("batchtts")
@@ -39,8 +39,8 @@ class _Actor:
         logging.basicConfig(level=logging.INFO, format="batchtts[actor]: %(message)s")
         self.worker = Worker(name, settings, voices)
 
-    def run_unit(self, chunks: list[Chunk], attempts: dict[str, int]) -> list[BatchOutcome]:
-        return list(self.worker.work(chunks, attempts))
+    def run_unit(self, chunks: list[Chunk], attempts: dict[str, int], history: History) -> list[BatchOutcome]:
+        return list(self.worker.work(chunks, attempts, history=history))
 
     def ready(self) -> bool:
         return True
@@ -62,10 +62,16 @@ def _connect(opts: RayOptions):
 
 
 def work_units(todo: list[Chunk], size: int) -> deque[tuple[str, list[Chunk]]]:
+    """Small units per voice; a rolling-context chapter stays whole (its sentences run one after another)."""
     units: deque[tuple[str, list[Chunk]]] = deque()
     by_voice: dict[str, list[Chunk]] = {}
+    chains: dict[str, list[Chunk]] = {}
     for c in {c.key: c for c in todo}.values():
-        by_voice.setdefault(c.voice, []).append(c)
+        if c.rolling:
+            chains.setdefault(c.job_id, []).append(c)
+        else:
+            by_voice.setdefault(c.voice, []).append(c)
+    units.extend((chain[0].voice, chain) for chain in chains.values())
     for voice, chunks in by_voice.items():
         units.extend((voice, chunks[i : i + size]) for i in range(0, len(chunks), size))
     return units
@@ -79,6 +85,7 @@ def synthesise_on_ray(
     attempts: dict[str, int],
     stop: Callable[[], bool],
     opts: RayOptions,
+    history: History | None = None,
 ) -> None:
     ray = _connect(opts)
     from ray.exceptions import RayActorError, RayTaskError
@@ -115,7 +122,7 @@ def synthesise_on_ray(
                 pick = next((u for u in units if u[0] in seen[slot]), units[0])
                 units.remove(pick)
                 seen[slot].add(pick[0])
-                inflight[actors[slot].run_unit.remote(pick[1], attempts)] = (slot, pick)
+                inflight[actors[slot].run_unit.remote(pick[1], attempts, history or {})] = (slot, pick)
                 busy.add(slot)
             ready, _ = ray.wait(list(inflight), num_returns=1)
             slot, unit = inflight.pop(ready[0])

@@ -84,6 +84,7 @@ class Job:
     pronunciations: dict[str, str] = field(default_factory=dict)
     cover: Path | None = None
     loudness: Loudness = Loudness()
+    context: str = "prompt"  # or "rolling": each sentence also prompted by the sentences before it
 
 
 _TOP_KEYS = {
@@ -104,7 +105,8 @@ _TOP_KEYS = {
     "track",
     "pronunciations",
 }
-_TOP_KEYS |= {"cover", "loudness"}
+_TOP_KEYS |= {"cover", "loudness", "context"}
+CONTEXTS = ("prompt", "rolling")
 _LOUDNESS_KEYS = {"target", "true_peak"}
 _VOICE_KEYS = {"prompt_audio", "prompt_text"}
 _PAUSE_KEYS = set(Pauses.__dataclass_fields__)
@@ -307,6 +309,10 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
             float(Loudness.target if target is None else target), float(Loudness.true_peak if peak is None else peak)
         )
 
+    context = _typed(src, obj, "context", str) or "prompt"
+    if context not in CONTEXTS:
+        raise src.error("context", f"'{context}' is not one of {', '.join(CONTEXTS)}")
+
     seed = _typed(src, obj, "seed", int)
     return Job(
         id=job_id,
@@ -327,6 +333,7 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
         pronunciations=dict(prons),
         cover=cover_path,
         loudness=loudness,
+        context=context,
     )
 
 

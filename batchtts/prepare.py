@@ -46,6 +46,8 @@ def prepare(
             options = cls.resolve_options(job.sampling)
         except OptionError as exc:
             raise job.source.error("sampling", str(exc)) from None
+        if job.context == "rolling" and not cls.supports_rolling_context:
+            raise job.source.error("context", f"engine '{name}' cannot prompt with earlier sentences; use \"prompt\"")
         key = (job.voice.prompt_audio, job.voice.prompt_text)
         if key not in voices_by_path:
             voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)

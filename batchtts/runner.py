@@ -22,7 +22,7 @@ from batchtts.output import Writer, state_dir
 from batchtts.plan import DEFAULT_WASTE_TARGET
 from batchtts.prepare import Prepared, prepare
 from batchtts.store import ChunkStore
-from batchtts.synthesis import Committer, SynthSettings, SynthStats, synthesise_locally
+from batchtts.synthesis import Committer, History, SynthSettings, SynthStats, synthesise_locally
 from batchtts.voice import VoiceCache
 
 log = logging.getLogger("batchtts")
@@ -155,6 +155,16 @@ def _clean(prep: Prepared, opts: RunOptions) -> None:
         log.info("removed %d temporary files left by an interrupted run", stale)
 
 
+def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
+    """Finished rolling-context sentences with the speech tokens they decoded, to prompt the next ones."""
+    history: History = {}
+    for c in (c for cs in prep.chunks.values() for c in cs if c.rolling and c.key in done):
+        tokens = store.read_tokens(c.key)
+        if tokens is not None:
+            history[c.key] = (c.after, c.text, tokens)
+    return history
+
+
 def _run(
     prep: Prepared, opts: RunOptions, ledger: Ledger, events: EventLog, summary: RunSummary, stop: GracefulStop
 ) -> None:
@@ -166,6 +176,8 @@ def _run(
         )
     all_keys = {c.key for cs in prep.chunks.values() for c in cs}
     done = {k for k, d in ledger.done_chunks(all_keys).items() if store.intact(k, d.nbytes, d.sha256)}
+    history = rolling_history(prep, store, done)
+    done -= {c.key for cs in prep.chunks.values() for c in cs if c.rolling and c.key not in history}
     summary.reused = sum(1 for cs in prep.chunks.values() for c in cs if c.key in done)
     attempts = ledger.failed_attempts(all_keys)
     writer = Writer(prep, ledger, store, events)
@@ -197,7 +209,7 @@ def _run(
 
                         ray_opts = RayOptions(opts.address, opts.workers, opts.gpus_per_worker)
                         synthesise_on_ray(
-                            name, todo, prep.voices, committer, attempts, lambda: stop.requested, ray_opts
+                            name, todo, prep.voices, committer, attempts, lambda: stop.requested, ray_opts, history
                         )
                     else:
                         synthesise_locally(
@@ -208,6 +220,7 @@ def _run(
                             committer,
                             attempts,
                             lambda: stop.requested,
+                            history,
                         )
                 finally:
                     committer.close()

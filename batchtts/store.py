@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,19 @@ class ChunkStore:
         path = self.path_for(key)
         atomic_write_bytes(path, data)
         return StoredAudio(path, len(data), hashlib.sha256(data).hexdigest(), len(audio) / sample_rate)
+
+    def tokens_path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.tokens.json"
+
+    def write_tokens(self, key: str, tokens: tuple[int, ...]) -> None:
+        """Speech tokens a chunk decoded; the next sentence of a rolling-context chapter is prompted with them."""
+        atomic_write_bytes(self.tokens_path(key), json.dumps(list(tokens)).encode())
+
+    def read_tokens(self, key: str) -> tuple[int, ...] | None:
+        try:
+            return tuple(json.loads(self.tokens_path(key).read_text()))
+        except (OSError, ValueError):
+            return None
 
     def intact(self, key: str, nbytes: int, sha256: str) -> bool:
         """The file is there and is the one the ledger recorded (not truncated, not replaced)."""

@@ -83,11 +83,21 @@ class Scheduler:
     REPLAN_DRIFT = 0.05
 
     def __init__(
-        self, engine: Engine, pending: list[Chunk], voices: dict[str, VoiceAudio], settings: SynthSettings, budget: int
+        self,
+        engine: Engine,
+        pending: list[Chunk],
+        voices: dict[str, VoiceAudio],
+        settings: SynthSettings,
+        budget: int,
+        ready: Callable[[Chunk], bool] = lambda c: True,
     ):
         self.cost = engine.cost_model()
         self.pending = {c.key: c for c in pending}
+        self.ready = ready  # a rolling-context sentence waits for the one before it
+        self.rolling = any(c.rolling for c in pending)
         self.prefix_of = prefix_tokens(type(engine), self.cost, voices)
+        for voice in {c.voice for c in pending if c.rolling}:  # room for the earlier sentences in the prompt
+            self.prefix_of[voice] = self.prefix_of.get(voice, 0) + ROLLING_CONTEXT_TOKENS
         self.predictor = LengthPredictor(self.cost)
         self.budget = budget
         self.max_batch = settings.max_batch or engine.default_batch_size()
@@ -97,7 +107,7 @@ class Scheduler:
 
     def _replan(self) -> None:
         plan = plan_batches(
-            list(self.pending.values()),
+            [c for c in self.pending.values() if self.ready(c)],
             self.cost,
             self.budget,
             self.max_batch,
@@ -119,11 +129,12 @@ class Scheduler:
         return any(abs(now[k] - v) > self.REPLAN_DRIFT * v for k, v in self._planned_with.items())
 
     def next_batch(self) -> Batch | None:
+        """The next batch, or None when nothing pending can run (all done, or waiting on failed sentences)."""
         if not self.pending:
             return None
-        if not self.queue or self._drifted():
+        if not self.queue or self._drifted() or self.rolling:  # rolling: each batch frees the next sentences
             self._replan()
-        return self.queue.pop(0)
+        return self.queue.pop(0) if self.queue else None
 
     def finished(self, item: Item, tokens: int | None) -> None:
         self.pending.pop(item.chunk.key, None)
@@ -148,7 +159,11 @@ class Scheduler:
         )
 
 
-Result = tuple[np.ndarray, int, int | None, bool]  # audio, sample rate, decoded units, truncated
+# audio, sample rate, decoded units, truncated, speech tokens (for rolling context)
+Result = tuple[np.ndarray, int, int | None, bool, tuple[int, ...] | None]
+ROLLING_CONTEXT_TOKENS = 750 + 150  # GLM-TTS keeps at most 750 prompt speech tokens, plus their text
+MAX_CONTEXT_SENTENCES = 8  # the engine prunes further to its own token limit
+History = dict[str, tuple[str | None, str, tuple[int, ...]]]  # key -> (key before, text, speech tokens)
 
 
 @dataclass
@@ -201,22 +216,47 @@ class Worker:
         return self.states[voice_fp]
 
     def work(
-        self, todo: list[Chunk], attempts_before: dict[str, int], stop: Callable[[], bool] = lambda: False
+        self,
+        todo: list[Chunk],
+        attempts_before: dict[str, int],
+        stop: Callable[[], bool] = lambda: False,
+        history: History | None = None,
     ) -> Iterator[BatchOutcome]:
+        """`history`: rolling-context sentences already done, so the ones after them can be prompted."""
+        history = dict(history or {})
         settings = SynthSettings(**{**self.settings.__dict__, "max_batch": self.max_batch})
-        sched = Scheduler(self.engine, todo, self.voices, settings, self.budget)
+        sched = Scheduler(
+            self.engine, todo, self.voices, settings, self.budget, ready=lambda c: c.after is None or c.after in history
+        )
         try:
             while not stop() and (batch := sched.next_batch()) is not None:
                 t0 = time.monotonic()
-                results, errors, retries = self._attempt(sched, batch, self._state(batch.voice), attempts_before)
+                state = self._state(batch.voice)
+                results, errors, retries = self._attempt(sched, batch, state, attempts_before, history)
                 for item in batch.items:
-                    sched.finished(item, results[item.chunk.key][2] if item.chunk.key in results else None)
+                    c = item.chunk
+                    sched.finished(item, results[c.key][2] if c.key in results else None)
+                    if c.rolling and c.key in results and results[c.key][4] is not None:
+                        history[c.key] = (c.after, c.text, results[c.key][4])
                 yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0)
+            if sched.pending and not stop():  # sentences whose predecessor failed can never be prompted
+                blocked = tuple(sched.pending.values())
+                why = ("the sentence before it failed, and rolling context needs it", 0)
+                yield BatchOutcome(blocked, {}, {c.key: why for c in blocked}, [], 0.0)
         finally:  # an out-of-memory ceiling holds for the rest of the run
             self.budget, self.max_batch = sched.budget, sched.max_batch
 
+    @staticmethod
+    def _context(chunk: Chunk, history: History) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        entries = []
+        key = chunk.after
+        while key and key in history and len(entries) < MAX_CONTEXT_SENTENCES:
+            key, text, tokens = history[key]
+            entries.append((text, tokens))
+        return tuple(reversed(entries))
+
     def _attempt(
-        self, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int]
+        self, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int], history: History
     ) -> tuple[dict[str, Result], dict[str, tuple[str, int]], list[tuple[Chunk, str, int]]]:
         """Synthesise a batch, re-seeding chunks whose audio fails the checks."""
         results: dict[str, Result] = {}
@@ -227,7 +267,8 @@ class Worker:
             if not todo:
                 break
             seeds = {i.chunk.key: chunk_seed(i.chunk.key, attempts_before.get(i.chunk.key, 0) + attempt) for i in todo}
-            raw = self._synth(sched, sched.sub_batch(batch, todo), state, seeds)
+            contexts = {i.chunk.key: self._context(i.chunk, history) for i in todo if i.chunk.rolling}
+            raw = self._synth(sched, sched.sub_batch(batch, todo), state, seeds, contexts)
             again = []
             for item in todo:
                 key = item.chunk.key
@@ -248,13 +289,19 @@ class Worker:
             todo = again
         return results, errors, retries
 
-    def _synth(self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int]) -> dict[str, Result | str]:
+    def _synth(
+        self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int], contexts: dict[str, tuple]
+    ) -> dict[str, Result | str]:
         """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk."""
-        reqs = [SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options) for c in batch.chunks]
+        reqs = [
+            SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options, contexts.get(c.key, ()))
+            for c in batch.chunks
+        ]
         try:
             out = self.engine.synthesize(reqs, state)
             return {
-                r.key: (res.audio, res.sample_rate, res.tokens, res.truncated) for r, res in zip(reqs, out, strict=True)
+                r.key: (res.audio, res.sample_rate, res.tokens, res.truncated, res.speech_tokens)
+                for r, res in zip(reqs, out, strict=True)
             }
         except BatchttsError:
             raise
@@ -274,7 +321,7 @@ class Worker:
                 step = sched.max_batch
                 parts[0:0] = [part[i : i + step] for i in range(0, len(part), step)]
                 continue
-            results.update(self._synth(sched, sched.sub_batch(batch, part), state, seeds))
+            results.update(self._synth(sched, sched.sub_batch(batch, part), state, seeds, contexts))
         return results
 
 
@@ -309,6 +356,9 @@ class Committer:
         self.bar.close()
 
     def commit(self, outcome: BatchOutcome) -> None:
+        for c in outcome.chunks:  # a rolling sentence's tokens are on disk before it counts as done
+            if c.rolling and c.key in outcome.results and outcome.results[c.key][4] is not None:
+                self.store.write_tokens(c.key, outcome.results[c.key][4])
         stored = {k: self.store.write(k, r[0], r[1]) for k, r in outcome.results.items()}
         self.ledger.mark_done(self.run_id, stored)
         for key, (error, tries) in outcome.errors.items():
@@ -370,11 +420,12 @@ def synthesise_locally(
     committer: Committer,
     attempts_before: dict[str, int],
     stop: Callable[[], bool],
+    history: History | None = None,
 ) -> None:
     log.info("loading engine '%s' for %d chunks", name, len({c.key for c in todo}))
     worker = Worker(name, committer.settings, voices, cache)
     try:
-        for outcome in worker.work(todo, attempts_before, stop):
+        for outcome in worker.work(todo, attempts_before, stop, history):
             committer.commit(outcome)
     finally:
         worker.close()

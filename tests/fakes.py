@@ -17,7 +17,9 @@ class ToneEngine(Engine):
     max_chars = 120
     option_defaults: ClassVar[dict[str, float]] = {"speed": 1.0}
     sample_rate = 8000
+    supports_rolling_context = True
     calls: ClassVar[list[list[str]]] = []  # keys of each synthesize call, for assertions
+    contexts: ClassVar[dict[str, tuple]] = {}  # key -> the rolling context it was prompted with
     fail_texts: ClassVar[set[str]] = set()
 
     @classmethod
@@ -40,6 +42,7 @@ class ToneEngine(Engine):
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
         ToneEngine.calls.append([r.key for r in requests])
+        ToneEngine.contexts.update({r.key: r.context for r in requests})
         out = []
         for r in requests:
             if r.text in self.fail_texts:
@@ -50,5 +53,6 @@ class ToneEngine(Engine):
             t = np.arange(n) / self.sample_rate
             noise = np.random.default_rng(r.seed).normal(0, 0.01, n)
             audio = (0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
-            out.append(SynthResult(audio, self.sample_rate, tokens=3 * len(r.text)))
+            speech = tuple(int(c, 16) for c in r.key[:8])  # "decoded tokens", for rolling context
+            out.append(SynthResult(audio, self.sample_rate, tokens=3 * len(r.text), speech_tokens=speech))
         return out

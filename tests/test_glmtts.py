@@ -132,15 +132,27 @@ def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_pa
             },
             {
                 "id": "two",
-                "text": "Short one. Another short line.",
+                "text": "Short one here. Another short line. And a third one.",
                 "output": "two.flac",
                 "engine": "glmtts",
                 "voice": voice,
+                "context": "rolling",
             },
         ],
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "batchtts", "run", str(jobs), "-v", "--log-json", str(tmp_path / "ev.jsonl")],
+        [
+            sys.executable,
+            "-m",
+            "batchtts",
+            "run",
+            str(jobs),
+            "-v",
+            "--waste-target",
+            "5",
+            "--log-json",
+            str(tmp_path / "ev.jsonl"),
+        ],
         cwd=ROOT,
         env=_env(tiny),
         capture_output=True,
@@ -214,3 +226,15 @@ def test_real_glmtts_pipeline_on_gpu(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rolling_context_prompt_keeps_the_reference_and_drops_the_oldest_sentences_first(engine):
+    eng, voice = engine
+    text, speech = list(voice["prompt_text"]), list(voice["prompt_speech"])
+    ctx = (("one two.", tuple(range(300))), ("three four.", tuple(range(300, 600))), ("five.", tuple(range(5))))
+    t, sp = eng._with_context(text, speech, ctx, n_text=8)
+    assert t[: len(text)] == text and sp[: len(speech)] == speech  # the reference prompt always leads
+    assert sp[len(speech) :] == list(range(300, 600)) + list(range(5))  # the oldest sentence went first
+    assert len(sp) <= 750
+    t, sp = eng._with_context(text, speech, ctx[-1:], n_text=8)
+    assert sp == speech + list(range(5)) and t == text + eng._text_ids("five.", "en")

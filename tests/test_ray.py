@@ -118,3 +118,30 @@ def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, fir
     assert resumed.returncode == 0, resumed.stderr
     _same(out, ref)
     assert _attempts(out) == {1}
+
+
+def test_work_units_keep_rolling_chapters_whole_and_cut_the_rest_small():
+    from batchtts.chunks import Chunk
+    from batchtts.distributed import work_units
+
+    def chunk(job, i, rolling, voice="v"):
+        return Chunk(
+            job,
+            i,
+            f"{job}{i}",
+            "t",
+            "t",
+            "en",
+            "sentence",
+            0,
+            {},
+            voice,
+            rolling=rolling,
+            after=f"{job}{i - 1}" if rolling and i else None,
+        )
+
+    todo = [chunk("r", i, True) for i in range(7)] + [chunk("p", i, False) for i in range(7)]
+    todo += [chunk("q", i, False, "w") for i in range(3)]
+    units = list(work_units(todo, 3))
+    assert [len(u[1]) for u in units] == [7, 3, 3, 1, 3]
+    assert [c.index for c in units[0][1]] == list(range(7)) and {u[0] for u in units} == {"v", "w"}

@@ -23,6 +23,8 @@ class SynthRequest:
     language: str  # "en" or "zh"
     seed: int  # derived from the key, so a chunk's audio never depends on its batch
     options: dict[str, float] = field(default_factory=dict)
+    # Rolling context: the sentences before this one, oldest first, as (text, speech tokens they decoded).
+    context: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class SynthResult:
     sample_rate: int
     tokens: int | None = None  # units decoded (speech tokens, frames): refines the planner's length model
     truncated: bool = False  # decoding stopped at its maximum length instead of ending by itself
+    speech_tokens: tuple[int, ...] | None = None  # kept for rolling context, when the engine decodes tokens
 
 
 def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:
@@ -103,6 +106,8 @@ class Engine(ABC):
     can_clone: ClassVar[bool] = False
     #: Whether a batch runs as one padded tensor (so the planner buckets by length) or row by row.
     padded_batches: ClassVar[bool] = True
+    #: Whether `context: rolling` jobs can run (the engine reads SynthRequest.context).
+    supports_rolling_context: ClassVar[bool] = False
     #: Sampling options a job may set under `sampling`, with their defaults.
     option_defaults: ClassVar[dict[str, float]] = {}
 

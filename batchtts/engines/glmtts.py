@@ -29,6 +29,7 @@ DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
 DECODE_VERSION = 1  # bump when decoding changes what a chunk sounds like
+MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
 def model_dir() -> Path:
@@ -73,6 +74,7 @@ class GlmttsEngine(Engine):
     max_chars = 150
     can_clone = True
     padded_batches = True
+    supports_rolling_context = True
     option_defaults: ClassVar[dict[str, float]] = {
         "top_k": 25,
         "top_p": 0.8,
@@ -170,11 +172,12 @@ class GlmttsEngine(Engine):
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
-        prompt_speech = (voice["prompt_speech"] + sp.ats).tolist()
+        prompt_speech = voice["prompt_speech"].tolist()
         prompts, lens, samplings = [], [], []
         for r in requests:
             ids = self._text_ids(r.text, r.language)
-            prompts.append(prefix_text + ids + [sp.boa] + prompt_speech)
+            text, speech = self._with_context(prefix_text, prompt_speech, r.context, len(ids))
+            prompts.append(text + ids + [sp.boa] + [sp.ats + t for t in speech])
             lens.append(len(ids))
             o = r.options
             samplings.append(
@@ -193,8 +196,30 @@ class GlmttsEngine(Engine):
         out = []
         for toks, cut in zip(tokens, truncated, strict=True):
             wav = self.official.waveform(toks, voice["prompt_speech"], voice["prompt_mel"], voice["embedding"])
-            out.append(SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut))
+            out.append(
+                SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
+            )
         return out
+
+    def _with_context(
+        self, prompt_text: list[int], prompt_speech: list[int], context, n_text: int
+    ) -> tuple[list[int], list[int]]:
+        """The official rolling prompt: the reference prompt, then earlier sentences' text and decoded speech,
+        oldest dropped first (never the reference) while the speech part plus this sentence's expected
+        length would pass MAX_PROMPT_SPEECH tokens."""
+        from batchtts.chunks import detect_language
+
+        entries = [(self._text_ids(text, detect_language(text)), list(tokens)) for text, tokens in context]
+        while entries:
+            speech = len(prompt_speech) + sum(len(t) for _, t in entries)
+            text = len(prompt_text) + sum(len(i) for i, _ in entries)
+            if speech + int(speech / max(1, text) * n_text) <= MAX_PROMPT_SPEECH:
+                break
+            entries.pop(0)
+        return (
+            prompt_text + [i for ids, _ in entries for i in ids],
+            prompt_speech + [t for _, toks in entries for t in toks],
+        )
 
     def activation_reserve(self) -> int:
         """On CUDA, the peak of one worst-case prefill (a long prompt and sentence), measured."""
