@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchtts.chunks import Chunk
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import BatchttsError, EnvironmentProblem
 from batchtts.synthesis import BatchOutcome, Committer, History, SynthSettings, Worker
 from batchtts.voice import VoiceAudio
 
@@ -129,9 +129,11 @@ def synthesise_on_ray(
             busy.discard(slot)
             try:
                 outcomes = ray.get(ready[0])
-            except (RayActorError, RayTaskError) as exc:
-                if isinstance(exc, RayTaskError) and not isinstance(exc.cause, RayActorError | OSError):
-                    raise
+            except RayTaskError as exc:  # the engine raised inside the actor: report it as a local run would
+                if isinstance(exc.cause, BatchttsError):
+                    raise exc.cause from None
+                raise
+            except RayActorError as exc:  # the actor's process died (killed, out of memory, node lost)
                 log.warning(
                     "Ray actor %d died (%s); its %d chunks go to a fresh actor", slot, type(exc).__name__, len(unit[1])
                 )

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from batchtts.chunks import Chunk, chunk_seed
 from batchtts.engines import engine_class
 from batchtts.engines.base import CostModel, Engine, SynthRequest, is_out_of_memory
-from batchtts.errors import BatchttsError
+from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError
 from batchtts.events import EventLog
 from batchtts.ledger import Ledger
 from batchtts.plan import (
@@ -66,7 +66,7 @@ class SynthStats:
 
 
 class FailFast(BatchttsError):
-    exit_code = 1
+    exit_code = EXIT_CHUNKS_FAILED
 
 
 def prefix_tokens(engine_cls: type[Engine], cost: CostModel, voices: dict[str, VoiceAudio]) -> dict[str, int]:
