@@ -283,7 +283,7 @@ def plan_cmd(
         for name in dict.fromkeys(prep.engine_of.values()):
             cls = engine_class(name)
             cost = cls.cost_model()
-            chunks = [c for j in prep.jobs if prep.engine_of[j.id] == name for c in prep.chunks[j.id]]
+            chunks = prep.chunks_for(name)
             pending = [c for c in chunks if c.key not in done]
             try:
                 budget = memory_budget(device, cost, kv_budget)
@@ -296,7 +296,7 @@ def plan_cmd(
                     cost,
                     budget,
                     limit,
-                    prefix_tokens(cls, cost, prep.voices),
+                    prefix_tokens(cls, cost, prep.voices, pending),
                     waste_target=effective_waste_target(cls, waste_target),
                 )
             except PlanError as exc:

@@ -10,6 +10,7 @@ longest prefix plus the longest possible decode) stays within the budget.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,15 +188,15 @@ def _fill(bucket: list[Item], voice: str, prefix: int, cost: CostModel, budget: 
     batches: list[Batch] = []
     current: list[Item] = []
     for item in bucket:
-        if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item])[0] > budget):
-            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
-            current = []
-        if not current and batch_bytes(cost, prefix, [item])[0] > budget:
-            need = batch_bytes(cost, prefix, [item])[0]
+        need = batch_bytes(cost, prefix, [item])[0]
+        if need > budget:
             raise PlanError(
                 f"chunk {item.chunk.job_id}#{item.chunk.index} needs up to {format_size(need)} but the budget is "
                 f"{format_size(budget)}; raise --kv-budget or shorten its sentence"
             )
+        if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item])[0] > budget):
+            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
+            current = []
         current.append(item)
     if current:
         batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
@@ -229,11 +230,13 @@ def parse_size(text: str) -> int:
 
 
 def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB"):
         n /= 1024
-    return f"{n:.1f} GiB"
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
 
 
 def available_ram() -> int:
@@ -244,8 +247,6 @@ def available_ram() -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -69,11 +69,21 @@ class FailFast(BatchttsError):
     exit_code = EXIT_CHUNKS_FAILED
 
 
-def prefix_tokens(engine_cls: type[Engine], cost: CostModel, voices: dict[str, VoiceAudio]) -> dict[str, int]:
-    """Prompt tokens each voice adds to every sequence (none when the engine does not clone)."""
+ROLLING_CONTEXT_TOKENS = 750 + 150  # GLM-TTS keeps at most 750 prompt speech tokens, plus their text
+
+
+def prefix_tokens(
+    engine_cls: type[Engine], cost: CostModel, voices: dict[str, VoiceAudio], chunks: list[Chunk]
+) -> dict[str, int]:
+    """Prompt tokens each voice adds to every sequence (none when the engine does not clone), with room
+    for the earlier sentences of rolling-context chunks; `plan` and `run` both size batches from this."""
     if not engine_cls.can_clone:
-        return {fp: cost.special_tokens for fp in voices}
-    return {fp: cost.prefix_tokens(v.duration, v.prompt_text) for fp, v in voices.items()}
+        prefix = {fp: cost.special_tokens for fp in voices}
+    else:
+        prefix = {fp: cost.prefix_tokens(v.duration, v.prompt_text) for fp, v in voices.items()}
+    for voice in {c.voice for c in chunks if c.rolling}:
+        prefix[voice] = prefix.get(voice, 0) + ROLLING_CONTEXT_TOKENS
+    return prefix
 
 
 class Scheduler:
@@ -95,9 +105,7 @@ class Scheduler:
         self.pending = {c.key: c for c in pending}
         self.ready = ready  # a rolling-context sentence waits for the one before it
         self.rolling = any(c.rolling for c in pending)
-        self.prefix_of = prefix_tokens(type(engine), self.cost, voices)
-        for voice in {c.voice for c in pending if c.rolling}:  # room for the earlier sentences in the prompt
-            self.prefix_of[voice] = self.prefix_of.get(voice, 0) + ROLLING_CONTEXT_TOKENS
+        self.prefix_of = prefix_tokens(type(engine), self.cost, voices, pending)
         self.predictor = LengthPredictor(self.cost)
         self.budget = budget
         self.max_batch = settings.max_batch or engine.default_batch_size()
@@ -161,7 +169,6 @@ class Scheduler:
 
 # audio, sample rate, decoded units, truncated, speech tokens (for rolling context)
 Result = tuple[np.ndarray, int, int | None, bool, tuple[int, ...] | None]
-ROLLING_CONTEXT_TOKENS = 750 + 150  # GLM-TTS keeps at most 750 prompt speech tokens, plus their text
 MAX_CONTEXT_SENTENCES = 8  # the engine prunes further to its own token limit
 History = dict[str, tuple[str | None, str, tuple[int, ...]]]  # key -> (key before, text, speech tokens)
 
