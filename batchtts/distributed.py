@@ -9,6 +9,7 @@ the queue and a fresh actor takes over, so nothing is lost and nothing is commit
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import deque
@@ -41,9 +42,6 @@ class _Actor:
 
     def run_unit(self, chunks: list[Chunk], attempts: dict[str, int], history: History) -> list[BatchOutcome]:
         return list(self.worker.work(chunks, attempts, history=history))
-
-    def ready(self) -> bool:
-        return True
 
 
 def _connect(opts: RayOptions):
@@ -96,7 +94,7 @@ def synthesise_on_ray(
     threads = 1 if not gpus else max(1, int(resources.get("CPU", 1) // count))
     remote = ray.remote(num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=0)(_Actor)
     prefix = f"batchtts-{os.getpid()}"
-    serial = iter(range(1 << 30))
+    serial = itertools.count()
 
     def spawn():
         return remote.options(name=f"{prefix}-{next(serial)}").remote(name, committer.settings, voices, threads)
@@ -113,20 +111,19 @@ def synthesise_on_ray(
         size,
     )
     inflight: dict = {}  # object ref -> (actor slot, unit)
-    busy: set[int] = set()
+    shared = (ray.put(attempts), ray.put(history or {}))  # sent to the object store once, not with every unit
     try:
         while (units or inflight) and not stop():
+            busy = {slot for slot, _ in inflight.values()}
             for slot in range(len(actors)):
                 if slot in busy or not units:
                     continue
                 pick = next((u for u in units if u[0] in seen[slot]), units[0])
                 units.remove(pick)
                 seen[slot].add(pick[0])
-                inflight[actors[slot].run_unit.remote(pick[1], attempts, history or {})] = (slot, pick)
-                busy.add(slot)
+                inflight[actors[slot].run_unit.remote(pick[1], *shared)] = (slot, pick)
             ready, _ = ray.wait(list(inflight), num_returns=1)
             slot, unit = inflight.pop(ready[0])
-            busy.discard(slot)
             try:
                 outcomes = ray.get(ready[0])
             except RayTaskError as exc:  # the engine raised inside the actor: report it as a local run would
