@@ -60,8 +60,7 @@ class Writer:
 
     def _chapter(self, job: Job) -> None:
         chunks = self.prep.chunks[job.id]
-        audios = [self.store.read(c.key) for c in chunks]
-        rate = job.sample_rate or (audios[0][1] if audios else 22050)
+        rate = job.sample_rate or self.store.sample_rate(chunks[0].key)
         lead = chunks[0].pause_before if chunks else None
         tags = job_tags(job)
         sig = signature(
@@ -79,7 +78,8 @@ class Writer:
             self.up_to_date.append(str(job.output))
             self.events.emit("job", job=job.id, output=str(job.output), state="up_to_date")
             return
-        pieces = [Piece(a, r, c.brk, c.source_text, c.key, c.pause) for (a, r), c in zip(audios, chunks, strict=True)]
+        # Chunk audio is read only for a chapter that must be written: an up-to-date book costs no decoding.
+        pieces = [Piece(*self.store.read(c.key), c.brk, c.source_text, c.key, c.pause) for c in chunks]
         chapter = build_chapter(pieces, rate, job.pauses, job.loudness, lead)
         with atomic_path(pcm) as tmp:
             sf.write(str(tmp), chapter.audio, rate, format="FLAC", subtype="PCM_24")

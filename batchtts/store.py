@@ -60,6 +60,9 @@ class ChunkStore:
         except OSError:
             return False
 
+    def sample_rate(self, key: str) -> int:
+        return sf.info(str(self.path_for(key))).samplerate
+
     def read(self, key: str) -> tuple[np.ndarray, int]:
         audio, rate = sf.read(str(self.path_for(key)), dtype="float32")
         return audio, rate
