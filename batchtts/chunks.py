@@ -24,7 +24,6 @@ class Chunk:
     source_text: str  # the sentence as written, for subtitles and manifests
     language: str
     brk: str
-    seed: int
     options: dict[str, float]
     voice: str  # voice fingerprint
     pause: float | None = None  # seconds after it, when the text's pause marker sets it
@@ -100,7 +99,6 @@ def make_chunks(
                 seg.text,
                 language,
                 seg.brk,
-                chunk_seed(key),
                 options,
                 voice,
                 seg.pause,

@@ -148,7 +148,7 @@ def main() -> None:
 
     sentences = book_sentences(args.jobs, args.repeat or (4 if device == "cuda" else 1))[: args.limit]
     chunks = [
-        Chunk("book", i, f"k{i}", t, t, detect_language(t), "sentence", 0, {}, "narrator")
+        Chunk("book", i, f"k{i}", t, t, detect_language(t), "sentence", {}, "narrator")
         for i, t in enumerate(sentences)
     ]
     lens_of = {c.key: cost.text_tokens(c.text, c.language) for c in chunks}

@@ -33,7 +33,7 @@ COST = CostModel(
 
 def _chunks(texts: list[str], voices: int = 1) -> list[Chunk]:
     return [
-        Chunk("job", i, f"k{i}", t, t, detect_language(t), "sentence", i, {}, f"v{i % voices}")
+        Chunk("job", i, f"k{i}", t, t, detect_language(t), "sentence", {}, f"v{i % voices}")
         for i, t in enumerate(texts)
     ]
 

@@ -133,7 +133,6 @@ def test_work_units_keep_rolling_chapters_whole_and_cut_the_rest_small():
             "t",
             "en",
             "sentence",
-            0,
             {},
             voice,
             rolling=rolling,
