@@ -18,7 +18,6 @@ from batchtts.output import state_dir
 from batchtts.plan import (
     DEFAULT_WASTE_TARGET,
     PlanError,
-    effective_waste_target,
     format_size,
     memory_budget,
     parse_size,
@@ -297,7 +296,7 @@ def plan_cmd(
                     budget,
                     limit,
                     prefix_tokens(cls, cost, prep.voices, pending),
-                    waste_target=effective_waste_target(cls, waste_target),
+                    waste_target=waste_target,
                 )
             except PlanError as exc:
                 raise InputError(jobs, None, None, str(exc)) from None

@@ -1,10 +1,13 @@
 """Pack pending chunks into length-bucketed batches that fit the device's memory budget.
 
 Chunks with the same key are synthesised once; a batch never mixes voices (one voice state per
-call). Within a voice, chunks are sorted by predicted length and cut into buckets whose longest
-member is at most (1 + waste target) times its shortest, so no batch pads more than the target.
-Each bucket is filled batch by batch while the batch's worst-case footprint (every row padded to the
-longest prefix plus the longest possible decode) stays within the budget.
+call). Within a voice, chunks are sorted by predicted length and cut into buckets so that no batch
+drawn from a bucket pads more than the waste target. What pads depends on the engine
+(`CostModel.padding`): rows that all run to the longest pad their whole length; rows that leave the
+batch when done (GLM-TTS) pad only their left-padded prompt, so far wider buckets, fewer batches and
+fewer decode steps stay under the same target. Each bucket is filled batch by batch while the
+batch's worst-case footprint (every row padded to the longest prefix plus the longest possible
+decode) stays within the budget.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Item:
         return self.text_tokens + self.predicted
 
 
+def pad_extent(item: Item, padding: str) -> int:
+    """The part of a row that is padded up to the batch's longest: all of it, its prompt text, or nothing."""
+    return {"full": item.length, "prompt": item.text_tokens, "none": 0}[padding]
+
+
 @dataclass(frozen=True)
 class Batch:
     voice: str
@@ -47,6 +55,7 @@ class Batch:
     prefix_tokens: int
     worst_bytes: int
     predicted_bytes: int
+    padding: str = "full"
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -58,7 +67,8 @@ class Batch:
 
     @property
     def padded_slots(self) -> int:
-        return len(self.items) * max(i.length for i in self.items) - self.useful_slots
+        extents = [pad_extent(i, self.padding) for i in self.items]
+        return len(extents) * max(extents) - sum(extents)
 
     @property
     def decode_steps(self) -> int:
@@ -137,11 +147,6 @@ def batch_bytes(cost: CostModel, prefix: int, items: list[Item] | tuple[Item, ..
     return worst + reserve, predicted + reserve
 
 
-def effective_waste_target(engine_cls: type, waste_target: float) -> float:
-    """Engines that run rows unpadded waste nothing on mixed lengths: one bucket per voice."""
-    return waste_target if getattr(engine_cls, "padded_batches", True) else math.inf
-
-
 def plan_batches(
     chunks: list[Chunk],
     cost: CostModel,
@@ -153,6 +158,8 @@ def plan_batches(
 ) -> Plan:
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
+    if cost.padding == "none":  # rows run unpadded: mixed lengths waste nothing, one bucket per voice
+        waste_target = math.inf
     predictor = predictor or LengthPredictor(cost)
     prefix_of = prefix_of or {}
     unique: dict[str, Chunk] = {}
@@ -168,19 +175,29 @@ def plan_batches(
     for voice, items in by_voice.items():
         prefix = prefix_of.get(voice, cost.special_tokens)
         items.sort(key=lambda i: -i.length)  # stable: equal lengths keep book order
-        for bucket in _buckets(items, waste_target):
+        for bucket in _buckets(items, waste_target, cost.padding):
             plan.bucket_edges.append(bucket[0].length)
             plan.batches.extend(_fill(bucket, voice, prefix, cost, budget_bytes, max_batch))
     return plan
 
 
-def _buckets(items: list[Item], waste_target: float) -> list[list[Item]]:
+def _buckets(items: list[Item], waste_target: float, padding: str) -> list[list[Item]]:
+    """Cut the length-sorted items where padding could pass the target.
+
+    A batch pads at most (longest extent - shortest extent) per row and holds at least the shortest
+    length per row, so keeping that spread within target x shortest length bounds every batch drawn
+    from the bucket, whichever rows it gets.
+    """
     buckets: list[list[Item]] = []
+    high = low = 0
     for item in items:
-        if buckets and buckets[-1][0].length <= (1 + waste_target) * item.length:
+        e = pad_extent(item, padding)
+        if buckets and max(high, e) - min(low, e) <= waste_target * item.length:
             buckets[-1].append(item)
+            high, low = max(high, e), min(low, e)
         else:
             buckets.append([item])
+            high = low = e
     return buckets
 
 
@@ -195,11 +212,11 @@ def _fill(bucket: list[Item], voice: str, prefix: int, cost: CostModel, budget: 
                 f"{format_size(budget)}; raise --kv-budget or shorten its sentence"
             )
         if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item])[0] > budget):
-            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
+            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current), cost.padding))
             current = []
         current.append(item)
     if current:
-        batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current)))
+        batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current), cost.padding))
     return batches
 
 

@@ -28,7 +28,6 @@ from batchtts.plan import (
     Item,
     LengthPredictor,
     batch_bytes,
-    effective_waste_target,
     format_size,
     memory_budget,
     plan_batches,
@@ -109,7 +108,7 @@ class Scheduler:
         self.predictor = LengthPredictor(self.cost)
         self.budget = budget
         self.max_batch = settings.max_batch or engine.default_batch_size()
-        self.waste_target = effective_waste_target(type(engine), settings.waste_target)
+        self.waste_target = settings.waste_target
         self._planned_with: dict[str, float] = {}
         self.queue: list[Batch] = []
 

@@ -6,6 +6,10 @@ the example book; every row decodes exactly `--ratio` x its text tokens (min and
 equal), so every strategy does the same work. On CUDA it also measures HBM bandwidth with a large
 device-to-device copy and reports each decode step against its memory-bound floor (weights read once
 per step plus the KV cache the batch reads).
+
+Then the planner's batches again, once per decode-step technique, each row adding one to the row
+above: eager attention, SDPA (the default), a preallocated KV cache, torch.compile of the step, and
+on CUDA the step replayed as a CUDA graph; each with its gain over the row above.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from batchtts.chunks import Chunk, detect_language  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
-from batchtts.engines.glmtts_llm import Sampling, SpecialIds, decode_batch  # noqa: E402
+from batchtts.engines.glmtts_llm import Sampling, SpecialIds  # noqa: E402
+from batchtts.engines.glmtts_static import StaticDecoder  # noqa: E402
 from batchtts.jobs import load_jobs  # noqa: E402
 from batchtts.plan import format_size, parse_size, plan_batches  # noqa: E402
 from batchtts.split import split_text  # noqa: E402
@@ -66,7 +71,15 @@ def specials(vocab: int) -> SpecialIds:
     return SpecialIds(ats=vocab - n_speech, n_speech=n_speech, boa=3, eoa=2, pad=0)
 
 
-def run_strategy(model, sp, chunks, lens_of, batches, ratio, device) -> dict:
+def run_strategy(decoder: StaticDecoder, sp, lens_of, batches, ratio, device, repeats: int = 1) -> dict:
+    """The run with the median wall time of `repeats`."""
+    runs = sorted(
+        (_run_once(decoder, sp, lens_of, batches, ratio, device) for _ in range(repeats)), key=lambda r: r["wall_s"]
+    )
+    return runs[len(runs) // 2] | {"repeats": repeats}
+
+
+def _run_once(decoder: StaticDecoder, sp, lens_of, batches, ratio, device) -> dict:
     steps = tokens = padded = useful = 0
     if device == "cuda":
         torch.cuda.synchronize()
@@ -78,8 +91,7 @@ def run_strategy(model, sp, chunks, lens_of, batches, ratio, device) -> dict:
             n = lens_of[c.key]
             prompts.append([5] * PROMPT_TEXT + [7] * n + [sp.boa] + [sp.ats + 1] * PROMPT_SPEECH)
             lens.append(n)
-        out, _ = decode_batch(
-            model,
+        out, _ = decoder.decode(
             prompts,
             lens,
             sp,
@@ -91,8 +103,9 @@ def run_strategy(model, sp, chunks, lens_of, batches, ratio, device) -> dict:
         got = [len(o) for o in out]
         tokens += sum(got)
         steps += max(got)
-        width = max(len(p) for p in prompts) + max(got)
-        padded += len(batch) * width
+        # Rows leave the batch when done, so only left-padded prompt slots are held and read for nothing.
+        width = max(len(p) for p in prompts)
+        padded += sum(width - len(p) for p in prompts)
         useful += sum(len(p) + g for p, g in zip(prompts, got, strict=True))
     if device == "cuda":
         torch.cuda.synchronize()
@@ -104,7 +117,7 @@ def run_strategy(model, sp, chunks, lens_of, batches, ratio, device) -> dict:
         "wall_s": round(wall, 3),
         "tokens_per_s": round(tokens / wall, 1),
         "audio_s_per_s": round(tokens / TOKENS_PER_SECOND / wall, 2),
-        "padding_waste": round((padded - useful) / useful, 4),
+        "padding_waste": round(padded / useful, 4),
         "peak_mem_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
     }
 
@@ -135,6 +148,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=None, help="copies of the book (default: 4 CUDA, 1 CPU)")
     parser.add_argument("--small", action="store_true", help="tiny dimensions (default on CPU)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sentences (smoke runs)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs per row, median reported (default: 1 CUDA, 3 CPU)"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     device = args.device
@@ -148,8 +164,7 @@ def main() -> None:
 
     sentences = book_sentences(args.jobs, args.repeat or (4 if device == "cuda" else 1))[: args.limit]
     chunks = [
-        Chunk("book", i, f"k{i}", t, t, detect_language(t), "sentence", {}, "narrator")
-        for i, t in enumerate(sentences)
+        Chunk("book", i, f"k{i}", t, t, detect_language(t), "sentence", {}, "narrator") for i, t in enumerate(sentences)
     ]
     lens_of = {c.key: cost.text_tokens(c.text, c.language) for c in chunks}
     prefix = {"narrator": PROMPT_TEXT + 1 + PROMPT_SPEECH}
@@ -161,11 +176,37 @@ def main() -> None:
         ],
         "batchtts planner": [list(b.chunks) for b in plan.batches],
     }
-    run_strategy(model, sp, chunks, lens_of, [chunks[:2]], args.ratio, device)  # warm-up
+    repeats = args.repeats or (1 if device == "cuda" else 3)
+    dynamic = StaticDecoder(model, "dynamic")
+    run_strategy(dynamic, sp, lens_of, [chunks[:2]], args.ratio, device)  # warm-up
     rows = {
-        name: run_strategy(model, sp, chunks, lens_of, batches, args.ratio, device)
+        name: run_strategy(dynamic, sp, lens_of, batches, args.ratio, device, repeats)
         for name, batches in strategies.items()
     }
+
+    planned = strategies["batchtts planner"]
+    model.set_attn_implementation("eager")
+    steps = {"eager attention": run_strategy(dynamic, sp, lens_of, planned, args.ratio, device, repeats)}
+    model.set_attn_implementation("sdpa")
+    steps["+ SDPA attention (default)"] = rows["batchtts planner"]
+    for mode, label in (
+        ("static", "+ preallocated KV cache"),
+        ("compile", "+ torch.compile step"),
+        ("graphs", "+ CUDA graph replay"),
+    ):
+        if mode == "graphs" and device != "cuda":
+            continue
+        decoder = StaticDecoder(model, mode)
+        t0 = time.perf_counter()
+        run_strategy(decoder, sp, lens_of, planned[:2] + planned[-2:], args.ratio, device)  # compiles its shapes
+        warm = time.perf_counter() - t0
+        steps[label] = run_strategy(decoder, sp, lens_of, planned, args.ratio, device, repeats)
+        steps[label]["warm_up_s"] = round(warm, 1)
+    previous = None
+    for r in steps.values():
+        r["gain"] = round(r["tokens_per_s"] / previous, 2) if previous else None
+        previous = r["tokens_per_s"]
+    best = max(steps, key=lambda k: steps[k]["tokens_per_s"])
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     result = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else f"CPU {platform.machine()}",
@@ -185,13 +226,16 @@ def main() -> None:
         "ratio": args.ratio,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "strategies": rows,
+        "decode_steps_ablation": steps,
     }
     one = rows["one at a time (official)"]["tokens_per_s"]
     result["planner_vs_one_at_a_time"] = round(rows["batchtts planner"]["tokens_per_s"] / one, 2)
+    result["best_decode_step"] = best
+    result["planner_best_step_vs_one_at_a_time"] = round(steps[best]["tokens_per_s"] / one, 2)
     if device == "cuda":
         bw = hbm_bandwidth()
         result["hbm_bytes_per_s"] = bw
-        for name, batches in strategies.items():
+        for name, batches in [*strategies.items(), *((label, planned) for label in steps)]:
             floor = 0.0
             for batch in batches:
                 n = [lens_of[c.key] for c in batch]
@@ -199,7 +243,8 @@ def main() -> None:
                 steps = max(math.floor(x * args.ratio) for x in n)
                 for s in range(steps):  # weights once per step + the KV the batch reads at that step
                     floor += (weights + len(batch) * (width + s) * cost.bytes_per_token) / bw
-            rows[name]["bound_fraction"] = round(floor / rows[name]["wall_s"], 3)
+            row = rows.get(name) or steps[name]
+            row["bound_fraction"] = round(floor / row["wall_s"], 3)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"llm-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
@@ -219,7 +264,23 @@ def main() -> None:
         )
     md += [
         "",
-        f"Planner over one-at-a-time: {result['planner_vs_one_at_a_time']}x. Command: `python {result['command']}`",
+        f"Planner over one-at-a-time: {result['planner_vs_one_at_a_time']}x.",
+        "",
+        "The planner's batches, one decode-step technique added per row:",
+        "",
+        "| decode step | speech tok/s | gain over row above | of HBM bound | warm-up |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in steps.items():
+        gain = f"{r['gain']}x" if r["gain"] else "-"
+        warm = f"{r['warm_up_s']} s" if "warm_up_s" in r else "-"
+        md.append(f"| {name} | {r['tokens_per_s']} | {gain} | {r.get('bound_fraction', '-')} | {warm} |")
+    md += [
+        "",
+        f"Planner with the fastest step ({best.lstrip('+ ')}) over one-at-a-time: "
+        f"{result['planner_best_step_vs_one_at_a_time']}x.",
+        "",
+        f"Command: `python {result['command']}`",
     ]
     (args.results / f"llm-{device}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

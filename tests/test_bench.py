@@ -23,3 +23,11 @@ def test_llm_benchmark_smoke_run(tmp_path):
     assert len(work) == 1  # every strategy decodes the same tokens
     assert rows["one at a time (official)"]["batches"] == 6 and result["planner_vs_one_at_a_time"] > 0
     assert "| batchtts planner |" in (tmp_path / "llm-cpu.md").read_text()
+    steps = result["decode_steps_ablation"]
+    assert list(steps) == [
+        "eager attention",
+        "+ SDPA attention (default)",
+        "+ preallocated KV cache",
+        "+ torch.compile step",
+    ]  # CUDA graphs only on a GPU
+    assert {r["speech_tokens"] for r in steps.values()} == work  # every technique does the same work

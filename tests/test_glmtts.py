@@ -13,6 +13,7 @@ import torch
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
 from batchtts.engines.glmtts_frontend import mel_filterbank, prompt_mel
 from batchtts.engines.glmtts_llm import Sampling, decode_batch, sample
+from batchtts.engines.glmtts_static import StaticDecoder
 from batchtts.voice import load_voice
 from tests.conftest import ROOT, write_jobs
 from tests.tiny_glmtts import build_checkpoint, build_official_stub
@@ -78,6 +79,42 @@ def test_a_padded_batch_decodes_exactly_what_each_row_decodes_alone(engine, gree
     if greedy:
         assert all(cut)  # a random model never chooses EOA greedily: decoding stops at 20x
     assert all(0 <= t < eng.special.n_speech for row in batch for t in row)
+
+
+@pytest.mark.parametrize("mode", ["static", "compile"])
+def test_a_preallocated_cache_decodes_the_tokens_of_the_dynamic_path(engine, mode):
+    """Fixed shapes (for torch.compile and CUDA graphs) must not change what is said, whichever rows
+    finish first and however often the live rows are compacted."""
+    eng, voice = engine
+    prompts, lens = _prompts(eng, voice)
+    decoder = StaticDecoder(eng.llm, mode, quantum=32)
+    for greedy, max_ratio in ((True, 20.0), (False, 8.0)):
+        samplings = [Sampling(greedy=greedy)] * len(prompts)
+        seeds = [11, 22, 33, 44, 55]
+        want = decode_batch(eng.llm, prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio)
+        assert decoder.decode(prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio) == want
+        assert len({len(t) for t in want[0]}) > 2  # rows end at different steps: compaction is exercised
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_decode_matches_the_dynamic_path_on_the_tiny_checkpoint(tiny, voice_wav):
+    model, home = tiny
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GLMTTS_MODEL_DIR", str(model))
+        mp.setenv("GLMTTS_HOME", str(home))
+        eng = GlmttsEngine.load("cuda")
+        voice = eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
+    llm = eng.llm.float()  # fp32, so the two attention paths round alike
+    prompts, lens = _prompts(eng, voice)
+    for greedy, max_ratio in ((True, 20.0), (False, 8.0)):
+        samplings = [Sampling(greedy=greedy)] * len(prompts)
+        seeds = [11, 22, 33, 44, 55]
+        want = decode_batch(llm, prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio)
+        got = StaticDecoder(llm, "graphs", quantum=32).decode(
+            prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio
+        )
+        assert got == want
 
 
 def test_sampling_follows_ras_rules():
@@ -162,6 +199,16 @@ def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_pa
     assert (tmp_path / "out" / "one.wav").stat().st_size > 10_000 and (tmp_path / "out" / "two.flac").exists()
     batches = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert any(e["event"] == "batch" and e["size"] > 1 for e in batches)  # rows really shared a batch
+    static = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs), "--out", str(tmp_path / "static")],
+        cwd=ROOT,
+        env=_env(tiny) | {"GLMTTS_DECODE": "static"},
+        capture_output=True,
+        text=True,
+    )
+    assert static.returncode == 0, static.stderr
+    for name in ("one.wav", "two.flac"):  # the preallocated-cache decode says exactly the same
+        assert (tmp_path / "static" / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
     plan = subprocess.run(
         [sys.executable, "-m", "batchtts", "plan", str(jobs), "--all", "--json"],
         cwd=ROOT,
@@ -196,6 +243,11 @@ def test_missing_glmtts_code_or_weights_are_clear_environment_errors(tiny, tmp_p
         [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 4 and "run `batchtts download`" in proc.stderr
+    env = _env(tiny) | {"GLMTTS_DECODE": "graphs"}  # CUDA graphs on a CPU run
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 4 and "GLMTTS_DECODE: decode mode 'graphs' needs a CUDA device" in proc.stderr
 
 
 @pytest.mark.gpu

@@ -1,5 +1,6 @@
 """The planner: coverage, the memory bound, monotonicity in the budget, padding waste, OOM recovery."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -66,13 +67,21 @@ sentences = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(sentences, st.integers(1, 3), st.integers(1, 64), st.floats(1.0, 50.0), st.floats(0.05, 1.0))
-def test_every_chunk_planned_once_and_no_batch_over_budget(texts, voices, max_batch, budget_scale, waste):
+@given(
+    sentences,
+    st.integers(1, 3),
+    st.integers(1, 64),
+    st.floats(1.0, 50.0),
+    st.floats(0.05, 1.0),
+    st.sampled_from(["full", "prompt"]),
+)
+def test_every_chunk_planned_once_and_no_batch_over_budget(texts, voices, max_batch, budget_scale, waste, padding):
     chunks = _chunks(texts, voices)
     prefix = {f"v{i}": 3 + 25 * (i + 2) for i in range(voices)}
     biggest = max(batch_bytes(COST, max(prefix.values()), [_item(c)])[0] for c in chunks)
     budget = int(biggest * budget_scale)
-    plan = plan_batches(chunks, COST, budget, max_batch, prefix, waste_target=waste)
+    cost = dataclasses.replace(COST, padding=padding)
+    plan = plan_batches(chunks, cost, budget, max_batch, prefix, waste_target=waste)
     planned = [c.key for b in plan.batches for c in b.chunks]
     assert sorted(planned) == sorted(c.key for c in chunks)
     for b in plan.batches:
@@ -103,10 +112,16 @@ def test_a_bigger_budget_never_yields_more_batches(texts, max_batch, scale, fact
 def test_padding_waste_stays_under_target_on_realistic_books(texts):
     chunks = _chunks(texts)
     for target in (0.1, 0.2):
-        plan = plan_batches(chunks, COST, parse_size("10GiB"), 64, {"v0": 200}, waste_target=target)
-        assert plan.padding_waste <= target
-        assert all(b.padded_slots <= target * b.useful_slots for b in plan.batches)
-        assert plan.decode_steps < plan.sequential_steps
+        steps = {}
+        for padding in ("full", "prompt"):
+            cost = dataclasses.replace(COST, padding=padding)
+            plan = plan_batches(chunks, cost, parse_size("10GiB"), 64, {"v0": 200}, waste_target=target)
+            assert plan.padding_waste <= target
+            assert all(b.padded_slots <= target * b.useful_slots for b in plan.batches)
+            assert plan.decode_steps < plan.sequential_steps
+            steps[padding] = plan.decode_steps
+        # Rows that leave the batch when done pad only their prompts: wider buckets, fewer steps.
+        assert steps["prompt"] < steps["full"]
 
 
 def test_a_chunk_too_big_for_the_budget_is_a_clear_error():

@@ -59,6 +59,9 @@ class CostModel:
     weights_bytes: int = 0
     activation_bytes_per_seq: int = 0
     tokens_per_second: float = 25.0  # decoded units per second of audio
+    # How a batch pads: "full" (every row runs as long as the longest), "prompt" (prompts are
+    # left-padded to the longest, and a row leaves the batch when it is done), "none" (rows run unpadded).
+    padding: str = "full"
 
     def text_tokens(self, text: str, language: str) -> int:
         return max(1, math.ceil(len(text) / self.chars_per_text_token.get(language, 1.0)))
@@ -104,8 +107,6 @@ class Engine(ABC):
     max_chars: ClassVar[int] = 300
     #: Whether `prepare_voice` clones the narrator; if not, the runner says so once.
     can_clone: ClassVar[bool] = False
-    #: Whether a batch runs as one padded tensor (so the planner buckets by length) or row by row.
-    padded_batches: ClassVar[bool] = True
     #: Whether `context: rolling` jobs can run (the engine reads SynthRequest.context).
     supports_rolling_context: ClassVar[bool] = False
     #: Sampling options a job may set under `sampling`, with their defaults.

@@ -25,7 +25,6 @@ class EmbeddedEngine(Engine):
     name = "embedded"
     max_chars = 300
     can_clone = False
-    padded_batches = False  # rows run side by side on threads, each at its own length
     option_defaults = {"noise_scale": 0.667, "length_scale": 1.0, "noise_w": 0.8}
 
     def __init__(self, piper: SeededPiper):
@@ -73,6 +72,7 @@ class EmbeddedEngine(Engine):
             weights_bytes=64 * 2**20,
             activation_bytes_per_seq=16 * 2**20,
             tokens_per_second=22050 / 256,
+            padding="none",  # rows run side by side on threads, each at its own length
         )
 
     @classmethod

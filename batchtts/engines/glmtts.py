@@ -6,8 +6,9 @@ ckpt/speech_tokenizer (Whisper-VQ), ckpt/flow (flow.pt, config.yaml), ckpt/hift 
 frontend/campplus.onnx (speaker encoder; also found in a GLM-TTS checkout).
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
-CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py), then flow and vocoder
-per row (the official flow takes one sequence at a time).
+CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
+cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then flow and
+vocoder per row (the official flow takes one sequence at a time).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 
 MODEL_ENV = "GLMTTS_MODEL_DIR"
+DECODE_ENV = "GLMTTS_DECODE"  # dynamic (default), static, compile or graphs: see glmtts_static.py
 DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
@@ -66,6 +68,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
         weights_bytes=params * dtype_bytes,
         activation_bytes_per_seq=hidden * 4 * 64,
         tokens_per_second=TOKENS_PER_SECOND,
+        padding="prompt",  # left-padded prompts; a row leaves the batch at EOA (glmtts_llm.decode_batch)
     )
 
 
@@ -73,7 +76,6 @@ class GlmttsEngine(Engine):
     name = "glmtts"
     max_chars = 150
     can_clone = True
-    padded_batches = True
     supports_rolling_context = True
     option_defaults: ClassVar[dict[str, float]] = {
         "top_k": 25,
@@ -86,8 +88,14 @@ class GlmttsEngine(Engine):
     }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, official):
+        from batchtts.engines.glmtts_static import StaticDecoder
+
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
+        try:
+            self.decoder = StaticDecoder(llm, os.environ.get(DECODE_ENV) or "dynamic")
+        except ValueError as exc:
+            raise EnvironmentProblem(f"{DECODE_ENV}: {exc}") from None
         self.speaker, self.official = speaker, official
         self.sample_rate = SAMPLE_RATE
         cost = llm_cost(read_llm_config(folder), llm.dtype.itemsize)
@@ -168,7 +176,7 @@ class GlmttsEngine(Engine):
         }
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        from batchtts.engines.glmtts_llm import Sampling, decode_batch
+        from batchtts.engines.glmtts_llm import Sampling
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
@@ -190,8 +198,8 @@ class GlmttsEngine(Engine):
                 )
             )
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
-        tokens, truncated = decode_batch(
-            self.llm, prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"]
+        tokens, truncated = self.decoder.decode(
+            prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"]
         )
         out = []
         for toks, cut in zip(tokens, truncated, strict=True):
@@ -235,4 +243,4 @@ class GlmttsEngine(Engine):
         return int(torch.cuda.max_memory_allocated() - base)
 
     def close(self) -> None:
-        self.llm = None
+        self.llm = self.decoder = None

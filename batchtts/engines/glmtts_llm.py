@@ -73,6 +73,54 @@ def sample(logp: torch.Tensor, decoded: list[int], s: Sampling, gen: torch.Gener
     return token
 
 
+def left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ids, attention mask and position ids of left-padded prompts: each row's positions start at 0, as
+    when it runs alone."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def allowed_ids(vocab_size: int, sp: SpecialIds, device) -> torch.Tensor:
+    """0 for speech tokens and EOA, -inf elsewhere: other ids cannot be turned into audio (vllm-omni
+    restricts the same way)."""
+    allowed = torch.full((vocab_size,), float("-inf"), device=device)
+    allowed[sp.ats : sp.ats + sp.n_speech] = 0.0
+    allowed[sp.eoa] = 0.0
+    return allowed
+
+
+def choose(
+    logits: torch.Tensor,
+    rows: list[int],
+    tokens: list[list[int]],
+    min_len: list[int],
+    sampling: list[Sampling],
+    gens: list[torch.Generator],
+    sp: SpecialIds,
+    allowed: torch.Tensor,
+) -> list[int]:
+    """The next id of each row (logits row i belongs to request rows[i]); EOA is barred before min_len."""
+    logp = torch.log_softmax(logits.float(), dim=-1) + allowed
+    early = [len(tokens[row]) < min_len[row] for row in rows]
+    if all(sampling[row].greedy for row in rows):  # one argmax and one host sync for the whole batch
+        logp[:, sp.eoa].masked_fill_(torch.tensor(early, device=logp.device), float("-inf"))
+        return logp.argmax(-1).tolist()
+    out = []
+    for r, row in enumerate(rows):
+        lp = logp[r]
+        if early[r]:
+            lp = lp.clone()
+            lp[sp.eoa] = float("-inf")
+        out.append(sample(lp, [sp.ats + x for x in tokens[row]], sampling[row], gens[row]))
+    return out
+
+
 @torch.inference_mode()
 def decode_batch(
     model,
@@ -89,19 +137,9 @@ def decode_batch(
     same tokens alone or in any batch."""
     device = model.device
     rows = len(prompts)
-    width = max(len(p) for p in prompts)
-    ids = torch.full((rows, width), sp.pad, dtype=torch.long)
-    mask = torch.zeros((rows, width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[r, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask, positions = left_pad(prompts, sp.pad, device)
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    # Speech tokens and EOA only: other ids cannot be turned into audio (vllm-omni restricts the same way).
-    allowed = torch.full((model.config.vocab_size,), float("-inf"), device=device)
-    allowed[sp.ats : sp.ats + sp.n_speech] = 0.0
-    allowed[sp.eoa] = 0.0
+    allowed = allowed_ids(model.config.vocab_size, sp, device)
 
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, logits = out.cache, out.logits[:, -1, :]
@@ -112,14 +150,9 @@ def decode_batch(
     min_len = [int(n * min_ratio) for n in text_lens]
     max_len = [int(n * max_ratio) for n in text_lens]
     while active:
-        logp = torch.log_softmax(logits.float(), dim=-1) + allowed
         chosen, keep = [], []
-        for r, row in enumerate(active):
-            lp = logp[r]
-            if len(tokens[row]) < min_len[row]:
-                lp = lp.clone()
-                lp[sp.eoa] = float("-inf")
-            t = sample(lp, [sp.ats + x for x in tokens[row]], sampling[row], gens[row])
+        picks = choose(logits, active, tokens, min_len, sampling, gens, sp, allowed)
+        for r, (row, t) in enumerate(zip(active, picks, strict=True)):
             if t == sp.eoa:
                 ended[row] = True
                 continue
