@@ -38,6 +38,7 @@ from batchtts.split import split_text  # noqa: E402
 
 PROMPT_SPEECH = 150  # a 6 s reference clip at 25 tokens a second
 PROMPT_TEXT = 20
+SAMPLING = Sampling()  # GLM-TTS's default RAS sampling; --greedy for argmax
 
 
 def book_sentences(job_file: Path, repeat: int) -> list[str]:
@@ -95,8 +96,8 @@ def _run_once(decoder: StaticDecoder, sp, lens_of, batches, ratio, device) -> di
             prompts,
             lens,
             sp,
-            [Sampling(greedy=True)] * len(batch),
-            [0] * len(batch),
+            [SAMPLING] * len(batch),
+            [c.index for c in batch],  # a seed per sentence
             min_ratio=ratio,
             max_ratio=ratio,
         )
@@ -152,7 +153,11 @@ def main() -> None:
         "--repeats", type=int, default=None, help="runs per row, median reported (default: 1 CUDA, 3 CPU)"
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--greedy", action="store_true", help="argmax instead of RAS sampling")
     args = parser.parse_args()
+    if args.greedy:
+        global SAMPLING
+        SAMPLING = Sampling(greedy=True)
     device = args.device
     small = args.small or device == "cpu"
     config = json.loads(args.config.read_text())
@@ -224,6 +229,7 @@ def main() -> None:
         "budget_bytes": budget,
         "sentences": len(chunks),
         "ratio": args.ratio,
+        "sampling": "greedy" if SAMPLING.greedy else "ras",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "strategies": rows,
         "decode_steps_ablation": steps,
@@ -251,7 +257,8 @@ def main() -> None:
         f"Device {result['device']}; commit {result['commit']}; config {result['config']} "
         f"({'small dims' if small else 'full dims'}, {dims['num_hidden_layers']} layers x {dims['hidden_size']}); "
         f"KV {format_size(cost.bytes_per_token)}/token; budget {format_size(budget)}; "
-        f"{len(chunks)} sentences; {args.ratio} speech tokens per text token",
+        f"{len(chunks)} sentences; {args.ratio} speech tokens per text token; "
+        f"{'greedy' if SAMPLING.greedy else 'RAS'} sampling",
         "",
         "| strategy | batches | speech tok/s | audio s per s | padding waste | peak mem | of HBM bound |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -10,6 +10,7 @@ batch (and the cache) as soon as it has finished, so finished rows cost nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,21 +57,54 @@ class Sampling:
     greedy: bool = False
 
 
+def sample_rows(
+    logp: torch.Tensor, decoded: list[list[int]], sampling: list[Sampling], gens: list[torch.Generator]
+) -> list[int]:
+    """One token per row of log-probs over the vocabulary, with the official sampling rules, for all
+    rows at once: a step costs a few batched kernels and one host sync, not a sort and a sync per row.
+
+    Randomness comes from each row's own CPU generator (one uniform per step, and one more when a
+    repetition forces a redraw), so a row draws the same tokens in any batch. A uniform picks a token by
+    inverse CDF over the kept, unnormalised probabilities, the distribution torch.multinomial samples.
+    `decoded` holds each row's recent ids (at least its repetition window).
+    """
+    device = logp.device
+    temperature = torch.tensor([s.temperature for s in sampling], device=device)[:, None]
+    probs = torch.softmax(logp / temperature, dim=-1)
+    ranked, ids = probs.topk(min(max(s.top_k for s in sampling), probs.shape[-1]), dim=-1)
+    rank = torch.arange(ranked.shape[-1], device=device)
+    before = ranked.cumsum(-1) - ranked  # mass of the tokens ranked above each token
+    top_k = torch.tensor([s.top_k for s in sampling], device=device)[:, None]
+    top_p = torch.tensor([s.top_p if s.ras else math.inf for s in sampling], device=device)[
+        :, None
+    ]  # top-k: no nucleus
+    keep = (rank < top_k) & (before < top_p)
+    u = torch.tensor([torch.rand(1, generator=g).item() for g in gens], device=device)
+    tokens = ids.gather(1, _inverse_cdf(ranked * keep, u)[:, None])[:, 0].tolist()
+    again = [
+        r
+        for r, (s, t) in enumerate(zip(sampling, tokens, strict=True))
+        if s.ras and decoded[r][-s.window :].count(t) >= s.window * s.tau_r
+    ]
+    if again:  # repetition: draw from the whole distribution
+        u = torch.tensor([torch.rand(1, generator=gens[r]).item() for r in again], device=device)
+        for r, t in zip(again, _inverse_cdf(probs[again], u).tolist(), strict=True):
+            tokens[r] = t
+    return tokens
+
+
+def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per row, the index where the running sum of `weights` first exceeds u x their total."""
+    running = weights.cumsum(-1)
+    picks = torch.searchsorted(running, (u * running[:, -1])[:, None], right=True)[:, 0]
+    return picks.clamp(max=weights.shape[-1] - 1)
+
+
 def sample(logp: torch.Tensor, decoded: list[int], s: Sampling, gen: torch.Generator) -> int:
-    """One token from log-probs over the vocabulary, with the official sampling rules."""
+    """One token from one row of log-probs (see sample_rows)."""
     if s.greedy:
         return int(torch.argmax(logp))
-    probs = torch.softmax(logp / s.temperature, dim=-1)
-    top_p, top_i = probs.sort(descending=True, stable=True)
-    before = torch.cumsum(top_p, 0) - top_p  # mass of the tokens ranked above each token
-    keep = (before < s.top_p) & (torch.arange(len(top_p), device=logp.device) < s.top_k)
-    if not s.ras:  # plain top-k
-        keep = torch.arange(len(top_p), device=logp.device) < s.top_k
-    kept = top_p[keep]
-    token = int(top_i[keep][torch.multinomial(kept, 1, generator=gen)])
-    if s.ras and decoded[-s.window :].count(token) >= s.window * s.tau_r:
-        token = int(torch.multinomial(probs, 1, generator=gen))  # repetition: draw from the whole distribution
-    return token
+    return sample_rows(logp[None], [decoded], [s], [gen])[0]
 
 
 def left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,16 +142,19 @@ def choose(
     """The next id of each row (logits row i belongs to request rows[i]); EOA is barred before min_len."""
     logp = torch.log_softmax(logits.float(), dim=-1) + allowed
     early = [len(tokens[row]) < min_len[row] for row in rows]
-    if all(sampling[row].greedy for row in rows):  # one argmax and one host sync for the whole batch
-        logp[:, sp.eoa].masked_fill_(torch.tensor(early, device=logp.device), float("-inf"))
-        return logp.argmax(-1).tolist()
-    out = []
-    for r, row in enumerate(rows):
-        lp = logp[r]
-        if early[r]:
-            lp = lp.clone()
-            lp[sp.eoa] = float("-inf")
-        out.append(sample(lp, [sp.ats + x for x in tokens[row]], sampling[row], gens[row]))
+    logp[:, sp.eoa].masked_fill_(torch.tensor(early, device=logp.device), float("-inf"))
+    greedy = [sampling[row].greedy for row in rows]
+    out = logp.argmax(-1).tolist() if any(greedy) else [sp.eoa] * len(rows)
+    drawn = [r for r, g in enumerate(greedy) if not g]
+    if drawn:
+        picks = sample_rows(
+            logp[drawn],
+            [[sp.ats + t for t in tokens[rows[r]][-sampling[rows[r]].window :]] for r in drawn],
+            [sampling[rows[r]] for r in drawn],
+            [gens[rows[r]] for r in drawn],
+        )
+        for r, t in zip(drawn, picks, strict=True):
+            out[r] = t
     return out
 
 
@@ -138,7 +175,7 @@ def decode_batch(
     device = model.device
     rows = len(prompts)
     ids, mask, positions = left_pad(prompts, sp.pad, device)
-    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     allowed = allowed_ids(model.config.vocab_size, sp, device)
 
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)

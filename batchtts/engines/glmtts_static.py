@@ -123,7 +123,7 @@ class StaticDecoder:
         rows = len(prompts)
         ids, mask, positions = left_pad(prompts, sp.pad, device)
         width = ids.shape[1]
-        gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]  # CPU: a row's draws are its own
         allowed = allowed_ids(model.config.vocab_size, sp, device)
         min_len = [int(n * min_ratio) for n in text_lens]
         max_len = [int(n * max_ratio) for n in text_lens]
