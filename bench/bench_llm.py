@@ -154,6 +154,11 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--greedy", action="store_true", help="argmax instead of RAS sampling")
+    parser.add_argument(
+        "--steps",
+        default="eager,static,compile,graphs",
+        help="decode-step techniques to compare on the planner's batches (graphs only on CUDA); 'none' to skip",
+    )
     args = parser.parse_args()
     if args.greedy:
         global SAMPLING
@@ -190,16 +195,19 @@ def main() -> None:
     }
 
     planned = strategies["batchtts planner"]
-    model.set_attn_implementation("eager")
-    steps = {"eager attention": run_strategy(dynamic, sp, lens_of, planned, args.ratio, device, repeats)}
-    model.set_attn_implementation("sdpa")
+    wanted = set(args.steps.split(","))
+    steps = {}
+    if "eager" in wanted:
+        model.set_attn_implementation("eager")
+        steps["eager attention"] = run_strategy(dynamic, sp, lens_of, planned, args.ratio, device, repeats)
+        model.set_attn_implementation("sdpa")
     steps["+ SDPA attention (default)"] = rows["batchtts planner"]
     for mode, label in (
         ("static", "+ preallocated KV cache"),
         ("compile", "+ torch.compile step"),
         ("graphs", "+ CUDA graph replay"),
     ):
-        if mode == "graphs" and device != "cuda":
+        if mode not in wanted or (mode == "graphs" and device != "cuda"):
             continue
         decoder = StaticDecoder(model, mode)
         t0 = time.perf_counter()
