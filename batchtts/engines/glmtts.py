@@ -111,6 +111,12 @@ class GlmttsEngine(Engine):
         return llm_cost(read_llm_config(), 2)  # bf16, as on a GPU
 
     @classmethod
+    def default_batch_size(cls) -> int:
+        # Decode reads every weight once per step whatever the batch holds, so rows are nearly free
+        # until the KV budget binds; the planner sizes batches against that budget up to this cap.
+        return 64
+
+    @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:
         folder = model_dir()
         lock = ModelLock.read(folder)
