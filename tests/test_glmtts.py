@@ -99,13 +99,11 @@ def test_a_preallocated_cache_decodes_the_tokens_of_the_dynamic_path(engine, mod
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graph_decode_matches_the_dynamic_path_on_the_tiny_checkpoint(tiny, voice_wav):
-    model, home = tiny
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GLMTTS_MODEL_DIR", str(model))
-        mp.setenv("GLMTTS_HOME", str(home))
-        eng = GlmttsEngine.load("cuda")
-        voice = eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
+def test_cuda_graph_decode_matches_the_dynamic_path_on_the_tiny_checkpoint(tiny, voice_wav, monkeypatch):
+    for key, value in _env(tiny).items():
+        monkeypatch.setenv(key, value)
+    eng = GlmttsEngine.load("cuda")
+    voice = eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
     llm = eng.llm.float()  # fp32, so the two attention paths round alike
     prompts, lens = _prompts(eng, voice)
     for greedy, max_ratio in ((True, 20.0), (False, 8.0)):
