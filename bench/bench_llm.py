@@ -3,9 +3,9 @@ batch without bucketing and against the batchtts planner under a KV budget, side
 
 Random weights (bf16 on CUDA, fp32 on CPU) at the dimensions of a Llama config; sentence lengths from
 the example book; every row decodes exactly `--ratio` x its text tokens (min and max length rules set
-equal), so every strategy does the same work. On CUDA it also measures HBM bandwidth with a large
-device-to-device copy and reports each decode step against its memory-bound floor (weights read once
-per step plus the KV cache the batch reads).
+equal), so every strategy does the same work. It also measures memory bandwidth with a large copy
+(HBM on CUDA, DRAM on a CPU) and reports each run against its memory-bound floor: every decode step
+reads the weights once plus the KV cache of the rows still decoding.
 
 Then the planner's batches again, once per decode-step technique, each row adding one to the row
 above: eager attention, SDPA (the default), a preallocated KV cache, torch.compile of the step, and
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -123,18 +122,34 @@ def _run_once(decoder: StaticDecoder, sp, lens_of, batches, ratio, device) -> di
     }
 
 
-def hbm_bandwidth() -> float:
-    """Bytes per second of a large device-to-device copy (read + write)."""
-    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+def memory_bandwidth(device: str) -> float:
+    """Bytes per second of a large copy in device memory (read + write): HBM on a GPU, DRAM on a CPU."""
+    x = torch.empty((1 << 30) if device == "cuda" else (1 << 28), dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     for _ in range(3):
         y.copy_(x)
-    torch.cuda.synchronize()
+    if device == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(10):
         y.copy_(x)
-    torch.cuda.synchronize()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return 2 * x.numel() * 10 / (time.perf_counter() - t0)
+
+
+def floor_seconds(batches, lens_of, prefix: int, ratio: float, weights: int, kv_per_token: int, bw: float) -> float:
+    """The least time the batches can take at bandwidth bw: each decode step reads every weight once and
+    the KV cache of the rows still decoding."""
+    total = 0.0
+    for batch in batches:
+        n = [lens_of[c.key] for c in batch]
+        width = max(n) + prefix
+        ends = [int(x * ratio) for x in n]
+        for step in range(max(ends)):
+            live = sum(e > step for e in ends)
+            total += (weights + live * (width + step) * kv_per_token) / bw
+    return total
 
 
 def main() -> None:
@@ -201,7 +216,7 @@ def main() -> None:
         model.set_attn_implementation("eager")
         steps["eager attention"] = run_strategy(dynamic, sp, lens_of, planned, args.ratio, device, repeats)
         model.set_attn_implementation("sdpa")
-    steps["+ SDPA attention (default)"] = rows["batchtts planner"]
+    steps["+ SDPA attention (default)"] = dict(rows["batchtts planner"])
     for mode, label in (
         ("static", "+ preallocated KV cache"),
         ("compile", "+ torch.compile step"),
@@ -246,19 +261,12 @@ def main() -> None:
     result["planner_vs_one_at_a_time"] = round(rows["batchtts planner"]["tokens_per_s"] / one, 2)
     result["best_decode_step"] = best
     result["planner_best_step_vs_one_at_a_time"] = round(steps[best]["tokens_per_s"] / one, 2)
-    if device == "cuda":
-        bw = hbm_bandwidth()
-        result["hbm_bytes_per_s"] = bw
-        for name, batches in [*strategies.items(), *((label, planned) for label in steps)]:
-            floor = 0.0
-            for batch in batches:
-                n = [lens_of[c.key] for c in batch]
-                width = max(n) + prefix["narrator"]
-                steps = max(math.floor(x * args.ratio) for x in n)
-                for s in range(steps):  # weights once per step + the KV the batch reads at that step
-                    floor += (weights + len(batch) * (width + s) * cost.bytes_per_token) / bw
-            row = rows.get(name) or steps[name]
-            row["bound_fraction"] = round(floor / row["wall_s"], 3)
+    bw = memory_bandwidth(device)
+    result["memory_bytes_per_s"] = bw
+    for name, batches in [*strategies.items(), *((label, planned) for label in steps)]:
+        row = steps[name] if name in steps else rows[name]
+        floor = floor_seconds(batches, lens_of, prefix["narrator"], args.ratio, weights, cost.bytes_per_token, bw)
+        row["bound_fraction"] = round(floor / row["wall_s"], 3)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"llm-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
@@ -266,9 +274,10 @@ def main() -> None:
         f"({'small dims' if small else 'full dims'}, {dims['num_hidden_layers']} layers x {dims['hidden_size']}); "
         f"KV {format_size(cost.bytes_per_token)}/token; budget {format_size(budget)}; "
         f"{len(chunks)} sentences; {args.ratio} speech tokens per text token; "
-        f"{'greedy' if SAMPLING.greedy else 'RAS'} sampling",
+        f"{'greedy' if SAMPLING.greedy else 'RAS'} sampling; weights {format_size(weights)}; "
+        f"measured memory bandwidth {bw / 1e9:.0f} GB/s",
         "",
-        "| strategy | batches | speech tok/s | audio s per s | padding waste | peak mem | of HBM bound |",
+        "| strategy | batches | speech tok/s | audio s per s | padding waste | peak mem | of bandwidth bound |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():
@@ -283,7 +292,7 @@ def main() -> None:
         "",
         "The planner's batches, one decode-step technique added per row:",
         "",
-        "| decode step | speech tok/s | gain over row above | of HBM bound | warm-up |",
+        "| decode step | speech tok/s | gain over row above | of bandwidth bound | warm-up |",
         "|---|---:|---:|---:|---:|",
     ]
     for name, r in steps.items():

@@ -31,3 +31,5 @@ def test_llm_benchmark_smoke_run(tmp_path):
         "+ torch.compile step",
     ]  # CUDA graphs only on a GPU
     assert {r["speech_tokens"] for r in steps.values()} == work  # every technique does the same work
+    assert result["memory_bytes_per_s"] > 0
+    assert all(0 < r["bound_fraction"] for r in [*rows.values(), *steps.values()])

@@ -75,9 +75,8 @@ def sample_rows(
     rank = torch.arange(ranked.shape[-1], device=device)
     before = ranked.cumsum(-1) - ranked  # mass of the tokens ranked above each token
     top_k = torch.tensor([s.top_k for s in sampling], device=device)[:, None]
-    top_p = torch.tensor([s.top_p if s.ras else math.inf for s in sampling], device=device)[
-        :, None
-    ]  # top-k: no nucleus
+    nucleus = [s.top_p if s.ras else math.inf for s in sampling]  # plain top-k keeps no nucleus
+    top_p = torch.tensor(nucleus, device=device)[:, None]
     keep = (rank < top_k) & (before < top_p)
     u = torch.tensor([torch.rand(1, generator=g).item() for g in gens], device=device)
     tokens = ids.gather(1, _inverse_cdf(ranked * keep, u)[:, None])[:, 0].tolist()

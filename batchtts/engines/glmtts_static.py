@@ -2,15 +2,16 @@
 
 The dynamic path (`glmtts_llm.decode_batch`) grows its cache by a column every step and drops
 finished rows, so no two steps have the same shapes and each step pays a kernel launch per
-operation: at the batch sizes of a decode, those launches are a large part of a step on a GPU. Here
-a batch's cache is allocated once (rows x prompt width plus the longest allowed decode: the planner's
-worst case, no more), every step writes one column in place and attends, under
-a mask, over the columns filled so far rounded up to `quantum` (so a step's shape changes only every
-`quantum` steps, and a step reads little more of the cache than it needs), and rows that finish stay
-(masked, their output ignored) until at most half remain, when the live rows move to the front and
-the step runs on the smaller shape. Prefill
-stays on the Hugging Face model; the decode step reuses its modules (projections, norms, MLP, rotary
-embedding), with grouped-query attention through `scaled_dot_product_attention`.
+operation: at the batch sizes of a decode, those launches are a large part of a step on a GPU.
+
+Here a batch's cache is allocated once (rows x prompt width plus the longest allowed decode: the
+planner's worst case, no more). Every step writes one column in place and attends, under a mask,
+over the columns filled so far rounded up to `quantum`, so a step's shape changes only every
+`quantum` steps and a step reads little more of the cache than it needs. Rows that finish stay
+(masked, their output ignored) until at most half remain; then the live rows move to the front and
+the step runs on the smaller shape. Prefill stays on the Hugging Face model; the decode step reuses
+its modules (projections, norms, MLP, rotary embedding), with grouped-query attention through
+`scaled_dot_product_attention`.
 
 Modes: `static` (eager), `compile` (`torch.compile` of the step), `graphs` (the step captured as a
 CUDA graph per shape and replayed). Every mode decodes the same tokens as `decode_batch`: the same
