@@ -8,10 +8,8 @@ import re
 from dataclasses import dataclass
 
 from batchtts.jobs import Job
-from batchtts.split import Segment
+from batchtts.split import Segment, detect_language
 
-_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_RE = re.compile(r"[A-Za-z]")
 KEY_VERSION = 1
 
 
@@ -30,12 +28,6 @@ class Chunk:
     pause_before: float | None = None  # seconds before the first chunk, from an opening marker
     rolling: bool = False  # prompted by the sentences before it (job context "rolling")
     after: str | None = None  # with rolling context: the key of the sentence before, which must be done first
-
-
-def detect_language(text: str) -> str:
-    """'zh' when Chinese characters carry the sentence (one Han ~ three Latin letters), else 'en'."""
-    han = len(_HAN_RE.findall(text))
-    return "zh" if han and han * 3 >= len(_LATIN_RE.findall(text)) else "en"
 
 
 def apply_pronunciations(text: str, table: dict[str, str]) -> str:

@@ -23,6 +23,8 @@ _ASCII_END_RE = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s|$|[\u3000-\u9f
 _CLAUSE_RE = re.compile(rf"[,，、;：:—]+[{re.escape(_CLOSERS)}]*\s*")
 _WORD_BEFORE_RE = re.compile(r"([\w.]+)\.$")
 _SPEAKABLE_RE = re.compile(r"[^\W_]")
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
 
 # Abbreviations after which a period does not end a sentence (titles and references that are
 # followed by a name or a number).
@@ -265,3 +267,9 @@ def _merge_fragments(
         else:
             i += 1
     return segs
+
+
+def detect_language(text: str) -> str:
+    """'zh' when Chinese characters carry the sentence (one Han ~ three Latin letters), else 'en'."""
+    han = len(_HAN_RE.findall(text))
+    return "zh" if han and han * 3 >= len(_LATIN_RE.findall(text)) else "en"

@@ -27,13 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batchtts.chunks import Chunk, detect_language  # noqa: E402
+from batchtts.chunks import Chunk  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
-from batchtts.engines.glmtts_llm import Sampling, SpecialIds  # noqa: E402
-from batchtts.engines.glmtts_static import StaticDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm import Sampling, SpecialIds  # noqa: E402
+from batchtts.engines.glmtts.static import StaticDecoder  # noqa: E402
 from batchtts.jobs import load_jobs  # noqa: E402
 from batchtts.plan import format_size, parse_size, plan_batches  # noqa: E402
-from batchtts.split import split_text  # noqa: E402
+from batchtts.split import detect_language, split_text  # noqa: E402
 
 PROMPT_SPEECH = 150  # a 6 s reference clip at 25 tokens a second
 PROMPT_TEXT = 20

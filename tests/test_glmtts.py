@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
-from batchtts.engines.glmtts_frontend import mel_filterbank, prompt_mel
-from batchtts.engines.glmtts_llm import Sampling, decode_batch, sample
-from batchtts.engines.glmtts_static import StaticDecoder
+from batchtts.engines.glmtts.frontend import mel_filterbank, prompt_mel
+from batchtts.engines.glmtts.llm import Sampling, decode_batch, sample
+from batchtts.engines.glmtts.static import StaticDecoder
 from batchtts.voice import load_voice
 from tests.conftest import ROOT, write_jobs
 from tests.tiny_glmtts import build_checkpoint, build_official_stub

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.chunks import Chunk, detect_language
+from batchtts.chunks import Chunk
 from batchtts.cli import main
 from batchtts.engines import register_engine
 from batchtts.engines.base import CostModel, SynthRequest, SynthResult, llama_kv_bytes_per_token
 from batchtts.jobs import load_jobs
 from batchtts.plan import LengthPredictor, PlanError, batch_bytes, parse_size, plan_batches
 from batchtts.runner import RunOptions, run
-from batchtts.split import split_text
+from batchtts.split import detect_language, split_text
 from tests.conftest import ROOT, write_jobs
 from tests.fakes import ToneEngine
 

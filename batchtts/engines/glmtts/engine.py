@@ -88,7 +88,7 @@ class GlmttsEngine(Engine):
     }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, official):
-        from batchtts.engines.glmtts_static import StaticDecoder
+        from batchtts.engines.glmtts.static import StaticDecoder
 
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
@@ -131,7 +131,7 @@ class GlmttsEngine(Engine):
                 + (f"{len(missing)} files missing, run batchtts download" if missing else f"{len(lock.files)} files"),
             )
         ]
-        from batchtts.engines.glmtts_official import glmtts_home
+        from batchtts.engines.glmtts.official import glmtts_home
 
         try:
             checks.append(("code", True, str(glmtts_home())))
@@ -144,9 +144,9 @@ class GlmttsEngine(Engine):
         import torch
         from transformers import AutoTokenizer, LlamaForCausalLM
 
-        from batchtts.engines.glmtts_frontend import SpeakerEncoder
-        from batchtts.engines.glmtts_llm import special_ids
-        from batchtts.engines.glmtts_official import OfficialModules, glmtts_home
+        from batchtts.engines.glmtts.frontend import SpeakerEncoder
+        from batchtts.engines.glmtts.llm import special_ids
+        from batchtts.engines.glmtts.official import OfficialModules, glmtts_home
 
         folder = model_dir()
         lock = ModelLock.read(folder)
@@ -169,7 +169,7 @@ class GlmttsEngine(Engine):
         return self.tokenizer.encode(text.lower() if language == "en" else text, add_special_tokens=False)
 
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:
-        from batchtts.engines.glmtts_frontend import prompt_mel
+        from batchtts.engines.glmtts.frontend import prompt_mel
 
         if voice.path is None:
             raise EnvironmentProblem("GLM-TTS clones a voice: give each job voice.prompt_audio and voice.prompt_text")
@@ -182,7 +182,7 @@ class GlmttsEngine(Engine):
         }
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        from batchtts.engines.glmtts_llm import Sampling
+        from batchtts.engines.glmtts.llm import Sampling
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
@@ -221,7 +221,7 @@ class GlmttsEngine(Engine):
         """The official rolling prompt: the reference prompt, then earlier sentences' text and decoded speech,
         oldest dropped first (never the reference) while the speech part plus this sentence's expected
         length would pass MAX_PROMPT_SPEECH tokens."""
-        from batchtts.chunks import detect_language
+        from batchtts.split import detect_language
 
         entries = [(self._text_ids(text, detect_language(text)), list(tokens)) for text, tokens in context]
         while entries:

