@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from batchtts.jobs import Job
+from batchtts.jobs.types import Job
 from batchtts.split import Segment, detect_language
 
 KEY_VERSION = 1

@@ -1,31 +1,20 @@
-"""Command line: run, retry, status, plan, doctor, waveform."""
+"""Command line: parses options, calls the library (batchtts.api), prints, and exits with its code."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from batchtts import __version__
-from batchtts.engines import engine_class
+from batchtts import __version__, api
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem, InputError
-from batchtts.ledger import Ledger
-from batchtts.output import state_dir
-from batchtts.plan import (
-    DEFAULT_WASTE_TARGET,
-    PlanError,
-    format_size,
-    memory_budget,
-    parse_size,
-    plan_batches,
-)
-from batchtts.prepare import prepare
-from batchtts.runner import RunOptions, RunSummary, run
-from batchtts.synthesis import prefix_tokens
+from batchtts.sizes import format_size, parse_size
 
 log = logging.getLogger("batchtts")
 
@@ -44,11 +33,7 @@ class Size(click.ParamType):
 
 JOBS = click.argument("jobs", type=click.Path(path_type=Path))
 OUT = click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Output folder (default: out/ beside the job file).",
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: out/ beside the job file)."
 )
 ENGINE = click.option("--engine", default=None, help="Engine for jobs that name none (default: embedded).")
 KV_BUDGET = click.option(
@@ -61,54 +46,53 @@ MAX_BATCH = click.option("--max-batch", type=click.IntRange(min=1), default=None
 WASTE = click.option(
     "--waste-target",
     type=click.FloatRange(min=0.0),
-    default=DEFAULT_WASTE_TARGET,
+    default=api.DEFAULT_WASTE_TARGET,
     show_default=True,
     help="Most padding per batch, as a share of useful tokens.",
 )
 DEVICE = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 ABS = click.option("--allow-abs-paths", is_flag=True, help="Let jobs write outside the output folder.")
+SYNTHESIS_OPTIONS = [
+    DEVICE,
+    MAX_BATCH,
+    KV_BUDGET,
+    WASTE,
+    ABS,
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="New-seed attempts for a chunk whose synthesis fails or sounds wrong.",
+    ),
+    click.option("--fail-fast", is_flag=True, help="Stop at the first chunk that fails all its attempts."),
+    click.option(
+        "--log-json",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Append one JSON event per batch, chunk and job to this file.",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where engines run: this process, or actors on a Ray cluster.",
+    ),
+    click.option("--address", default=None, help="Ray cluster (auto, ray://host:port); default: a local one."),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Ray actors (default: one per GPU, or per CPU for the embedded engine).",
+    ),
+    click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True),
+    click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug)."),
+]
 
 
-def _synthesis_options(fn):
-    for option in reversed(
-        [
-            DEVICE,
-            MAX_BATCH,
-            KV_BUDGET,
-            WASTE,
-            ABS,
-            click.option(
-                "--retries",
-                type=click.IntRange(min=0),
-                default=2,
-                show_default=True,
-                help="New-seed attempts for a chunk whose synthesis fails or sounds wrong.",
-            ),
-            click.option("--fail-fast", is_flag=True, help="Stop at the first chunk that fails all its attempts."),
-            click.option(
-                "--log-json",
-                type=click.Path(dir_okay=False, path_type=Path),
-                default=None,
-                help="Append one JSON event per batch, chunk and job to this file.",
-            ),
-            click.option(
-                "--executor",
-                type=click.Choice(["local", "ray"]),
-                default="local",
-                show_default=True,
-                help="Where engines run: this process, or actors on a Ray cluster.",
-            ),
-            click.option("--address", default=None, help="Ray cluster (auto, ray://host:port); default: a local one."),
-            click.option(
-                "--workers",
-                type=click.IntRange(min=1),
-                default=None,
-                help="Ray actors (default: one per GPU, or per CPU for the embedded engine).",
-            ),
-            click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True),
-            click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug)."),
-        ]
-    ):
+def _synthesis_options(fn: Callable) -> Callable:
+    for option in reversed(SYNTHESIS_OPTIONS):
         fn = option(fn)
     return fn
 
@@ -127,22 +111,21 @@ def _fail(exc: BatchttsError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _call(fn: Callable, *args, **kwargs):
+    """Call the library; a BatchttsError becomes one line on stderr and its exit code."""
+    try:
+        return fn(*args, **kwargs)
+    except BatchttsError as exc:
+        _fail(exc)
+
+
 @click.group()
 @click.version_option(__version__)
 def main() -> None:
     """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable."""
 
 
-def _execute(jobs: Path, opts: RunOptions, verbose: int) -> None:
-    _setup_logging(verbose)
-    try:
-        summary = run(jobs, opts)
-    except BatchttsError as exc:
-        _fail(exc)
-    _report(jobs, summary)
-
-
-def _report(jobs: Path, summary: RunSummary) -> None:
+def _report(jobs: Path, summary: api.RunSummary) -> None:
     s = summary.as_dict()
     log.info(
         "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
@@ -191,9 +174,10 @@ def _report(jobs: Path, summary: RunSummary) -> None:
 @ENGINE
 @click.option("--fresh", is_flag=True, help="Forget finished chunks and synthesise everything again.")
 @_synthesis_options
-def run_cmd(jobs: Path, out_dir: Path | None, engine: str | None, fresh: bool, verbose: int, **kw) -> None:
+def run_cmd(jobs: Path, verbose: int, **options) -> None:
     """Synthesise every job in JOBS and write its chapter file; finished work is never redone."""
-    _execute(jobs, RunOptions(out_dir, engine, fresh=fresh, **kw), verbose)
+    _setup_logging(verbose)
+    _report(jobs, _call(api.run, jobs, **options))
 
 
 @main.command("retry")
@@ -201,9 +185,10 @@ def run_cmd(jobs: Path, out_dir: Path | None, engine: str | None, fresh: bool, v
 @OUT
 @ENGINE
 @_synthesis_options
-def retry_cmd(jobs: Path, out_dir: Path | None, engine: str | None, verbose: int, **kw) -> None:
+def retry_cmd(jobs: Path, verbose: int, **options) -> None:
     """Synthesise again only the chunks that failed, with new seeds, and write what they complete."""
-    _execute(jobs, RunOptions(out_dir, engine, only_failed=True, **kw), verbose)
+    _setup_logging(verbose)
+    _report(jobs, _call(api.retry, jobs, **options))
 
 
 @main.command("status")
@@ -211,35 +196,15 @@ def retry_cmd(jobs: Path, out_dir: Path | None, engine: str | None, verbose: int
 @OUT
 @ENGINE
 @ABS
-def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None, allow_abs_paths: bool) -> None:
-    """Chunks done, left and failed per job, from the ledger; failed chunks are listed with their error."""
+def status_cmd(jobs: Path, **options) -> None:
+    """Chunks done, left and failed per job; failed chunks are listed with their error."""
     _setup_logging(0)
-    try:
-        prep = prepare(jobs, out_dir, engine, allow_abs_paths)
-    except BatchttsError as exc:
-        _fail(exc)
-    db = state_dir(prep.out_dir) / "ledger.sqlite"
-    ledger = Ledger(db) if db.exists() else None
-    failures: list[str] = []
-    try:
-        click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")
-        for job in prep.jobs:
-            chunks = prep.chunks[job.id]
-            keys = [c.key for c in chunks]
-            done = ledger.done_chunks(keys) if ledger else {}
-            failed = ledger.failures(keys) if ledger else {}
-            n_done = sum(k in done for k in keys)
-            n_failed = sum(k in failed for k in keys)
-            mark = "" if job.output.is_file() and n_done == len(keys) else " (not written)"
-            click.echo(f"{job.id:<24} {n_done:>6} {len(keys) - n_done:>6} {n_failed:>6}  {job.output}{mark}")
-            failures += [
-                f"  {job.id}#{c.index} {c.key[:12]}: {failed[c.key]} | {c.source_text[:60]}"
-                for c in chunks
-                if c.key in failed
-            ]
-    finally:
-        if ledger:
-            ledger.close()
+    report = _call(api.status, jobs, **options)
+    click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")
+    for s in report:
+        mark = "" if s.written else " (not written)"
+        click.echo(f"{s.job_id:<24} {s.done:>6} {s.left:>6} {s.failed:>6}  {s.output}{mark}")
+    failures = [f"  {s.job_id}#{f.index} {f.key[:12]}: {f.error} | {f.text[:60]}" for s in report for f in s.failures]
     if failures:
         click.echo("failed chunks:")
         click.echo("\n".join(failures))
@@ -255,73 +220,23 @@ def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None, allow_abs_p
 @WASTE
 @click.option("--all", "include_done", is_flag=True, help="Plan every chunk, not only those not yet done.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plan_cmd(
-    jobs: Path,
-    out_dir: Path | None,
-    engine: str | None,
-    device: str,
-    max_batch: int | None,
-    kv_budget: int | None,
-    waste_target: float,
-    include_done: bool,
-    as_json: bool,
-) -> None:
+def plan_cmd(jobs: Path, as_json: bool, **options) -> None:
     """Show how JOBS would be batched, without loading any model."""
-    import json
-
     _setup_logging(0)
-    try:
-        prep = prepare(jobs, out_dir, engine)
-        db = state_dir(prep.out_dir) / "ledger.sqlite"
-        done: set[str] = set()
-        if db.exists() and not include_done:
-            ledger = Ledger(db)
-            done = set(ledger.done_chunks(c.key for cs in prep.chunks.values() for c in cs))
-            ledger.close()
-        reports = []
-        for name in dict.fromkeys(prep.engine_of.values()):
-            cls = engine_class(name)
-            cost = cls.cost_model()
-            chunks = prep.chunks_for(name)
-            pending = [c for c in chunks if c.key not in done]
-            try:
-                budget = memory_budget(device, cost, kv_budget)
-            except (RuntimeError, AssertionError) as exc:
-                raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
-            limit = max_batch or cls.default_batch_size()
-            try:
-                plan = plan_batches(
-                    pending,
-                    cost,
-                    budget,
-                    limit,
-                    prefix_tokens(cls, cost, prep.voices, pending),
-                    waste_target=waste_target,
-                )
-            except PlanError as exc:
-                raise InputError(jobs, None, None, str(exc)) from None
-            reports.append((name, cost, len({c.key for c in chunks}) - len({c.key for c in pending}), plan))
-    except BatchttsError as exc:
-        _fail(exc)
+    plans = _call(api.plan, jobs, **options)
     if as_json:
-        click.echo(
-            json.dumps(
-                [_plan_json(name, cost, skipped, plan) for name, cost, skipped, plan in reports],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps([_plan_json(p) for p in plans], indent=2, ensure_ascii=False))
         return
-    for name, cost, skipped, plan in reports:
-        _print_plan(name, cost, skipped, plan)
+    for p in plans:
+        _print_plan(p)
 
 
-def _plan_json(name, cost, skipped, plan) -> dict:
+def _plan_json(p: api.EnginePlan) -> dict:
     return {
-        "engine": name,
-        "already_done": skipped,
-        "bytes_per_token": cost.bytes_per_token,
-        **plan.summary(),
+        "engine": p.engine,
+        "already_done": p.already_done,
+        "bytes_per_token": p.cost.bytes_per_token,
+        **p.plan.summary(),
         "batches": [
             {
                 "voice": b.voice,
@@ -335,16 +250,16 @@ def _plan_json(name, cost, skipped, plan) -> dict:
                 "padding_waste": round(b.padded_slots / b.useful_slots, 4),
                 "decode_steps": b.decode_steps,
             }
-            for b in plan.batches
+            for b in p.plan.batches
         ],
     }
 
 
-def _print_plan(name, cost, skipped, plan) -> None:
-    s = plan.summary()
+def _print_plan(p: api.EnginePlan) -> None:
+    plan, s = p.plan, p.plan.summary()
     click.echo(
-        f"engine {name}: {s['chunks']} chunks to synthesise ({skipped} already done), "
-        f"budget {format_size(plan.budget_bytes)}, {format_size(cost.bytes_per_token)} per token, "
+        f"engine {p.engine}: {s['chunks']} chunks to synthesise ({p.already_done} already done), "
+        f"budget {format_size(plan.budget_bytes)}, {format_size(p.cost.bytes_per_token)} per token, "
         f"at most {plan.max_batch} per batch"
     )
     click.echo(
@@ -374,6 +289,23 @@ def _print_plan(name, cost, skipped, plan) -> None:
     )
 
 
+@main.command("chunks")
+@JOBS
+@OUT
+@ENGINE
+@ABS
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per chunk.")
+def chunks_cmd(jobs: Path, as_json: bool, **options) -> None:
+    """Every chunk as the engine will read it (numbers, names, cut points), without loading any model."""
+    _setup_logging(0)
+    for c in _call(api.chunks, jobs, **options):
+        if as_json:
+            row = {"job": c.job_id, "index": c.index, "key": c.key, "text": c.text, "break": c.brk}
+            click.echo(json.dumps({**row, "source": c.source_text}, ensure_ascii=False))
+        else:
+            click.echo(f"{c.job_id}#{c.index:<4} {c.key[:12]} {c.brk:<9} {c.text}")
+
+
 @main.command("waveform")
 @click.argument("chapter", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -390,31 +322,16 @@ def waveform_cmd(chapter: Path, png: Path | None, seconds: float | None) -> None
 
     if not chapter.with_suffix(".json").is_file():
         _fail(InputError(chapter, None, None, "no timings beside it (.json); was it written by batchtts run?"))
-    try:
-        out = waveform_png(chapter, png or chapter.with_suffix(".png"), seconds)
-    except BatchttsError as exc:
-        _fail(exc)
-    click.echo(str(out))
+    click.echo(str(_call(waveform_png, chapter, png or chapter.with_suffix(".png"), seconds)))
 
 
 @main.command("doctor")
 @click.argument("jobs", type=click.Path(path_type=Path), required=False)
 @OUT
 @click.option("--engine", "engines", multiple=True, help="Engine to check (default: those JOBS use, else embedded).")
-def doctor_cmd(jobs: Path | None, out_dir: Path | None, engines: tuple[str, ...]) -> None:
+def doctor_cmd(jobs: Path | None, out: Path | None, engines: tuple[str, ...]) -> None:
     """Check programs, packages, device memory, model files and the output folder (exit 4 if any fails)."""
-    from batchtts.doctor import run_checks
-    from batchtts.engines import DEFAULT_ENGINE
-    from batchtts.jobs import default_out_dir, load_jobs
-
-    names = list(engines)
-    if jobs is not None:
-        try:
-            names += [j.engine or DEFAULT_ENGINE for j in load_jobs(jobs, out_dir)]
-        except BatchttsError as exc:
-            _fail(exc)
-    folder = out_dir or (default_out_dir(jobs) if jobs else None)
-    checks = run_checks(Path(folder).resolve() if folder else None, list(dict.fromkeys(names)) or [DEFAULT_ENGINE])
+    checks = _call(api.doctor, jobs, out=out, engines=engines)
     for c in checks:
         click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<28} {c.detail}")
     bad = [c for c in checks if not c.ok]
@@ -439,10 +356,7 @@ def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str
     from batchtts.download import LOCK_NAME, download
 
     _setup_logging(0)
-    try:
-        folder, lock, fetched = download(repo, revision, local_dir, endpoint, max_workers)
-    except BatchttsError as exc:
-        _fail(exc)
+    folder, lock, fetched = _call(download, repo, revision, local_dir, endpoint, max_workers)
     what = f"downloaded from {lock.endpoint}" if fetched else "complete copy reused, nothing fetched"
     click.echo(
         f"{repo}@{lock.commit[:12]} in {folder} ({len(lock.files)} files; {what}); pinned in {folder / LOCK_NAME}"

@@ -13,7 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from batchtts.engines import engine_class, engine_names
-from batchtts.plan import available_ram, format_size
+from batchtts.memory import available_ram
+from batchtts.sizes import format_size
 
 PACKAGES = (
     "batchtts",

@@ -9,10 +9,10 @@ downloads resume (huggingface_hub keeps partial files under `<local-dir>/.cache/
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchtts import config
 from batchtts.atomic import atomic_write_bytes
 from batchtts.errors import EnvironmentProblem
 
@@ -50,11 +50,11 @@ class ModelLock:
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return config.hf_offline()
 
 
 def resolve_endpoint(endpoint: str | None) -> str:
-    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    return (endpoint or config.hf_endpoint() or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def _unreachable(endpoint: str, exc: Exception) -> EnvironmentProblem:

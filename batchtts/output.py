@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import soundfile as sf
 
@@ -12,24 +11,15 @@ from batchtts.atomic import atomic_path
 from batchtts.book import BookChapter, book_signature, book_slug, write_book, write_playlist
 from batchtts.encode import Tags, write_audio
 from batchtts.events import EventLog
-from batchtts.jobs import Job
+from batchtts.jobs.types import Job
 from batchtts.ledger import Ledger
 from batchtts.prepare import Prepared
 from batchtts.stitch import Piece, build_chapter, signature
 from batchtts.store import ChunkStore
 from batchtts.subtitles import write_timings
+from batchtts.workspace import Workspace
 
 log = logging.getLogger("batchtts")
-STATE_DIR = ".batchtts"
-
-
-def state_dir(out_dir: Path) -> Path:
-    return out_dir / STATE_DIR
-
-
-def chapter_pcm(out_dir: Path, job_id: str) -> Path:
-    """The stitched chapter before encoding, kept so a book is built from lossless audio."""
-    return state_dir(out_dir) / "chapters" / f"{job_id}.flac"
 
 
 def job_tags(job: Job) -> Tags:
@@ -40,6 +30,7 @@ def job_tags(job: Job) -> Tags:
 @dataclass
 class Writer:
     prep: Prepared
+    space: Workspace
     ledger: Ledger
     store: ChunkStore
     events: EventLog
@@ -73,7 +64,7 @@ class Writer:
             job.output.suffix,
             tags,
         )
-        pcm = chapter_pcm(self.prep.out_dir, job.id)
+        pcm = self.space.chapter_pcm(job.id)
         if job.output.is_file() and pcm.is_file() and self.ledger.stitched_signature(job.id) == sig:
             self.up_to_date.append(str(job.output))
             self.events.emit("job", job=job.id, output=str(job.output), state="up_to_date")
@@ -114,18 +105,18 @@ class Writer:
             jobs = sorted(jobs, key=lambda j: (j.track is None, j.track or 0))
             sigs = [self.ledger.stitched_signature(j.id) for j in jobs]
             if any(
-                sig is None or not j.output.is_file() or not chapter_pcm(self.prep.out_dir, j.id).is_file()
+                sig is None or not j.output.is_file() or not self.space.chapter_pcm(j.id).is_file()
                 for sig, j in zip(sigs, jobs, strict=True)
             ):
                 log.info("book '%s' waits for all its chapters", book)
                 continue
             chapters = [
-                BookChapter(j.title or j.id, j.output, chapter_pcm(self.prep.out_dir, j.id), sig)
+                BookChapter(j.title or j.id, j.output, self.space.chapter_pcm(j.id), sig)
                 for j, sig in zip(jobs, sigs, strict=True)
             ]
             cover = next((j.cover for j in jobs if j.cover), None)
             tags = Tags(book, jobs[0].author, book, None, None, cover)
-            m4b = self.prep.out_dir / f"{book_slug(book)}.m4b"
+            m4b = self.space.out_dir / f"{book_slug(book)}.m4b"
             m3u = m4b.with_suffix(".m3u")
             sig = book_signature(chapters, tags)
             if m4b.is_file() and m3u.is_file() and self.ledger.book_signature(book) == sig:

@@ -13,17 +13,13 @@ decode) stays within the budget.
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from batchtts.chunks import Chunk
 from batchtts.engines.base import CostModel
+from batchtts.sizes import format_size
 
 DEFAULT_WASTE_TARGET = 0.2
-CPU_SHARE = 0.5  # of available RAM, when the user sets no budget on a CPU
-CUDA_SAFETY = 0.9  # of free device memory left after weights and the activation reserve
 
 
 class PlanError(ValueError):
@@ -218,74 +214,3 @@ def _fill(bucket: list[Item], voice: str, prefix: int, cost: CostModel, budget: 
     if current:
         batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current), cost.padding))
     return batches
-
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 2**10,
-    "KB": 10**3,
-    "KIB": 2**10,
-    "M": 2**20,
-    "MB": 10**6,
-    "MIB": 2**20,
-    "G": 2**30,
-    "GB": 10**9,
-    "GIB": 2**30,
-    "T": 2**40,
-    "TB": 10**12,
-    "TIB": 2**40,
-}
-
-
-def parse_size(text: str) -> int:
-    """'12GiB', '800MB', '1.5G' -> bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
-    if not m or m.group(2).upper() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (try 12GiB or 800MB)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-def format_size(n: float) -> str:
-    if abs(n) < 1024:
-        return f"{int(n)} B"
-    for unit in ("KiB", "MiB"):
-        n /= 1024
-        if abs(n) < 1024:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1024:.1f} GiB"
-
-
-def available_ram() -> int:
-    """MemAvailable from /proc/meminfo (what can be used without swapping), else physical pages."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def memory_budget(
-    device: str,
-    cost: CostModel,
-    user_budget: int | None = None,
-    reserve: int | None = None,
-    weights_loaded: bool = False,
-) -> int:
-    """Bytes the planner may fill with per-sequence state.
-
-    On CUDA: free device memory (after the weights, or minus their size when not yet loaded), minus the
-    measured activation reserve, times a safety margin. On a CPU: a share of available RAM.
-    """
-    if user_budget is not None:
-        return user_budget
-    if device == "cuda":
-        import torch
-
-        free, _total = torch.cuda.mem_get_info()
-        if not weights_loaded:
-            free -= cost.weights_bytes
-        return max(0, math.floor((free - (reserve or 0)) * CUDA_SAFETY))
-    return math.floor(available_ram() * CPU_SHARE)

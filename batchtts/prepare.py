@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchtts.chunks import Chunk, make_chunks
-from batchtts.engines import DEFAULT_ENGINE, engine_class
-from batchtts.engines.base import OptionError
-from batchtts.jobs import Job, default_out_dir, load_jobs
+from batchtts.engines import DEFAULT_ENGINE, engine_class, engine_names
+from batchtts.engines.base import Engine, OptionError
+from batchtts.jobs.parse import default_out_dir, load_jobs
+from batchtts.jobs.types import Job
 from batchtts.split import split_text
 from batchtts.voice import VoiceAudio, load_voice
 
@@ -24,8 +25,23 @@ class Prepared:
     chunks: dict[str, list[Chunk]]  # job id -> chunks in reading order
     voices: dict[str, VoiceAudio]  # fingerprint -> voice
 
+    def engines(self) -> list[str]:
+        """Engine names in the order jobs first use them."""
+        return list(dict.fromkeys(self.engine_of.values()))
+
     def chunks_for(self, engine: str) -> list[Chunk]:
         return [c for j in self.jobs if self.engine_of[j.id] == engine for c in self.chunks[j.id]]
+
+    def all_chunks(self) -> list[Chunk]:
+        return [c for j in self.jobs for c in self.chunks[j.id]]
+
+
+def _engine(job: Job, name: str) -> type[Engine]:
+    """The one place an engine name is checked (the job's own, or the run's default)."""
+    try:
+        return engine_class(name)
+    except KeyError:
+        raise job.source.error("engine", f"unknown engine '{name}' (known: {', '.join(engine_names())})") from None
 
 
 def prepare(
@@ -38,10 +54,7 @@ def prepare(
     engine_of, chunks = {}, {}
     for job in jobs:
         name = job.engine or default_engine or DEFAULT_ENGINE
-        try:
-            cls = engine_class(name)
-        except KeyError:
-            raise job.source.error("engine", f"unknown engine '{name}'") from None
+        cls = _engine(job, name)
         try:
             options = cls.resolve_options(job.sampling)
         except OptionError as exc:

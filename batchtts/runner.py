@@ -5,53 +5,38 @@ from __future__ import annotations
 import errno
 import logging
 import resource
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchtts.atomic import remove_stale_temps
+from batchtts.commit import Committer, SynthStats
 from batchtts.errors import EnvironmentProblem
 from batchtts.events import EventLog
+from batchtts.executors import ExecutorOptions, Work, executor
 from batchtts.interrupt import GracefulStop
-from batchtts.jobs import default_out_dir
 from batchtts.ledger import Ledger
-from batchtts.lock import OutputLock
-from batchtts.output import Writer, state_dir
-from batchtts.plan import DEFAULT_WASTE_TARGET
+from batchtts.output import Writer
 from batchtts.prepare import Prepared, prepare
 from batchtts.store import ChunkStore
-from batchtts.synthesis import Committer, History, SynthSettings, SynthStats, synthesise_locally
-from batchtts.voice import VoiceCache
+from batchtts.worker import History, SynthSettings
+from batchtts.workspace import Workspace
 
 log = logging.getLogger("batchtts")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
     out_dir: Path | None = None
     engine: str | None = None  # for jobs that name none
-    device: str = "cpu"
     fresh: bool = False
-    max_batch: int | None = None
-    progress: bool | None = None  # None: only when stderr is a terminal
-    kv_budget: int | None = None  # bytes; None: measured from the device
-    waste_target: float = DEFAULT_WASTE_TARGET
-    retries: int = 2
-    fail_fast: bool = False
     only_failed: bool = False  # `batchtts retry`
     allow_abs_paths: bool = False
+    synth: SynthSettings = SynthSettings()
+    executor: ExecutorOptions = ExecutorOptions()
+    fail_fast: bool = False
+    progress: bool | None = None  # None: only when stderr is a terminal
     log_json: Path | None = None
-    executor: str = "local"  # or "ray"
-    address: str | None = None  # Ray cluster: "auto", "ray://host:port"; None starts a local one
-    workers: int | None = None  # Ray actors (default: one per GPU, or per CPU for CPU engines)
-    gpus_per_worker: float = 0.0
-
-    def synth_settings(self) -> SynthSettings:
-        return SynthSettings(
-            self.device, self.max_batch, self.kv_budget, self.waste_target, self.retries, self.fail_fast, self.progress
-        )
 
 
 @dataclass
@@ -68,27 +53,19 @@ class RunSummary:
     peak_rss_mib: float = 0.0
 
     @property
-    def synthesised(self) -> int:
-        return self.stats.synthesised
+    def synthesized(self) -> int:
+        return self.stats.synthesized
 
     @property
     def failed(self) -> list[tuple[str, str]]:
         return self.stats.failed
-
-    @property
-    def audio_seconds(self) -> float:
-        return self.stats.audio_seconds
-
-    @property
-    def real_time_factor(self) -> float:
-        return self.stats.real_time_factor
 
     def as_dict(self) -> dict:
         return {
             "jobs": self.jobs,
             "chunks": self.chunks,
             "reused": self.reused,
-            "synthesised": self.stats.synthesised,
+            "synthesised": self.stats.synthesized,  # the event log's key since its first version
             "batches": self.stats.batches,
             "retried": self.stats.retried,
             "failed": len(self.stats.failed),
@@ -105,24 +82,29 @@ class RunSummary:
 
 def run(job_file: Path, opts: RunOptions) -> RunSummary:
     started = time.monotonic()
-    out_dir = Path(opts.out_dir).resolve() if opts.out_dir else default_out_dir(Path(job_file))
-    prep = prepare(job_file, out_dir, opts.engine, opts.allow_abs_paths)  # every input error surfaces here
+    prep = prepare(job_file, opts.out_dir, opts.engine, opts.allow_abs_paths)  # every input error surfaces here
+    space = Workspace(prep.out_dir)
     events = EventLog(opts.log_json)
     summary = RunSummary(jobs=len(prep.jobs), chunks=sum(len(cs) for cs in prep.chunks.values()))
     try:
-        with OutputLock(state_dir(out_dir)), GracefulStop() as stop:
+        with space.lock(), GracefulStop() as stop:
             events.emit(
-                "run_start", job_file=str(job_file), out_dir=str(out_dir), jobs=len(prep.jobs), chunks=summary.chunks
+                "run_start",
+                job_file=str(job_file),
+                out_dir=str(prep.out_dir),
+                jobs=len(prep.jobs),
+                chunks=summary.chunks,
             )
-            _clean(prep, opts)
-            ledger = Ledger(state_dir(out_dir) / "ledger.sqlite")
+            if opts.fresh:
+                space.forget()
+            if stale := space.remove_stale_temps(job.output.parent for job in prep.jobs):
+                log.info("removed %d temporary files left by an interrupted run", stale)
+            ledger = space.open_ledger()
             try:
-                _run(prep, opts, ledger, events, summary, stop)
+                _run(prep, space, opts, ledger, events, summary, stop)
             finally:
                 ledger.close()
-    except OSError as exc:
-        raise _environment(exc) from None
-    except sqlite3.OperationalError as exc:
+    except (OSError, sqlite3.OperationalError) as exc:
         raise _environment(exc) from None
     finally:
         summary.wall_seconds = time.monotonic() - started
@@ -143,18 +125,6 @@ def _environment(exc: Exception) -> EnvironmentProblem:
     return EnvironmentProblem(f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _clean(prep: Prepared, opts: RunOptions) -> None:
-    folder = state_dir(prep.out_dir)
-    if opts.fresh:
-        for sub in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
-            (folder / sub).unlink(missing_ok=True)
-        shutil.rmtree(folder / "chunks", ignore_errors=True)
-    stale = remove_stale_temps(folder, recursive=True)
-    stale += sum(remove_stale_temps(parent) for parent in {job.output.parent for job in prep.jobs})
-    if stale:
-        log.info("removed %d temporary files left by an interrupted run", stale)
-
-
 def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
     """Finished rolling-context sentences with the speech tokens they decoded, to prompt the next ones."""
     history: History = {}
@@ -166,64 +136,57 @@ def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> Histor
 
 
 def _run(
-    prep: Prepared, opts: RunOptions, ledger: Ledger, events: EventLog, summary: RunSummary, stop: GracefulStop
+    prep: Prepared,
+    space: Workspace,
+    opts: RunOptions,
+    ledger: Ledger,
+    events: EventLog,
+    summary: RunSummary,
+    stop: GracefulStop,
 ) -> None:
-    store = ChunkStore(state_dir(prep.out_dir) / "chunks")
+    store = space.store()
     run_id = ledger.start_run(prep.job_file)
     for job in prep.jobs:
         ledger.set_layout(
             job.id, prep.job_file, job.output, [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
         )
-    all_keys = {c.key for cs in prep.chunks.values() for c in cs}
-    done = {k for k, d in ledger.done_chunks(all_keys).items() if store.intact(k, d.nbytes, d.sha256)}
+    all_chunks = prep.all_chunks()
+    all_keys = {c.key for c in all_chunks}
+    done = space.done(ledger, all_chunks)
     history = rolling_history(prep, store, done)
-    done -= {c.key for cs in prep.chunks.values() for c in cs if c.rolling and c.key not in history}
-    summary.reused = sum(1 for cs in prep.chunks.values() for c in cs if c.key in done)
+    summary.reused = sum(1 for c in all_chunks if c.key in done)
     attempts = ledger.failed_attempts(all_keys)
-    writer = Writer(prep, ledger, store, events)
+    writer = Writer(prep, space, ledger, store, events)
     writer.chapters_ready(done)
     todo_keys = (set(attempts) if opts.only_failed else all_keys) - done
     if opts.only_failed:
         log.info("retrying %d failed chunks", len(todo_keys))
     elif not todo_keys:
-        log.info("all %d chunks already synthesised; no synthesis needed", summary.chunks)
+        log.info("all %d chunks already synthesized; no synthesis needed", summary.chunks)
+    runner = executor(opts.executor)
     try:
-        for name in dict.fromkeys(prep.engine_of.values()):
+        for name in prep.engines():
             todo = [c for c in prep.chunks_for(name) if c.key in todo_keys]
-            if todo and not stop.requested:
-                committer = Committer(
-                    name,
-                    len({c.key for c in todo}),
-                    opts.synth_settings(),
-                    ledger,
-                    store,
-                    run_id,
-                    events,
-                    summary.stats,
-                    done,
-                    writer.chapters_ready,
-                )
-                try:
-                    if opts.executor == "ray":
-                        from batchtts.distributed import RayOptions, synthesise_on_ray
-
-                        ray_opts = RayOptions(opts.address, opts.workers, opts.gpus_per_worker)
-                        synthesise_on_ray(
-                            name, todo, prep.voices, committer, attempts, lambda: stop.requested, ray_opts, history
-                        )
-                    else:
-                        synthesise_locally(
-                            name,
-                            todo,
-                            prep.voices,
-                            VoiceCache(state_dir(prep.out_dir) / "voices"),
-                            committer,
-                            attempts,
-                            lambda: stop.requested,
-                            history,
-                        )
-                finally:
-                    committer.close()
+            if not todo or stop.requested:
+                continue
+            committer = Committer(
+                name,
+                len({c.key for c in todo}),
+                ledger,
+                store,
+                run_id,
+                events,
+                summary.stats,
+                done,
+                writer.chapters_ready,
+                fail_fast=opts.fail_fast,
+                progress=opts.progress,
+            )
+            try:
+                work = Work(name, todo, prep.voices, attempts, history)
+                runner.execute(work, opts.synth, committer.commit, lambda: stop.requested, space.voice_cache())
+            finally:
+                committer.close()
         if not stop.requested:
             writer.books()
     finally:

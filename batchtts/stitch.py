@@ -14,8 +14,8 @@ import numpy as np
 import soxr
 
 from batchtts.encode import Tags
-from batchtts.jobs import Loudness as LoudnessSpec
-from batchtts.jobs import Pauses
+from batchtts.jobs.types import Loudness as LoudnessSpec
+from batchtts.jobs.types import Pauses
 from batchtts.loudness import Loudness, normalize
 from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE
 

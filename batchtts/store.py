@@ -44,6 +44,9 @@ class ChunkStore:
         """Speech tokens a chunk decoded; the next sentence of a rolling-context chapter is prompted with them."""
         atomic_write_bytes(self.tokens_path(key), json.dumps(list(tokens)).encode())
 
+    def has_tokens(self, key: str) -> bool:
+        return self.read_tokens(key) is not None
+
     def read_tokens(self, key: str) -> tuple[int, ...] | None:
         try:
             return tuple(json.loads(self.tokens_path(key).read_text()))

@@ -31,8 +31,9 @@ from batchtts.chunks import Chunk  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
 from batchtts.engines.glmtts.llm import Sampling, SpecialIds  # noqa: E402
 from batchtts.engines.glmtts.static import StaticDecoder  # noqa: E402
-from batchtts.jobs import load_jobs  # noqa: E402
-from batchtts.plan import format_size, parse_size, plan_batches  # noqa: E402
+from batchtts.jobs.parse import load_jobs  # noqa: E402
+from batchtts.plan import plan_batches  # noqa: E402
+from batchtts.sizes import format_size, parse_size  # noqa: E402
 from batchtts.split import detect_language, split_text  # noqa: E402
 
 PROMPT_SPEECH = 150  # a 6 s reference clip at 25 tokens a second

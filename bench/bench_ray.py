@@ -19,7 +19,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
 
-from batchtts.runner import RunOptions, run  # noqa: E402
+from batchtts import run  # noqa: E402
 
 
 def main() -> None:
@@ -37,10 +37,10 @@ def main() -> None:
             ("ray, 2 actors", {"executor": "ray", "workers": 2}),
         ]:
             t0 = time.perf_counter()
-            s = run(args.jobs, RunOptions(out_dir=tmp / name.replace(" ", "_").replace(",", ""), fresh=True, **opts))
+            s = run(args.jobs, out=tmp / name.replace(" ", "_").replace(",", ""), fresh=True, **opts)
             rows[name] = {
                 "wall_s": round(time.perf_counter() - t0, 2),
-                "chunks": s.synthesised,
+                "chunks": s.synthesized,
                 "audio_s": round(s.audio_seconds, 1),
             }
     finally:

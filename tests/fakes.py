@@ -27,17 +27,21 @@ class ToneEngine(Engine):
         return "tone-1"
 
     @classmethod
-    def load(cls, device: str = "cpu") -> ToneEngine:
+    def load(cls, device: str = "cpu", threads: int | None = None) -> ToneEngine:
         return cls()
 
     @classmethod
     def cost_model(cls) -> CostModel:
         return CostModel(
-            bytes_per_token=1024, speech_ratio={"en": 4.0, "zh": 6.0}, special_tokens=2, prompt_tokens_per_second=25.0
+            bytes_per_token=1024,
+            speech_ratio={"en": 4.0, "zh": 6.0},
+            special_tokens=2,
+            prompt_tokens_per_second=25.0,
+            context_tokens=900,
         )
 
     @classmethod
-    def default_batch_size(cls) -> int:
+    def default_batch_size(cls, threads: int | None = None) -> int:
         return 4
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from batchtts import run
 from batchtts.engines.base import SynthRequest
 from batchtts.engines.embedded import EmbeddedEngine
-from batchtts.runner import RunOptions, run
 from tests.conftest import run_cli, write_jobs
 
 SENTENCES = [
@@ -83,5 +83,5 @@ def test_cli_run_on_the_default_engine_writes_real_speech(tmp_path, voice_wav):
     assert rate == 22050 and 3.0 < len(audio) / rate < 20.0
     assert float(np.sqrt(np.mean(audio**2))) > 0.01
     assert (tmp_path / "out" / "en.mp3").stat().st_size > 10_000
-    again = run(jobs, RunOptions())
-    assert again.synthesised == 0 and again.written == []
+    again = run(jobs)
+    assert again.synthesized == 0 and again.written == []

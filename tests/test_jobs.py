@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchtts.cli import main
-from batchtts.jobs import load_jobs
+from batchtts.jobs.parse import load_jobs
 from tests.conftest import run_cli, write_jobs
 
 GOOD = {"id": "ch1", "text": "Hello there. How are you?", "output": "ch1.wav", "engine": "tone"}

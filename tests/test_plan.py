@@ -11,13 +11,14 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchtts import run
 from batchtts.chunks import Chunk
 from batchtts.cli import main
 from batchtts.engines import register_engine
 from batchtts.engines.base import CostModel, SynthRequest, SynthResult, llama_kv_bytes_per_token
-from batchtts.jobs import load_jobs
-from batchtts.plan import LengthPredictor, PlanError, batch_bytes, parse_size, plan_batches
-from batchtts.runner import RunOptions, run
+from batchtts.jobs.parse import load_jobs
+from batchtts.plan import LengthPredictor, PlanError, batch_bytes, plan_batches
+from batchtts.sizes import parse_size
 from batchtts.split import detect_language, split_text
 from tests.conftest import ROOT, write_jobs
 from tests.fakes import ToneEngine
@@ -157,7 +158,7 @@ class OomEngine(ToneEngine):
     sizes: list[int] = []
 
     @classmethod
-    def default_batch_size(cls) -> int:
+    def default_batch_size(cls, threads: int | None = None) -> int:
         return 8
 
     def synthesize(self, requests: list[SynthRequest], voice) -> list[SynthResult]:
@@ -175,8 +176,8 @@ def test_out_of_memory_splits_the_batch_lowers_the_ceiling_and_loses_nothing(tmp
     records = [{"id": "a", "text": text, "output": "a.wav", "engine": "oom"}]
     jobs = write_jobs(tmp_path / "book.jsonl", records)
     OomEngine.sizes.clear()
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "oom", waste_target=10.0))
-    assert summary.synthesised == summary.chunks == 24 and not summary.failed
+    summary = run(jobs, out=tmp_path / "oom", waste_target=10.0)
+    assert summary.synthesized == summary.chunks == 24 and not summary.failed
     assert OomEngine.sizes[0] == 8  # tried big, then split
     assert max(OomEngine.sizes[OomEngine.sizes.index(2) :]) <= 2  # the lower ceiling held for the rest
     import sqlite3
@@ -186,7 +187,7 @@ def test_out_of_memory_splits_the_batch_lowers_the_ceiling_and_loses_nothing(tmp
     assert rows == [("done", 1, 24)]  # every chunk done exactly once
     OomEngine.limit = 100
     try:
-        run(jobs, RunOptions(out_dir=tmp_path / "roomy", waste_target=10.0))
+        run(jobs, out=tmp_path / "roomy", waste_target=10.0)
     finally:
         OomEngine.limit = 2
     assert (tmp_path / "oom" / "a.wav").read_bytes() == (tmp_path / "roomy" / "a.wav").read_bytes()
@@ -201,7 +202,7 @@ def test_chapter_bytes_do_not_depend_on_batch_composition(tmp_path: Path, voice_
     jobs = write_jobs(tmp_path / "book.jsonl", records)
     outs = []
     for n, opts in enumerate([{}, {"kv_budget": parse_size("8MiB")}, {"max_batch": 1}, {"waste_target": 0.01}]):
-        run(jobs, RunOptions(out_dir=tmp_path / str(n), **opts))
+        run(jobs, out=tmp_path / str(n), **opts)
         outs.append([(tmp_path / str(n) / f"c{i}.flac").read_bytes() for i in range(2)])
     assert all(o == outs[0] for o in outs)
 
@@ -210,7 +211,7 @@ def test_runs_learn_lengths_and_replan(tmp_path: Path, caplog):
     caplog.set_level("DEBUG", logger="batchtts")
     text = " ".join(f"Sentence number {n} is here." for n in range(1, 40))
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "a", "text": text, "output": "a.wav", "engine": "tone"}])
-    run(jobs, RunOptions(out_dir=tmp_path / "o", max_batch=4))
+    run(jobs, out=tmp_path / "o", max_batch=4)
     # ToneEngine decodes 3 units per character, 12 per text token, while the cost model guessed 4: re-planned.
     assert caplog.text.count("planned") >= 2
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtts.runner import RunOptions, run
+from batchtts import run
 from tests.conftest import ROOT, done_count, run_cli, write_jobs
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep the test cluster on 127.0.0.1
@@ -58,8 +58,8 @@ def _attempts(out: Path) -> set[int]:
 
 def test_ray_chapters_are_byte_identical_to_local(book, tmp_path):
     jobs, ref = book
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "ray", executor="ray", workers=2))
-    assert summary.synthesised == 24 and not summary.failed
+    summary = run(jobs, out=tmp_path / "ray", executor="ray", workers=2)
+    assert summary.synthesized == 24 and not summary.failed
     _same(tmp_path / "ray", ref)
     assert _attempts(tmp_path / "ray") == {1}
 
@@ -69,7 +69,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_
     out = tmp_path / "ray"
     result = {}
     thread = threading.Thread(
-        target=lambda: result.setdefault("s", run(jobs, RunOptions(out_dir=out, executor="ray", workers=2)))
+        target=lambda: result.setdefault("s", run(jobs, out=out, executor="ray", workers=2))
     )
     thread.start()
     deadline = time.monotonic() + 120
@@ -87,7 +87,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_
     )
     thread.join(timeout=300)
     summary = result["s"]
-    assert summary.synthesised + summary.reused == 24 and not summary.failed
+    assert summary.synthesized + summary.reused == 24 and not summary.failed
     _same(out, ref)
     assert _attempts(out) == {1}
 
@@ -122,7 +122,7 @@ def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, fir
 
 def test_work_units_keep_rolling_chapters_whole_and_cut_the_rest_small():
     from batchtts.chunks import Chunk
-    from batchtts.distributed import work_units
+    from batchtts.executors.ray import work_units
 
     def chunk(job, i, rolling, voice="v"):
         return Chunk(

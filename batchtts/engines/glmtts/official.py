@@ -1,6 +1,6 @@
 """The parts of GLM-TTS that are model code in its own repository and on no package index: the
 Whisper-VQ speech tokenizer, the flow-matching DiT and the HiFT vocoder. They are imported from a
-GLM-TTS checkout the user names (`--glmtts-home` / `GLMTTS_HOME`), never copied into batchtts."""
+GLM-TTS checkout the user names (`GLMTTS_HOME`), never copied into batchtts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from batchtts import config
 from batchtts.errors import EnvironmentProblem
-
-HOME_ENV = "GLMTTS_HOME"
 
 
 @contextlib.contextmanager
@@ -28,15 +27,13 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
-def glmtts_home(explicit: str | Path | None = None) -> Path:
-    home = explicit or os.environ.get(HOME_ENV)
-    if not home:
+def glmtts_home() -> Path:
+    home = config.glmtts_home()
+    if home is None:
         raise EnvironmentProblem(
             "GLM-TTS's speech tokenizer, flow and vocoder are code in its repository: clone "
             "https://github.com/zai-org/GLM-TTS, install its requirements, and set GLMTTS_HOME to the checkout "
-            "(or pass --glmtts-home)"
         )
-    home = Path(home).resolve()
     if not (home / "utils" / "tts_model_util.py").is_file():
         raise EnvironmentProblem(f"{home} is not a GLM-TTS checkout (no utils/tts_model_util.py); check GLMTTS_HOME")
     return home

@@ -14,29 +14,22 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
 from batchtts.chunks import Chunk
 from batchtts.errors import BatchttsError, EnvironmentProblem
-from batchtts.synthesis import BatchOutcome, Committer, History, SynthSettings, Worker
-from batchtts.voice import VoiceAudio
+from batchtts.executors import ExecutorOptions, Work
+from batchtts.voice import VoiceAudio, VoiceCache
+from batchtts.worker import BatchOutcome, History, SynthSettings, Worker
 
 log = logging.getLogger("batchtts")
 UNIT_BATCHES = 2  # batches of work per unit: small enough to rebalance, big enough to fill a batch
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    address: str | None = None  # None: start a local cluster on 127.0.0.1
-    workers: int | None = None
-    gpus_per_worker: float = 0.0
-
-
 class _Actor:
     """Body of the Ray actor: one Worker (engine loaded once), voices prepared once each."""
 
-    def __init__(self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio], threads: int):
-        os.environ["BATCHTTS_THREADS"] = str(threads)
+    def __init__(self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio]):
         logging.basicConfig(level=logging.INFO, format="batchtts[actor]: %(message)s")
         self.worker = Worker(name, settings, voices)
 
@@ -44,7 +37,7 @@ class _Actor:
         return list(self.worker.work(chunks, attempts, history=history))
 
 
-def _connect(opts: RayOptions):
+def _connect(opts: ExecutorOptions):
     if not opts.address:  # a cluster of our own stays on loopback (Ray otherwise binds the outward interface)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
@@ -75,15 +68,27 @@ def work_units(todo: list[Chunk], size: int) -> deque[tuple[str, list[Chunk]]]:
     return units
 
 
-def synthesise_on_ray(
-    name: str,
-    todo: list[Chunk],
-    voices: dict[str, VoiceAudio],
-    committer: Committer,
-    attempts: dict[str, int],
+class RayExecutor:
+    def __init__(self, options: ExecutorOptions):
+        self.options = options
+
+    def execute(
+        self,
+        work: Work,
+        settings: SynthSettings,
+        commit: Callable[[BatchOutcome], None],
+        stop: Callable[[], bool],
+        cache: VoiceCache | None = None,  # actors prepare voices themselves
+    ) -> None:
+        _drive(work, settings, commit, stop, self.options)
+
+
+def _drive(
+    work: Work,
+    settings: SynthSettings,
+    commit: Callable[[BatchOutcome], None],
     stop: Callable[[], bool],
-    opts: RayOptions,
-    history: History | None = None,
+    opts: ExecutorOptions,
 ) -> None:
     ray = _connect(opts)
     from ray.exceptions import RayActorError, RayTaskError
@@ -92,17 +97,18 @@ def synthesise_on_ray(
     resources = ray.cluster_resources()
     count = opts.workers or max(1, int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 1)))
     threads = 1 if not gpus else max(1, int(resources.get("CPU", 1) // count))
+    actor_settings = replace(settings, threads=threads)
     remote = ray.remote(num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=0)(_Actor)
     prefix = f"batchtts-{os.getpid()}"
     serial = itertools.count()
 
     def spawn():
-        return remote.options(name=f"{prefix}-{next(serial)}").remote(name, committer.settings, voices, threads)
+        return remote.options(name=f"{prefix}-{next(serial)}").remote(work.engine, actor_settings, work.voices)
 
     actors = [spawn() for _ in range(count)]
     seen: list[set[str]] = [set() for _ in actors]
-    size = UNIT_BATCHES * (committer.settings.max_batch or 4)
-    units = work_units(todo, size)
+    size = UNIT_BATCHES * (settings.max_batch or 4)
+    units = work_units(work.todo, size)
     log.info(
         "Ray: %d actors (%s each), %d work units of up to %d chunks",
         count,
@@ -111,7 +117,7 @@ def synthesise_on_ray(
         size,
     )
     inflight: dict = {}  # object ref -> (actor slot, unit)
-    shared = (ray.put(attempts), ray.put(history or {}))  # sent to the object store once, not with every unit
+    shared = (ray.put(work.attempts), ray.put(work.history))  # sent to the object store once, not with every unit
     try:
         while (units or inflight) and not stop():
             busy = {slot for slot, _ in inflight.values()}
@@ -138,7 +144,7 @@ def synthesise_on_ray(
                 actors[slot], seen[slot] = spawn(), set()
                 continue
             for outcome in outcomes:
-                committer.commit(outcome)
+                commit(outcome)
     finally:
         for ref in inflight:
             ray.cancel(ref, force=True)

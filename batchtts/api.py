@@ -1,0 +1,214 @@
+"""The library: what every command does, callable from Python (a nightly build script needs no subprocess).
+
+    import batchtts
+
+    summary = batchtts.run("jobs/book.jsonl", out="out/book", retries=3)
+    if summary.failed:
+        batchtts.retry("jobs/book.jsonl", out="out/book")
+    for job in batchtts.status("jobs/book.jsonl", out="out/book"):
+        print(job.job_id, job.done, job.left)
+
+Errors are `batchtts.errors.BatchttsError` subclasses carrying the exit code the CLI uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.chunks import Chunk
+from batchtts.doctor import Check, run_checks
+from batchtts.engines import DEFAULT_ENGINE, engine_class
+from batchtts.engines.base import CostModel
+from batchtts.errors import EnvironmentProblem, InputError
+from batchtts.executors import ExecutorOptions
+from batchtts.jobs.parse import default_out_dir, load_jobs
+from batchtts.memory import memory_budget
+from batchtts.plan import DEFAULT_WASTE_TARGET, Plan, PlanError, plan_batches
+from batchtts.prepare import Prepared, prepare
+from batchtts.runner import RunOptions, RunSummary
+from batchtts.runner import run as _run
+from batchtts.schedule import prefix_tokens
+from batchtts.worker import SynthSettings
+from batchtts.workspace import Workspace
+
+PathLike = str | Path
+__all__ = ["DEFAULT_WASTE_TARGET", "RunSummary", "chunks", "doctor", "plan", "retry", "run", "status"]
+
+
+def run(
+    jobs: PathLike,
+    *,
+    out: PathLike | None = None,
+    engine: str | None = None,
+    fresh: bool = False,
+    only_failed: bool = False,
+    device: str = "cpu",
+    max_batch: int | None = None,
+    kv_budget: int | None = None,
+    waste_target: float = DEFAULT_WASTE_TARGET,
+    retries: int = 2,
+    fail_fast: bool = False,
+    allow_abs_paths: bool = False,
+    log_json: PathLike | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Synthesize every job and write its chapter file (and books); finished work is never redone.
+
+    Failed chunks do not raise: they are in `summary.failed`. Bad input raises InputError before anything
+    is written; a busy output folder, a missing model or a full disk raise other BatchttsErrors.
+    """
+    opts = RunOptions(
+        out_dir=_path(out),
+        engine=engine,
+        fresh=fresh,
+        only_failed=only_failed,
+        allow_abs_paths=allow_abs_paths,
+        synth=SynthSettings(device, max_batch, kv_budget, waste_target, retries),
+        executor=ExecutorOptions(executor, address, workers, gpus_per_worker),
+        fail_fast=fail_fast,
+        progress=progress,
+        log_json=_path(log_json),
+    )
+    return _run(Path(jobs), opts)
+
+
+def retry(jobs: PathLike, **options) -> RunSummary:
+    """Synthesize again only the chunks that failed, with new seeds; `options` as for `run`."""
+    return run(jobs, only_failed=True, **options)
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    index: int
+    key: str
+    error: str
+    text: str
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    output: Path
+    chunks: int
+    done: int
+    failed: int
+    written: bool  # the chapter file exists and every chunk is done
+    failures: tuple[ChunkFailure, ...] = ()
+
+    @property
+    def left(self) -> int:
+        return self.chunks - self.done
+
+
+def status(
+    jobs: PathLike, *, out: PathLike | None = None, engine: str | None = None, allow_abs_paths: bool = False
+) -> list[JobStatus]:
+    """Chunks done, left and failed per job; 'done' is the same answer `run` acts on."""
+    prep = prepare(Path(jobs), _path(out), engine, allow_abs_paths)
+    space = Workspace(prep.out_dir)
+    ledger = space.read_ledger()
+    try:
+        done = space.done(ledger, prep.all_chunks())
+        failed = ledger.failures({c.key for c in prep.all_chunks()}) if ledger else {}
+    finally:
+        if ledger:
+            ledger.close()
+    report = []
+    for job in prep.jobs:
+        chunks = prep.chunks[job.id]
+        n_done = sum(c.key in done for c in chunks)
+        failures = tuple(ChunkFailure(c.index, c.key, failed[c.key], c.source_text) for c in chunks if c.key in failed)
+        report.append(
+            JobStatus(
+                job.id,
+                job.output,
+                len(chunks),
+                n_done,
+                len(failures),
+                job.output.is_file() and n_done == len(chunks),
+                failures,
+            )
+        )
+    return report
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    engine: str
+    cost: CostModel
+    already_done: int  # distinct chunks needing no synthesis
+    plan: Plan
+
+
+def plan(
+    jobs: PathLike,
+    *,
+    out: PathLike | None = None,
+    engine: str | None = None,
+    device: str = "cpu",
+    max_batch: int | None = None,
+    kv_budget: int | None = None,
+    waste_target: float = DEFAULT_WASTE_TARGET,
+    include_done: bool = False,
+) -> list[EnginePlan]:
+    """How the pending chunks would be batched per engine, without loading any model."""
+    prep = prepare(Path(jobs), _path(out), engine)
+    done = set() if include_done else _done(prep)
+    plans = []
+    for name in prep.engines():
+        cls = engine_class(name)
+        cost = cls.cost_model()
+        chunks = prep.chunks_for(name)
+        pending = [c for c in chunks if c.key not in done]
+        try:
+            budget = memory_budget(device, cost, kv_budget)
+        except (RuntimeError, AssertionError) as exc:
+            raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
+        try:
+            batches = plan_batches(
+                pending,
+                cost,
+                budget,
+                max_batch or cls.default_batch_size(),
+                prefix_tokens(cls, cost, prep.voices, pending),
+                waste_target=waste_target,
+            )
+        except PlanError as exc:
+            raise InputError(jobs, None, None, str(exc)) from None
+        plans.append(EnginePlan(name, cost, len({c.key for c in chunks}) - len({c.key for c in pending}), batches))
+    return plans
+
+
+def chunks(
+    jobs: PathLike, *, out: PathLike | None = None, engine: str | None = None, allow_abs_paths: bool = False
+) -> list[Chunk]:
+    """Every chunk as its engine will read it, in reading order, without loading model weights."""
+    return prepare(Path(jobs), _path(out), engine, allow_abs_paths).all_chunks()
+
+
+def doctor(jobs: PathLike | None = None, *, out: PathLike | None = None, engines: tuple[str, ...] = ()) -> list[Check]:
+    """Programs, packages, device memory, model files and the output folder: what a run will need."""
+    names = list(engines)
+    if jobs is not None:
+        names += [j.engine or DEFAULT_ENGINE for j in load_jobs(Path(jobs), _path(out))]
+    folder = _path(out) or (default_out_dir(Path(jobs)) if jobs is not None else None)
+    return run_checks(folder.resolve() if folder else None, list(dict.fromkeys(names)) or [DEFAULT_ENGINE])
+
+
+def _done(prep: Prepared) -> set[str]:
+    space = Workspace(prep.out_dir)
+    ledger = space.read_ledger()
+    try:
+        return space.done(ledger, prep.all_chunks())
+    finally:
+        if ledger:
+            ledger.close()
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return Path(value) if value is not None else None

@@ -1,0 +1,43 @@
+"""Every environment variable batchtts reads, parsed in one place (as huggingface_hub's constants.py).
+
+Read at call time, not import time, so a long-lived process (or a test) sees the current environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+GLMTTS_MODEL_DIR = "GLMTTS_MODEL_DIR"  # the downloaded GLM-TTS model folder (default: models/GLM-TTS)
+GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: dynamic, static, compile or graphs
+GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout, for the official modules
+HF_ENDPOINT = "HF_ENDPOINT"  # hub or mirror URL
+HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # never touch the network
+
+DEFAULT_GLMTTS_MODEL_DIR = Path("models") / "GLM-TTS"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _get(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def glmtts_model_dir() -> Path:
+    return Path(_get(GLMTTS_MODEL_DIR) or DEFAULT_GLMTTS_MODEL_DIR).resolve()
+
+
+def glmtts_decode() -> str:
+    return _get(GLMTTS_DECODE) or "dynamic"
+
+
+def glmtts_home() -> Path | None:
+    home = _get(GLMTTS_HOME)
+    return Path(home).resolve() if home else None
+
+
+def hf_endpoint() -> str | None:
+    return _get(HF_ENDPOINT)
+
+
+def hf_offline() -> bool:
+    return (_get(HF_HUB_OFFLINE) or "").strip().lower() in _TRUE
