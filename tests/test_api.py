@@ -77,10 +77,8 @@ def test_a_rolling_chunk_without_its_tokens_is_not_done_anywhere(tmp_path):
 
 
 def test_chunks_shows_what_the_engine_reads_without_loading_it(tmp_path):
-    jobs = write_jobs(
-        tmp_path / "b.jsonl",
-        [{"id": "a", "text": "Hello Lin. Bye.", "output": "a.wav", "engine": "tone", "pronunciations": {"Lin": "Linn"}}],
-    )
+    job = {"id": "a", "text": "Hello Lin. Bye.", "output": "a.wav", "engine": "tone", "pronunciations": {"Lin": "Linn"}}
+    jobs = write_jobs(tmp_path / "b.jsonl", [job])
     result = CliRunner().invoke(main, ["chunks", str(jobs), "--json"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
