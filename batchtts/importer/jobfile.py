@@ -1,0 +1,160 @@
+"""Write an imported book: each chapter's text (UTF-8), the cover, the job file, and the report.
+
+Every file is written atomically, the texts and cover first and the job file last, so a job file never
+names a text that is not there. The job file is checked by the same parser `batchtts run` uses before
+it replaces anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchtts.atomic import atomic_path, atomic_write_bytes
+from batchtts.book import book_slug
+from batchtts.errors import InputError
+from batchtts.importer.model import Book
+from batchtts.importer.report import as_dict, markdown_report, table
+
+# --format -> the chapters' suffix. "m4b": chapters in AAC (.m4a); `batchtts run` joins the chapters of
+# a book into one <book>.m4b with a marker per chapter, whatever their format.
+FORMATS = {"m4b": ".m4a", "m4a": ".m4a", "mp3": ".mp3", "opus": ".ogg", "ogg": ".ogg", "flac": ".flac", "wav": ".wav"}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    voice: Path | None = None
+    voice_text: str | None = None
+    engine: str | None = None
+    fmt: str = "m4b"
+    text_dir: Path | None = None
+    force: bool = False
+
+
+@dataclass
+class ImportReport:
+    """What was (or, with dry_run, would be) written, and the accounting behind it."""
+
+    book: Book
+    job_file: Path
+    text_dir: Path
+    records: list[dict] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    dry_run: bool = False
+
+    def table(self) -> str:
+        return table(self.book, self.records)
+
+    def as_dict(self) -> dict:
+        return as_dict(self.book, self.records, self.job_file)
+
+    @property
+    def report_json(self) -> Path:
+        return self.job_file.with_suffix(".import.json")
+
+    @property
+    def report_md(self) -> Path:
+        return self.job_file.with_suffix(".import.md")
+
+
+def ascii_slug(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+
+
+def file_slug(text: str, limit: int = 50) -> str:
+    """A file name part that keeps any script ('02-山间茶馆'), lower-cased, without separators."""
+    return book_slug(text.lower())[:limit].strip("-.") or "chapter"
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+
+
+def _check(opts: JobOptions, job_file: Path) -> None:
+    from batchtts.engines import engine_names
+
+    if opts.fmt not in FORMATS:
+        raise InputError(job_file, None, "format", f"'{opts.fmt}' is not one of {', '.join(FORMATS)}")
+    if opts.engine is not None and opts.engine not in engine_names():
+        raise InputError(
+            job_file, None, "engine", f"unknown engine '{opts.engine}' (known: {', '.join(engine_names())})"
+        )
+    if opts.voice is not None and not Path(opts.voice).is_file():
+        raise InputError(opts.voice, None, None, "voice clip not found")
+    if job_file.exists() and not opts.force:
+        raise InputError(job_file, None, None, "already exists; pass --force to replace it (it may hold your edits)")
+
+
+def build_records(book: Book, job_file: Path, text_dir: Path, opts: JobOptions) -> tuple[list[dict], dict[Path, str]]:
+    """The job records and the files (path -> text) they name."""
+    base = job_file.parent
+    width = max(2, len(str(len(book.chapters))))
+    id_stem = ascii_slug(book.title, 40) or "chapter"
+    folder = book_slug(book.title)
+    files: dict[Path, str] = {}
+    cover = None
+    if book.cover:
+        cover = text_dir / f"cover{book.cover[1]}"
+    records = []
+    for n, ch in enumerate(book.chapters, 1):
+        nn = f"{n:0{width}d}"
+        name = f"{nn}-{file_slug(ch.title)}"
+        text_path = text_dir / f"{name}.txt"
+        files[text_path] = ch.text
+        rec: dict = {
+            "id": f"{id_stem}-{nn}",
+            "title": ch.title,
+            "text_file": _rel(text_path, base),
+            "output": f"{folder}/{name}{FORMATS[opts.fmt]}",
+            "book": book.title,
+        }
+        if book.author:
+            rec["author"] = book.author
+        rec["track"] = n
+        if cover is not None:
+            rec["cover"] = _rel(cover, base)
+        if opts.voice is not None:
+            rec["voice"] = {"prompt_audio": _rel(Path(opts.voice), base), "prompt_text": opts.voice_text or ""}
+        if opts.engine:
+            rec["engine"] = opts.engine
+        records.append(rec)
+    return records, files
+
+
+def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = False) -> ImportReport:
+    from batchtts.jobs import load_jobs
+
+    _check(opts, job_file)
+    text_dir = (
+        Path(opts.text_dir)
+        if opts.text_dir
+        else job_file.parent
+        / (
+            job_file.stem if job_file.stem != "out" else "out-text"  # out/ beside a job file is the run's output
+        )
+    )
+    records, files = build_records(book, job_file, text_dir, opts)
+    report = ImportReport(book, job_file, text_dir, records, dry_run=dry_run)
+    if dry_run:
+        return report
+    for path, text in files.items():
+        atomic_write_bytes(path, text.encode("utf-8"))
+        report.written.append(path)
+    if book.cover:
+        cover = text_dir / f"cover{book.cover[1]}"
+        atomic_write_bytes(cover, book.cover[0])
+        report.written.append(cover)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with atomic_path(job_file) as tmp:
+        tmp.write_text(lines, encoding="utf-8")
+        load_jobs(tmp, job_file.parent / "out")  # what `batchtts run` will parse, before it replaces anything
+    report.written.append(job_file)
+    atomic_write_bytes(report.report_json, (json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(report.report_md, markdown_report(book, records).encode("utf-8"))
+    report.written += [report.report_json, report.report_md]
+    return report
