@@ -78,10 +78,9 @@ def _cover(book) -> tuple[bytes, str] | None:
 
     item = next((i for i in book.get_items() if isinstance(i, epub.EpubCover)), None)
     if item is None:  # EPUB 2: <meta name="cover" content="item-id"/>
-        for _value, attrs in book.get_metadata("OPF", "cover"):
-            item = book.get_item_with_id(attrs.get("content", ""))
-            if item is not None:
-                break
+        metas = book.get_metadata("OPF", "cover") + book.get_metadata("OPF", "meta")  # ebooklib files it either way
+        ids = [attrs.get("content", "") for _value, attrs in metas if attrs.get("name", "cover") == "cover"]
+        item = next((book.get_item_with_id(i) for i in ids if book.get_item_with_id(i) is not None), None)
     if item is None:
         return None
     suffix = {"image/jpeg": ".jpg", "image/png": ".png"}.get(item.media_type)

@@ -41,6 +41,7 @@ def read_markdown_file(path: Path, heading_level: int | None, book: Book, whole:
     if not any(speakable(b.text) for s in segments for b in s.blocks):
         raise InputError(path, None, None, "no text to speak (empty Markdown file)")
     first_heading = next((b.text for s in segments for b in s.blocks if b.heading), None)
+    lone_top = bool(levels) and levels.count(min(levels)) == 1
     chapters: list[Chapter] = []
     for seg in segments:
         ch = Chapter(
@@ -51,14 +52,15 @@ def read_markdown_file(path: Path, heading_level: int | None, book: Book, whole:
             seg.dropped.copy(),
             seg.added_chars,
         )
+        if not ch.blocks and not ch.source_chars:
+            continue
+        if not chapters and level and lone_top and ch.blocks and all(b.heading for b in ch.blocks):
+            # "# Title" then "## One", "## Two": the lone top heading names the book, not a chapter.
+            book.left_out.append(LeftOut(path.name, "title only (used as the book's name)", ch.source_chars))
+            if not whole:
+                book.title = ch.blocks[0].text
+            continue
         if seg.anchor is None:  # text before the first cut
-            if not ch.blocks and not ch.source_chars:
-                continue
-            if level and all(b.heading for b in ch.blocks) and len(segments) > 1:
-                book.left_out.append(LeftOut(path.name, "title only (used as the book's name)", ch.source_chars))
-                if not whole:
-                    book.title = ch.blocks[0].text
-                continue
             ch.title = seg.first_heading() or (_pretty(path.stem) if whole else "Introduction")
         chapters.append(ch)
     if whole and len(chapters) == 1:
