@@ -72,7 +72,11 @@ def file_slug(text: str, limit: int = 50) -> str:
 
 
 def _rel(path: Path, folder: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    """Relative to the job file's folder (the parser's rule) when they share more than the root, else absolute."""
+    path, folder = path.resolve(), folder.resolve()
+    if os.path.commonpath([path, folder]) == path.anchor:
+        return path.as_posix()
+    return Path(os.path.relpath(path, folder)).as_posix()
 
 
 def _check(opts: JobOptions, job_file: Path) -> None:
