@@ -380,3 +380,118 @@ def test_the_example_epub_imports_as_the_example_book(tmp_path):
     assert [c.title for c in report.book.chapters] == ["The Lighthouse", "山间茶馆", "Two Languages"]
     for ch, name in zip(report.book.chapters, sorted((root / "examples" / "book").glob("*.txt")), strict=True):
         assert ch.text == name.read_text(encoding="utf-8").strip() + "\n"
+
+
+# A public-domain book (Lewis Carroll, 1865), laid out as Project Gutenberg's EPUB 3 files are: a header
+# and a licence section, a title page, a contents page, an illustration, and a transcriber's footnote.
+ALICE = [
+    (
+        "CHAPTER I.",
+        "Down the Rabbit-Hole",
+        [
+            "Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to "
+            "do: once or twice she had peeped into the book her sister was reading, but it had no pictures or "
+            "conversations in it, “and what is the use of a book,” thought Alice “without pictures or "
+            "conversations?”",
+            "So she was considering in her own mind (as well as she could, for the hot day made her feel very "
+            "sleepy and stupid), whether the pleasure of making a daisy-chain would be worth the trouble of "
+            "getting up and picking the daisies, when suddenly a White Rabbit with pink eyes ran close by her.",
+        ],
+    ),
+    (
+        "CHAPTER II.",
+        "The Pool of Tears",
+        [
+            "“Curiouser and curiouser!” cried Alice (she was so much surprised, that for the moment she quite "
+            "forgot how to speak good English); “now I’m opening out like the largest telescope that ever was! "
+            "Good-bye, feet!”",
+        ],
+    ),
+    (
+        "CHAPTER III.",
+        "A Caucus-Race and a Long Tale",
+        [
+            "They were indeed a queer-looking party that assembled on the bank—the birds with draggled feathers, "
+            "the animals with their fur clinging close to them, and all dripping wet, cross, and uncomfortable.",
+        ],
+    ),
+]
+
+
+def make_alice(path: Path) -> Path:
+    book = epub.EpubBook()
+    book.set_identifier("test-alice")
+    book.set_title("Alice’s Adventures in Wonderland")
+    book.set_language("en")
+    book.add_author("Lewis Carroll")
+    book.set_cover("cover.png", png())
+    docs = []
+
+    def doc(name: str, title: str, body: str) -> epub.EpubHtml:
+        item = epub.EpubHtml(title=title, file_name=name, lang="en")
+        item.content = body
+        book.add_item(item)
+        docs.append(item)
+        return item
+
+    doc(
+        "title.xhtml",
+        "Title",
+        '<section id="pg-header"><p>The Project Gutenberg eBook of Alice’s Adventures in Wonderland. This ebook '
+        "is for the use of anyone anywhere at no cost.</p></section>"
+        '<section epub:type="titlepage"><h1>Alice’s Adventures in Wonderland</h1><p>by Lewis Carroll</p></section>',
+    )
+    doc(
+        "contents.xhtml",
+        "Contents",
+        '<nav epub:type="toc"><h2>Contents</h2><ol>'
+        + "".join(f'<li><a href="ch{n}.xhtml">{a} {b}</a></li>' for n, (a, b, _) in enumerate(ALICE, 1))
+        + "</ol></nav>",
+    )
+    for n, (label, name, body) in enumerate(ALICE, 1):
+        extra = ""
+        if n == 1:
+            extra = (
+                '<figure><img src="cover.png" alt="Alice follows the White Rabbit"/></figure>'
+                '<p>It was the White Rabbit.<a epub:type="noteref" href="#tn1" id="r1">*</a></p>'
+                '<aside epub:type="footnote" id="tn1"><p>* Transcriber’s note: the illustration is by '
+                "John Tenniel.</p></aside>"
+            )
+        paragraphs = "".join(f"<p>{p}</p>" for p in body)
+        doc(f"ch{n}.xhtml", f"{label} {name}", f"<h2>{label}<br/>{name}</h2>{paragraphs}{extra}")
+    doc(
+        "licence.xhtml",
+        "Licence",
+        '<section id="pg-footer"><h2>THE FULL PROJECT GUTENBERG LICENSE</h2><p>To protect the Project Gutenberg '
+        "mission of promoting the free distribution of electronic works, by using or distributing this work you "
+        "agree to comply with all the terms of the Full Project Gutenberg License.</p></section>",
+    )
+    book.toc = [
+        epub.Link("title.xhtml", "Title Page", "t"),
+        *[epub.Link(f"ch{n}.xhtml", f"{a} {b}", f"c{n}") for n, (a, b, _) in enumerate(ALICE, 1)],
+        epub.Link("licence.xhtml", "THE FULL PROJECT GUTENBERG LICENSE", "l"),
+    ]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["cover", "nav", *docs]
+    epub.write_epub(str(path), book, {"raise_exceptions": True})
+    return path
+
+
+def test_a_public_domain_book_as_gutenberg_lays_it_out(tmp_path):
+    report = import_source(make_alice(tmp_path / "alice.epub"), tmp_path / "alice.jsonl")
+    book = report.book
+    titles = [f"{a} {b}" for a, b, _ in ALICE]
+    assert [c.title for c in book.chapters] == titles
+    assert book.chapters[0].text.startswith("CHAPTER I. Down the Rabbit-Hole\n\nAlice was beginning")
+    text = written_text(report)
+    for _, _, body in ALICE:
+        for word in words(" ".join(body)):
+            assert word in text, word
+    for gone in ("Gutenberg", "Transcriber", "Tenniel", "Contents", "follows"):
+        assert gone not in text, gone
+    reasons = {lo.what: lo.reason for lo in book.left_out}
+    assert reasons["contents.xhtml"].startswith("toc") and reasons["nav.xhtml"].startswith("toc")
+    assert book.chapters[0].dropped["footnote (epub:type)"] and book.chapters[0].dropped["footnote mark"] == 1
+    assert json.loads(report.report_json.read_text())["totals"]["unaccounted_chars"] == 0
+    print(report.table())

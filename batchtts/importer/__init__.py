@@ -25,19 +25,26 @@ def read_source(source: Path, *, heading_level: int | None = None, include_matte
 
     source = Path(source)
     if source.is_dir():
-        book = _read_folder(source, heading_level)
+        book = _guarded(_read_folder, source, heading_level)
     elif not source.is_file():
         raise InputError(source, None, None, "not found")
     elif source.suffix.lower() == ".epub":
-        book = read_epub(source, include_matter)
+        book = _guarded(read_epub, source, include_matter)
     elif source.suffix.lower() in MARKDOWN_SUFFIXES:
-        book = read_markdown(source, heading_level)
+        book = _guarded(read_markdown, source, heading_level)
     elif source.suffix.lower() in TEXT_SUFFIXES:
         book = read_text(source, include_matter)
     else:
         raise InputError(source, None, None, "unknown kind of source (use .epub, .md, .txt or a folder of .md/.txt)")
     _finish(book)
     return book
+
+
+def _guarded(read, source: Path, *args) -> Book:
+    try:
+        return read(source, *args)
+    except RecursionError:
+        raise InputError(source, None, None, "markup nested too deeply to read") from None
 
 
 def _read_folder(folder: Path, heading_level: int | None) -> Book:
@@ -81,9 +88,8 @@ def _finish(book: Book) -> None:
     for n, ch in enumerate(book.chapters, 1):
         if not any(speakable(b.text) for b in ch.blocks):
             if ch.source_chars:
-                book.left_out.append(
-                    LeftOut(", ".join(ch.sources), "no speakable text (images only?)", ch.source_chars)
-                )
+                why = ", ".join(ch.dropped) or "no speakable text"
+                book.left_out.append(LeftOut(", ".join(ch.sources), f"nothing left to speak: {why}", ch.source_chars))
             else:
                 book.notes.append(f"'{ch.title or n}' ({', '.join(ch.sources)}) holds no text; no job made")
             continue

@@ -106,6 +106,8 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
 
     docs = {i.file_name: i for i in ebook.get_items()}
     entries = _nav_entries(ebook, path)
+    if not entries:
+        result.notes.append("the book has no navigation (nav or NCX); each document is a chapter")
     titles: dict[tuple[str, str], str] = {}
     for title, doc, frag in entries:
         if doc not in docs:
@@ -151,6 +153,8 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             )
         for seg in segments:
             title = titles.get((name, seg.anchor or ""))
+            if title is None and not entries and seg.anchor is None:
+                title = ""  # no navigation at all: every document is a chapter, titled by its heading
             part = _chapter(seg, title or "", name)
             if title is not None or current is None:
                 if title is None:  # text before the first named document

@@ -68,7 +68,7 @@ def ascii_slug(text: str, limit: int = 40) -> str:
 
 def file_slug(text: str, limit: int = 50) -> str:
     """A file name part that keeps any script ('02-山间茶馆'), lower-cased, without separators."""
-    return book_slug(text.lower())[:limit].strip("-.") or "chapter"
+    return re.sub(r"\W+", "-", text.lower()).strip("-")[:limit].strip("-") or "chapter"
 
 
 def _rel(path: Path, folder: Path) -> str:

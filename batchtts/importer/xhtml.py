@@ -56,6 +56,8 @@ _BLOCKS = {
 _SILENT = {"head", "script", "style", "template", "title", "meta", "link"}  # markup, not text
 _DROPPED = {"rt": "ruby annotation", "rp": "ruby annotation", "svg": "svg/mathml", "math": "svg/mathml"}
 _CELLS = {"td", "th"}
+# Project Gutenberg's EPUBs wrap their header and licence in sections with these ids.
+_GUTENBERG_IDS = {"pg-header": "Project Gutenberg header", "pg-footer": "Project Gutenberg licence"}
 _NOTE_MARK_RE = re.compile(r"[\[(]?(?:\d{1,3}|[*†‡§¶]{1,3}|[a-z])[\])]?")
 _WS_RE = re.compile(r"\s+")
 
@@ -98,15 +100,20 @@ def document_matter(soup: BeautifulSoup) -> str | None:
 
 
 def is_note_mark(tag: Tag) -> bool:
-    """A footnote reference: `epub:type="noteref"`, or a link to an anchor whose text is just a mark."""
+    """A footnote reference: `epub:type="noteref"` (or role), a <sup> holding only such links, or a link to
+    an anchor whose text is just a mark ("1", "[2]", "*") written against the word before it ("did.1";
+    "see chapter 3" has a space and is kept)."""
     if "noteref" in semantic_types(tag):
         return True
     text = " ".join(tag.get_text().split())
-    if tag.name == "a" and "#" in (tag.get("href") or ""):
-        return bool(_NOTE_MARK_RE.fullmatch(text))
+    if not _NOTE_MARK_RE.fullmatch(text):
+        return False
     if tag.name == "sup":
         links = tag.find_all("a", href=True)
-        return bool(links) and all(is_note_mark(a) for a in links) and bool(_NOTE_MARK_RE.fullmatch(text))
+        return bool(links) and all("#" in a["href"] for a in links)
+    if tag.name == "a" and "#" in (tag.get("href") or ""):
+        before = tag.previous_sibling
+        return isinstance(before, NavigableString) and bool(before) and not before[-1].isspace()
     return False
 
 
@@ -202,9 +209,9 @@ class Walker:
             return
         if name in _DROPPED:
             return self._drop(tag, _DROPPED[name])
-        kind = None if self.keep_matter else matter_type(tag)
+        kind = None if self.keep_matter else matter_type(tag) or _GUTENBERG_IDS.get(str(ident))
         if kind:
-            return self._drop(tag, f"{kind} (epub:type)")
+            return self._drop(tag, kind if kind.startswith("Project") else f"{kind} (epub:type)")
         if name in ("a", "sup", "span") and is_note_mark(tag):
             return self._drop(tag, "footnote mark")
         if name == "pre" and tag.find("code") is not None:
