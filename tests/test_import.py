@@ -328,8 +328,10 @@ def test_dry_run_writes_nothing_and_an_existing_job_file_needs_force(tmp_path):
     import_source(src, out)
     with pytest.raises(InputError, match="--force"):
         import_source(src, out)
-    import_source(src, out, force=True, fmt="wav")
-    assert json.loads(out.read_text().splitlines()[0])["output"].endswith(".wav")
+    import_source(src, out, force=True, fmt="wav", engine="embedded", text_dir=tmp_path / "texts")
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["output"].endswith(".wav") and record["engine"] == "embedded"
+    assert record["text_file"] == "../texts/01-chapter-1.txt" and (tmp_path / "texts" / "01-chapter-1.txt").is_file()
 
 
 def _malformed(tmp: Path) -> dict[str, Path]:

@@ -87,10 +87,11 @@ def _cover(book) -> tuple[bytes, str] | None:
     return (item.get_content(), suffix) if suffix else None
 
 
-def _meta(book, name: str) -> str | None:
+def _meta(book, name: str, join: bool = False) -> str | None:
+    """A Dublin Core field: the first value (a book may carry several titles), or all of them joined."""
     values = [" ".join((v or "").split()) for v, _ in book.get_metadata("DC", name)]
     values = [v for v in values if v]
-    return " & ".join(values) if values else None
+    return (" & ".join(values) if join else values[0]) if values else None
 
 
 def read_epub(path: Path, include_matter: bool = False) -> Book:
@@ -99,7 +100,9 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
 
     ebook = _open(path)
     version = "EPUB 3" if str(getattr(ebook, "version", "") or "").startswith("3") else "EPUB 2"
-    result = Book(path, version, _meta(ebook, "title") or path.stem, _meta(ebook, "creator"), _meta(ebook, "language"))
+    result = Book(
+        path, version, _meta(ebook, "title") or path.stem, _meta(ebook, "creator", join=True), _meta(ebook, "language")
+    )
     result.cover = _cover(ebook)
     if result.cover is None and any(isinstance(i, epub.EpubCover) for i in ebook.get_items()):
         result.notes.append("the cover image is neither JPEG nor PNG; no cover is set")

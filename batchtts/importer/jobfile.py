@@ -99,7 +99,7 @@ def build_records(book: Book, job_file: Path, text_dir: Path, opts: JobOptions) 
     base = job_file.parent
     width = max(2, len(str(len(book.chapters))))
     id_stem = ascii_slug(book.title, 40) or "chapter"
-    folder = book_slug(book.title)
+    folder = book_slug(book.title)[:60].strip("-.")
     files: dict[Path, str] = {}
     cover = None
     if book.cover:

@@ -212,6 +212,8 @@ class Walker:
         kind = None if self.keep_matter else matter_type(tag) or _GUTENBERG_IDS.get(str(ident))
         if kind:
             return self._drop(tag, kind if kind.startswith("Project") else f"{kind} (epub:type)")
+        if "pagebreak" in semantic_types(tag) or "pagenum" in (tag.get("class") or []):
+            return self._drop(tag, "page number")  # EPUB page-list targets; Gutenberg's <span class="pagenum">
         if name in ("a", "sup", "span") and is_note_mark(tag):
             return self._drop(tag, "footnote mark")
         if name == "pre" and tag.find("code") is not None:
