@@ -497,3 +497,14 @@ def test_a_public_domain_book_as_gutenberg_lays_it_out(tmp_path):
     assert book.chapters[0].dropped["footnote (epub:type)"] and book.chapters[0].dropped["footnote mark"] == 1
     assert json.loads(report.report_json.read_text())["totals"]["unaccounted_chars"] == 0
     print(report.table())
+
+
+def test_make_audiobook_epub_imports_then_runs():
+    root = Path(__file__).resolve().parent.parent
+    args = ["EPUB=examples/book.epub", "NAME=zz-import-check", "VOICE=examples/voice/narrator.wav", "VOICE_TEXT=Hi."]
+    proc = subprocess.run(["make", "-n", "audiobook", *args], cwd=root, capture_output=True, text=True, check=True)
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    imp = next(i for i, line in enumerate(lines) if "batchtts import" in line)
+    assert '"examples/book.epub" -o jobs/zz-import-check.jsonl' in lines[imp] and "--force" not in lines[imp]
+    assert '--voice "examples/voice/narrator.wav"' in " ".join(lines[imp : imp + 3])
+    assert any("batchtts run jobs/zz-import-check.jsonl --out out/zz-import-check" in line for line in lines[imp:])

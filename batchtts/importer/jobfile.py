@@ -88,8 +88,15 @@ def _check(opts: JobOptions, job_file: Path) -> None:
         raise InputError(
             job_file, None, "engine", f"unknown engine '{opts.engine}' (known: {', '.join(engine_names())})"
         )
-    if opts.voice is not None and not Path(opts.voice).is_file():
-        raise InputError(opts.voice, None, None, "voice clip not found")
+    if opts.voice is not None:
+        import soundfile as sf
+
+        if not Path(opts.voice).is_file():
+            raise InputError(opts.voice, None, None, "voice clip not found")
+        try:
+            sf.info(str(opts.voice))
+        except Exception as exc:  # libsndfile says why in its own words
+            raise InputError(opts.voice, None, None, f"cannot read the voice clip: {exc}") from None
     if job_file.exists() and not opts.force:
         raise InputError(job_file, None, None, "already exists; pass --force to replace it (it may hold your edits)")
 
@@ -156,7 +163,11 @@ def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = F
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     with atomic_path(job_file) as tmp:
         tmp.write_text(lines, encoding="utf-8")
-        load_jobs(tmp, job_file.parent / "out")  # what `batchtts run` will parse, before it replaces anything
+        try:  # what `batchtts run` will parse, before it replaces anything
+            load_jobs(tmp, job_file.parent / "out")
+        except InputError as exc:  # name the job file, not its temporary twin
+            exc.args = (str(exc).replace(str(tmp), str(job_file)),)
+            raise
     report.written.append(job_file)
     atomic_write_bytes(report.report_json, (json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n").encode())
     atomic_write_bytes(report.report_md, markdown_report(book, records).encode("utf-8"))
