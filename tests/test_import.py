@@ -508,3 +508,20 @@ def test_make_audiobook_epub_imports_then_runs():
     assert '"examples/book.epub" -o jobs/zz-import-check.jsonl' in lines[imp] and "--force" not in lines[imp]
     assert '--voice "examples/voice/narrator.wav"' in " ".join(lines[imp : imp + 3])
     assert any("batchtts run jobs/zz-import-check.jsonl --out out/zz-import-check" in line for line in lines[imp:])
+
+
+def test_drm_encrypted_text_is_refused_but_obfuscated_fonts_are_not(tmp_path):
+    def with_encryption(uri: str) -> Path:
+        path = make_epub2(tmp_path / f"{uri.replace('/', '-')}.epub")
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(
+                "META-INF/encryption.xml",
+                '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+                'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData><enc:CipherData>'
+                f'<enc:CipherReference URI="{uri}"/></enc:CipherData></enc:EncryptedData></encryption>',
+            )
+        return path
+
+    with pytest.raises(InputError, match="DRM"):
+        read_source(with_encryption("OEBPS/Text/ch1.html"))
+    assert len(read_source(with_encryption("OEBPS/Fonts/serif.otf")).chapters) == 2

@@ -35,15 +35,29 @@ def _open(path: Path):
         raise InputError(path, None, None, f"not an EPUB: {exc}") from None
     if "META-INF/container.xml" not in names:
         raise InputError(path, None, None, "not an EPUB: the zip has no META-INF/container.xml")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            book = epub.read_epub(str(path), {"ignore_ncx": True})
-    except KeyError as exc:  # a file the package document names is not in the zip
-        raise InputError(path, None, None, f"malformed EPUB: {exc.args[0]!s} is missing from the zip") from None
-    except Exception as exc:  # ebooklib raises whatever its XML walk hits; any of it means a broken file
-        raise InputError(path, None, None, f"malformed EPUB: {type(exc).__name__}: {exc}") from None
-    return book
+    if "META-INF/encryption.xml" in names and _encrypted_text(path):
+        raise InputError(path, None, None, "the EPUB's text is encrypted (DRM); only DRM-free books can be read")
+    error: Exception | None = None
+    for ignore_ncx in (True, False):  # the EPUB 3 nav first; a nav ebooklib cannot parse falls back to the NCX
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return epub.read_epub(str(path), {"ignore_ncx": ignore_ncx})
+        except KeyError as exc:  # a file the package document names is not in the zip
+            raise InputError(path, None, None, f"malformed EPUB: {exc.args[0]!s} is missing from the zip") from None
+        except Exception as exc:  # ebooklib raises whatever its XML walk hits; any of it means a broken file
+            error = error or exc
+    raise InputError(path, None, None, f"malformed EPUB: {type(error).__name__}: {error}")
+
+
+def _encrypted_text(path: Path) -> bool:
+    """True when META-INF/encryption.xml covers documents, not only fonts (font obfuscation is harmless)."""
+    from bs4 import BeautifulSoup
+
+    with zipfile.ZipFile(path) as zf:
+        soup = BeautifulSoup(zf.read("META-INF/encryption.xml"), "lxml-xml")
+    uris = [ref.get("URI", "") for ref in soup.find_all("CipherReference")]
+    return any(uri.lower().endswith((".xhtml", ".html", ".htm", ".xml")) for uri in uris)
 
 
 def _nav_entries(book, path: Path) -> list[tuple[str, str, str]]:
