@@ -127,6 +127,8 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
         result.notes.append("the book has no navigation (nav or NCX); each document is a chapter")
     titles: dict[tuple[str, str], str] = {}
     for title, doc, frag in entries:
+        if not doc:
+            continue  # a link inside the nav document itself
         if doc not in docs:
             raise InputError(path, None, None, f"malformed EPUB: its navigation names {doc}, which is not in the book")
         titles.setdefault((doc, frag), title)
@@ -172,6 +174,8 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             title = titles.get((name, seg.anchor or ""))
             if title is None and not entries and seg.anchor is None:
                 title = ""  # no navigation at all: every document is a chapter, titled by its heading
+            if title is None and seg.empty:
+                continue  # e.g. nothing before the first anchor of a document
             part = _chapter(seg, title or "", name)
             if title is not None or current is None:
                 if title is None:  # text before the first named document

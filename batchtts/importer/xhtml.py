@@ -243,14 +243,15 @@ class Walker:
         lines = [line for line in lines if line]
         if not lines:
             return
+        added = 0
         if heading or self._heading:
             text, added = join_heading(lines)
-            self._seg.added_chars += added
         else:
             text = "\n".join(lines)
         if not speakable(text):
-            self._seg.dropped["symbols only (scene break)"] += nonspace(text)
+            self._seg.dropped["symbols only (scene break)"] += nonspace(text) - added
             return
+        self._seg.added_chars += added
         self._seg.blocks.append(Block(text, heading=bool(heading or self._heading)))
 
 
