@@ -16,7 +16,7 @@ from pathlib import Path
 
 from batchtts.atomic import atomic_path, atomic_write_bytes
 from batchtts.book import book_slug
-from batchtts.errors import InputError
+from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.importer.model import Book
 from batchtts.importer.report import as_dict, markdown_report, table
 
@@ -97,6 +97,8 @@ def _check(opts: JobOptions, job_file: Path) -> None:
             sf.info(str(opts.voice))
         except Exception as exc:  # libsndfile says why in its own words
             raise InputError(opts.voice, None, None, f"cannot read the voice clip: {exc}") from None
+    if job_file.is_dir():
+        raise InputError(job_file, None, None, "is a folder; name the job file to write, e.g. jobs/book.jsonl")
     if job_file.exists() and not opts.force:
         raise InputError(job_file, None, None, "already exists; pass --force to replace it (it may hold your edits)")
 
@@ -137,30 +139,37 @@ def build_records(book: Book, job_file: Path, text_dir: Path, opts: JobOptions) 
     return records, files
 
 
-def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = False) -> ImportReport:
-    from batchtts.jobs import load_jobs
+def default_text_dir(job_file: Path) -> Path:
+    """A folder named after the job file, beside it (not `out/`: that is where `batchtts run` writes)."""
+    return job_file.parent / (job_file.stem if job_file.stem != "out" else "out-text")
 
+
+def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = False) -> ImportReport:
     _check(opts, job_file)
-    text_dir = (
-        Path(opts.text_dir)
-        if opts.text_dir
-        else job_file.parent
-        / (
-            job_file.stem if job_file.stem != "out" else "out-text"  # out/ beside a job file is the run's output
-        )
-    )
+    text_dir = Path(opts.text_dir) if opts.text_dir else default_text_dir(job_file)
     records, files = build_records(book, job_file, text_dir, opts)
     report = ImportReport(book, job_file, text_dir, records, dry_run=dry_run)
     if dry_run:
         return report
+    try:
+        _write(report, files)
+    except OSError as exc:  # a full disk or a read-only folder: exit 4, and every file is whole or absent
+        raise EnvironmentProblem(f"cannot write {exc.filename or job_file}: {exc.strerror or exc}") from None
+    return report
+
+
+def _write(report: ImportReport, files: dict[Path, str]) -> None:
+    from batchtts.jobs import load_jobs
+
+    book, job_file = report.book, report.job_file
     for path, text in files.items():
         atomic_write_bytes(path, text.encode("utf-8"))
         report.written.append(path)
     if book.cover:
-        cover = text_dir / f"cover{book.cover[1]}"
+        cover = report.text_dir / f"cover{book.cover[1]}"
         atomic_write_bytes(cover, book.cover[0])
         report.written.append(cover)
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.records)
     with atomic_path(job_file) as tmp:
         tmp.write_text(lines, encoding="utf-8")
         try:  # what `batchtts run` will parse, before it replaces anything
@@ -169,7 +178,7 @@ def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = F
             exc.args = (str(exc).replace(str(tmp), str(job_file)),)
             raise
     report.written.append(job_file)
-    atomic_write_bytes(report.report_json, (json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n").encode())
-    atomic_write_bytes(report.report_md, markdown_report(book, records).encode("utf-8"))
+    summary = json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    atomic_write_bytes(report.report_json, summary.encode("utf-8"))
+    atomic_write_bytes(report.report_md, markdown_report(book, report.records).encode("utf-8"))
     report.written += [report.report_json, report.report_md]
-    return report
