@@ -9,6 +9,18 @@ TORCH_PIP_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 JOBS ?= jobs/book.jsonl
 OUT ?= out/example-book
+# `make audiobook EPUB=book.epub [NAME=name] [VOICE=clip.wav VOICE_TEXT="..."]`: import the book (an .epub, .md,
+# .txt or a folder of them) to jobs/NAME.jsonl (NAME: the file's name), then run it into out/NAME/. The import
+# is redone only when the source is newer than the job file, and replaces only a job file an import wrote.
+ifdef EPUB
+  NAME ?= $(basename $(notdir $(EPUB)))
+  ifeq ($(origin JOBS),file)
+    JOBS := jobs/$(NAME).jsonl
+  endif
+  ifeq ($(origin OUT),file)
+    OUT := out/$(NAME)
+  endif
+endif
 
 .PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-ray bench-gpu clean clean-audio
 
@@ -29,8 +41,15 @@ demo: setup  ## synthesise the example book on the embedded engine into $(OUT)
 	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
 	@echo "chapters written to $(OUT)/book/, the whole book to $(OUT)/Lanterns.m4b"
 
-audiobook: setup  ## JOBS=jobs/<book>.jsonl: chapters plus one m4b per book with chapter markers
+audiobook: setup $(if $(EPUB),$(JOBS))  ## JOBS=jobs/<book>.jsonl or EPUB=<book>.epub: chapters plus one m4b per book
 	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v
+
+ifdef EPUB
+$(JOBS): $(EPUB) | setup
+	$(BIN)/batchtts import "$(EPUB)" -o $@ $(if $(wildcard $(@:.jsonl=.import.json)),--force) \
+	  $(if $(VOICE),--voice "$(VOICE)") \
+	  $(if $(VOICE_TEXT),--voice-text "$(VOICE_TEXT)") $(IMPORT_ARGS)
+endif
 
 run: setup
 	$(BIN)/batchtts run $(JOBS) --out $(OUT) -v

@@ -361,3 +361,54 @@ def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str
     click.echo(
         f"{repo}@{lock.commit[:12]} in {folder} ({len(lock.files)} files; {what}); pinned in {folder / LOCK_NAME}"
     )
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--jobs-out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Job file to write."
+)
+@click.option("--voice", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Narrator clip (3-10 s).")
+@click.option("--voice-text", default=None, help="Transcript of the narrator clip.")
+@click.option("--engine", default=None, help="Engine for every job (default: none named, so `run` decides).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["m4b", "m4a", "mp3", "opus", "ogg", "flac", "wav"]),
+    default="m4b",
+    show_default=True,
+    help="Chapter format; m4b: chapters in .m4a, and `run` joins them into one .m4b.",
+)
+@click.option(
+    "--text-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the chapters' text goes (default: a folder named after the job file, beside it).",
+)
+@click.option(
+    "--heading-level",
+    type=click.IntRange(1, 6),
+    default=None,
+    help="Markdown: cut at headings of this level and above (default: the top level used twice).",
+)
+@click.option("--include-matter", is_flag=True, help="Keep front/back matter (contents, copyright, notes...).")
+@click.option("--book", "book_title", default=None, help="Book title (default: from the source).")
+@click.option("--author", default=None, help="Author (default: from the source).")
+@click.option("--force", is_flag=True, help="Replace an existing job file.")
+@click.option("--dry-run", is_flag=True, help="Print the table; write nothing.")
+def import_cmd(source: Path, jobs_out: Path, dry_run: bool, **kw) -> None:
+    """Turn an EPUB, a Markdown or text file, or a folder of them into a job file, one job per chapter."""
+    from batchtts.importer import import_source
+
+    try:
+        report = import_source(source, jobs_out, dry_run=dry_run, **kw)
+    except BatchttsError as exc:
+        _fail(exc)
+    click.echo(report.table())
+    if dry_run:
+        click.echo("dry run: nothing written")
+    else:
+        click.echo(
+            f"wrote {jobs_out} ({len(report.records)} jobs), texts in {report.text_dir}, "
+            f"report {report.report_md}; next: batchtts run {jobs_out}"
+        )

@@ -1,0 +1,202 @@
+"""EPUB 2 and 3 to chapters: the navigation (EPUB 3 nav, else EPUB 2 NCX) names the chapters, the spine
+orders the documents, and a document the navigation does not name joins the chapter before it.
+
+Front and back matter (the nav document, `epub:type` or OPF guide kinds such as toc, copyright-page,
+footnotes, index; non-linear spine items) is left out by default and listed in the report.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import warnings
+import zipfile
+from pathlib import Path
+from urllib.parse import unquote
+
+from batchtts.errors import InputError
+from batchtts.importer.model import Book, Chapter, LeftOut
+from batchtts.importer.xhtml import Segment, Walker, document_matter, parse
+
+# OPF 2 guide reference types that mark front/back matter.
+_GUIDE_MATTER = {"toc", "copyright-page", "index", "cover", "title-page", "colophon", "loi", "lot", "notes"}
+_GUIDE_MATTER |= {"bibliography"}
+
+
+def _open(path: Path):
+    """Read with ebooklib, turning every way a malformed file fails into one InputError line."""
+    from ebooklib import epub
+
+    if not zipfile.is_zipfile(path):
+        raise InputError(path, None, None, "not an EPUB: not a zip file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(path, None, None, f"not an EPUB: {exc}") from None
+    if "META-INF/container.xml" not in names:
+        raise InputError(path, None, None, "not an EPUB: the zip has no META-INF/container.xml")
+    if "META-INF/encryption.xml" in names and _encrypted_text(path):
+        raise InputError(path, None, None, "the EPUB's text is encrypted (DRM); only DRM-free books can be read")
+    error: Exception | None = None
+    for ignore_ncx in (True, False):  # the EPUB 3 nav first; a nav ebooklib cannot parse falls back to the NCX
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return epub.read_epub(str(path), {"ignore_ncx": ignore_ncx})
+        except KeyError as exc:  # a file the package document names is not in the zip
+            raise InputError(path, None, None, f"malformed EPUB: {exc.args[0]!s} is missing from the zip") from None
+        except Exception as exc:  # ebooklib raises whatever its XML walk hits; any of it means a broken file
+            error = error or exc
+    raise InputError(path, None, None, f"malformed EPUB: {type(error).__name__}: {error}")
+
+
+def _encrypted_text(path: Path) -> bool:
+    """True when META-INF/encryption.xml covers documents, not only fonts (font obfuscation is harmless)."""
+    from bs4 import BeautifulSoup
+
+    with zipfile.ZipFile(path) as zf:
+        soup = BeautifulSoup(zf.read("META-INF/encryption.xml"), "lxml-xml")
+    uris = [ref.get("URI", "") for ref in soup.find_all("CipherReference")]
+    return any(uri.lower().endswith((".xhtml", ".html", ".htm", ".xml")) for uri in uris)
+
+
+def _nav_entries(book, path: Path) -> list[tuple[str, str, str]]:
+    """(title, document, fragment) for every navigation entry with a target, in navigation order."""
+    from ebooklib import epub
+
+    nav = next((i for i in book.get_items() if isinstance(i, epub.EpubNav)), None)
+    base = ""
+    if nav is None:  # EPUB 2: NCX hrefs are relative to the NCX file, which ebooklib leaves as written
+        ncx = next((i for i in book.get_items() if isinstance(i, epub.EpubNcx)), None)
+        base = posixpath.dirname(ncx.file_name) if ncx else ""
+    out: list[tuple[str, str, str]] = []
+
+    def visit(entries) -> None:
+        for entry in entries:
+            children = []
+            if isinstance(entry, tuple):
+                entry, children = entry
+            href = getattr(entry, "href", "") or ""
+            if href:
+                doc, _, frag = unquote(href).partition("#")
+                doc = posixpath.normpath(posixpath.join(base, doc)) if doc else ""
+                out.append((" ".join((entry.title or "").split()), doc, frag))
+            visit(children)
+
+    visit(book.toc or [])
+    return out
+
+
+def _cover(book) -> tuple[bytes, str] | None:
+    from ebooklib import epub
+
+    item = next((i for i in book.get_items() if isinstance(i, epub.EpubCover)), None)
+    if item is None:  # EPUB 2: <meta name="cover" content="item-id"/>
+        metas = book.get_metadata("OPF", "cover") + book.get_metadata("OPF", "meta")  # ebooklib files it either way
+        ids = [attrs.get("content", "") for _value, attrs in metas if attrs.get("name", "cover") == "cover"]
+        item = next((book.get_item_with_id(i) for i in ids if book.get_item_with_id(i) is not None), None)
+    if item is None:
+        return None
+    suffix = {"image/jpeg": ".jpg", "image/png": ".png"}.get(item.media_type)
+    return (item.get_content(), suffix) if suffix else None
+
+
+def _meta(book, name: str, join: bool = False) -> str | None:
+    """A Dublin Core field: the first value (a book may carry several titles), or all of them joined."""
+    values = [" ".join((v or "").split()) for v, _ in book.get_metadata("DC", name)]
+    values = [v for v in values if v]
+    return (" & ".join(values) if join else values[0]) if values else None
+
+
+def read_epub(path: Path, include_matter: bool = False) -> Book:
+    """Chapters of an EPUB, in reading order, with what was left out and why."""
+    from ebooklib import epub
+
+    ebook = _open(path)
+    version = "EPUB 3" if str(getattr(ebook, "version", "") or "").startswith("3") else "EPUB 2"
+    result = Book(
+        path, version, _meta(ebook, "title") or path.stem, _meta(ebook, "creator", join=True), _meta(ebook, "language")
+    )
+    result.cover = _cover(ebook)
+    if result.cover is None and any(isinstance(i, epub.EpubCover) for i in ebook.get_items()):
+        result.notes.append("the cover image is neither JPEG nor PNG; no cover is set")
+
+    docs = {i.file_name: i for i in ebook.get_items()}
+    entries = _nav_entries(ebook, path)
+    if not entries:
+        result.notes.append("the book has no navigation (nav or NCX); each document is a chapter")
+    titles: dict[tuple[str, str], str] = {}
+    for title, doc, frag in entries:
+        if not doc:
+            continue  # a link inside the nav document itself
+        if doc not in docs:
+            raise InputError(path, None, None, f"malformed EPUB: its navigation names {doc}, which is not in the book")
+        titles.setdefault((doc, frag), title)
+    guide = {
+        posixpath.normpath(unquote(g.get("href") or "").partition("#")[0]): g.get("type", "")
+        for g in getattr(ebook, "guide", []) or []
+        if (g.get("type") or "").lower() in _GUIDE_MATTER
+    }
+    spine_docs = set()
+    current: Chapter | None = None
+    for idref, linear in ebook.spine:
+        item = ebook.get_item_with_id(idref)
+        if item is None:
+            raise InputError(
+                path, None, None, f"malformed EPUB: its spine names '{idref}', which is not in the manifest"
+            )
+        if not isinstance(item, epub.EpubHtml):  # an image or SVG in the spine has no text to read
+            continue
+        name = item.file_name
+        spine_docs.add(name)
+        soup = parse(item.get_content(), xml=True)
+        reason = None
+        if isinstance(item, epub.EpubNav):
+            reason = "toc (navigation document)"
+        elif name in guide:
+            reason = f"{guide[name]} (OPF guide)"
+        elif (kind := document_matter(soup)) is not None:
+            reason = f"{kind} (epub:type)"
+        elif linear == "no":
+            reason = "non-linear (outside the reading order)"
+        if reason and not include_matter:
+            seg = Walker(keep_matter=True).walk(soup)[0]
+            result.left_out.append(LeftOut(name, reason, seg.source_chars))
+            continue
+        frags = {frag for (doc, frag) in titles if doc == name and frag}
+        segments = Walker(cut_ids=frags, keep_matter=include_matter).walk(soup)
+        found = {s.anchor for s in segments}
+        for frag in sorted(frags - found):
+            result.notes.append(
+                f"{name}#{frag}: anchor not found; '{titles[(name, frag)]}' stays in the chapter before"
+            )
+        for seg in segments:
+            title = titles.get((name, seg.anchor or ""))
+            if title is None and not entries and seg.anchor is None:
+                title = ""  # no navigation at all: every document is a chapter, titled by its heading
+            if title is None and seg.empty:
+                continue  # e.g. nothing before the first anchor of a document
+            part = _chapter(seg, title or "", name)
+            if title is not None or current is None:
+                if title is None:  # text before the first named document
+                    part.title = seg.first_heading() or _doc_title(soup) or "Opening"
+                current = part
+                result.chapters.append(current)
+            else:
+                current.absorb(part)
+    for _title, doc, _frag in entries:
+        if doc not in spine_docs:
+            result.notes.append(f"the navigation names {doc}, which is not in the spine; left out")
+            spine_docs.add(doc)
+    return result
+
+
+def _chapter(seg: Segment, title: str, source: str) -> Chapter:
+    where = f"{source}#{seg.anchor}" if seg.anchor else source
+    return Chapter(title, list(seg.blocks), [where], seg.source_chars, seg.dropped.copy(), seg.added_chars)
+
+
+def _doc_title(soup) -> str | None:
+    tag = soup.find("title")
+    text = " ".join(tag.get_text().split()) if tag else ""
+    return text or None
