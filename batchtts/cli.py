@@ -400,10 +400,7 @@ def import_cmd(source: Path, jobs_out: Path, dry_run: bool, **kw) -> None:
     """Turn an EPUB, a Markdown or text file, or a folder of them into a job file, one job per chapter."""
     from batchtts.importer import import_source
 
-    try:
-        report = import_source(source, jobs_out, dry_run=dry_run, **kw)
-    except BatchttsError as exc:
-        _fail(exc)
+    report = _call(import_source, source, jobs_out, dry_run=dry_run, **kw)
     click.echo(report.table())
     if dry_run:
         click.echo("dry run: nothing written")

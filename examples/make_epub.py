@@ -1,7 +1,7 @@
-"""Build examples/book.epub: the example book (examples/book/*.txt) as a small EPUB 3 with a generated
-cover image, a nav, and a copyright page, so `batchtts import examples/book.epub` can be shown and tested.
+"""Build examples/lanterns.epub: the example book (examples/book/*.txt) as a small EPUB 3 with a generated
+cover image, a nav, and a copyright page, so `batchtts import examples/lanterns.epub` can be shown and tested.
 
-    python examples/make_epub.py            # writes examples/book.epub (byte-identical on every run)
+    python examples/make_epub.py            # writes examples/lanterns.epub (byte-identical on every run)
 """
 
 from __future__ import annotations
@@ -85,5 +85,5 @@ def _fixed_timestamps(data: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    build(HERE / "book.epub")
-    print(HERE / "book.epub")
+    build(HERE / "lanterns.epub")
+    print(HERE / "lanterns.epub")

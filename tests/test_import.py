@@ -15,7 +15,7 @@ from PIL import Image
 
 from batchtts.errors import InputError
 from batchtts.importer import import_source, read_source
-from batchtts.jobs import load_jobs
+from batchtts.jobs.parse import load_jobs
 from tests.conftest import run_cli
 
 # Body text of the test books: every word of it must reach the text files.
@@ -378,7 +378,7 @@ def test_imported_epub_runs_into_chapters_and_one_m4b(tmp_path, voice_wav):
 
 def test_the_example_epub_imports_as_the_example_book(tmp_path):
     root = Path(__file__).resolve().parent.parent
-    report = import_source(root / "examples" / "book.epub", tmp_path / "book.jsonl", dry_run=True)
+    report = import_source(root / "examples" / "lanterns.epub", tmp_path / "book.jsonl", dry_run=True)
     assert [c.title for c in report.book.chapters] == ["The Lighthouse", "山间茶馆", "Two Languages"]
     for ch, name in zip(report.book.chapters, sorted((root / "examples" / "book").glob("*.txt")), strict=True):
         assert ch.text == name.read_text(encoding="utf-8").strip() + "\n"
@@ -501,11 +501,11 @@ def test_a_public_domain_book_as_gutenberg_lays_it_out(tmp_path):
 
 def test_make_audiobook_epub_imports_then_runs():
     root = Path(__file__).resolve().parent.parent
-    args = ["EPUB=examples/book.epub", "NAME=zz-import-check", "VOICE=examples/voice/narrator.wav", "VOICE_TEXT=Hi."]
+    args = ["EPUB=examples/lanterns.epub", "NAME=zz-import-check", "VOICE=examples/voice/narrator.wav", "VOICE_TEXT=Hi."]
     proc = subprocess.run(["make", "-n", "audiobook", *args], cwd=root, capture_output=True, text=True, check=True)
     lines = [line.strip() for line in proc.stdout.splitlines()]
     imp = next(i for i, line in enumerate(lines) if "batchtts import" in line)
-    assert '"examples/book.epub" -o jobs/zz-import-check.jsonl' in lines[imp] and "--force" not in lines[imp]
+    assert '"examples/lanterns.epub" -o jobs/zz-import-check.jsonl' in lines[imp] and "--force" not in lines[imp]
     assert '--voice "examples/voice/narrator.wav"' in " ".join(lines[imp : imp + 3])
     assert any("batchtts run jobs/zz-import-check.jsonl --out out/zz-import-check" in line for line in lines[imp:])
 

@@ -159,7 +159,7 @@ def write_import(book: Book, job_file: Path, opts: JobOptions, dry_run: bool = F
 
 
 def _write(report: ImportReport, files: dict[Path, str]) -> None:
-    from batchtts.jobs import load_jobs
+    from batchtts.jobs.parse import load_jobs
 
     book, job_file = report.book, report.job_file
     for path, text in files.items():
