@@ -501,7 +501,8 @@ def test_a_public_domain_book_as_gutenberg_lays_it_out(tmp_path):
 
 def test_make_audiobook_epub_imports_then_runs():
     root = Path(__file__).resolve().parent.parent
-    args = ["EPUB=examples/lanterns.epub", "NAME=zz-import-check", "VOICE=examples/voice/narrator.wav", "VOICE_TEXT=Hi."]
+    args = ["EPUB=examples/lanterns.epub", "NAME=zz-import-check", "VOICE=examples/voice/narrator.wav"]
+    args.append("VOICE_TEXT=Hi.")
     proc = subprocess.run(["make", "-n", "audiobook", *args], cwd=root, capture_output=True, text=True, check=True)
     lines = [line.strip() for line in proc.stdout.splitlines()]
     imp = next(i for i, line in enumerate(lines) if "batchtts import" in line)
