@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batchtts import jobs as jobs_module
+from batchtts.jobs import text as jobs_module
 from batchtts.cli import main
 from batchtts.quality import check
 from tests.conftest import ROOT, run_cli, write_jobs
