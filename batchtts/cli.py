@@ -434,13 +434,25 @@ def doctor_cmd(jobs: Path | None, out_dir: Path | None, engines: tuple[str, ...]
 )
 @click.option("--endpoint", default=None, help="Hub or mirror URL (default: $HF_ENDPOINT, else the hub).")
 @click.option("--max-workers", type=click.IntRange(min=1), default=8, show_default=True)
-def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int) -> None:
+@click.option(
+    "--campplus-url",
+    default=None,
+    help="Where GLM-TTS's CAM++ speaker model comes from (default: the pinned file of its GitHub repository; "
+    "'' skips it).",
+)
+def download_cmd(
+    repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int, campplus_url: str | None
+) -> None:
     """Fetch model weights once (resumable, pinned, mirror-aware); a complete copy is reused offline."""
-    from batchtts.download import LOCK_NAME, download
+    from batchtts.download import DEFAULT_REPO, LOCK_NAME, download, offline
+    from batchtts.engines.glmtts.assets import fetch_campplus
 
     _setup_logging(0)
     try:
         folder, lock, fetched = download(repo, revision, local_dir, endpoint, max_workers)
+        if repo == DEFAULT_REPO and campplus_url != "" and not (offline() and campplus_url is None):
+            path, got = fetch_campplus(folder, campplus_url or None)
+            click.echo(f"CAM++ speaker model: {path}" + (" (fetched)" if got else ""))
     except BatchttsError as exc:
         _fail(exc)
     what = f"downloaded from {lock.endpoint}" if fetched else "complete copy reused, nothing fetched"
