@@ -12,7 +12,11 @@ from urllib.parse import unquote, urlparse
 
 class FakeHub:
     def __init__(
-        self, repo: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "abcd", raw: dict[str, bytes] | None = None
+        self,
+        repo: str,
+        files: dict[str, bytes],
+        commit: str = "c0ffee" * 6 + "abcd",
+        raw: dict[str, bytes] | None = None,
     ):
         """`raw`: other files served as they are at /raw/<name> (what a GitHub raw URL would give)."""
         self.repo, self.files, self.commit, self.raw = repo, files, commit, raw or {}

@@ -60,7 +60,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
     per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * inter
     # Tied embeddings (the published config) share the input embedding with the output head: one matrix.
     embeddings = (1 if config.get("tie_word_embeddings") else 2) * config["vocab_size"] * hidden
-    params = layers * per_layer + embeddings
+    params = layers * (per_layer + 2 * hidden) + hidden + embeddings  # + RMSNorm weights: 2 a layer, 1 final
     return CostModel(
         bytes_per_token=llama_kv_bytes_per_token(config, dtype_bytes),
         chars_per_text_token={"en": 4.0, "zh": 1.3},  # GLM-4 BPE; its Chinese tokens hold at most two characters
