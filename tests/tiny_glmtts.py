@@ -102,6 +102,8 @@ def speech_tokenizer_state_dict(config: dict, seed: int = 0) -> dict[str, torch.
     for i in range(config["quantize_position"], config["encoder_layers"]):
         state[f"model.encoder.layers.{i}.fc1.weight"] = torch.randn(config["encoder_ffn_dim"], dim, generator=extra)
     state["model.encoder.layer_norm.weight"] = torch.ones(dim)
+    state["model.encoder.ema_count"] = torch.ones(config["quantize_vocab_size"])  # quantize_ema_decay is set
+    state["model.encoder.ema_weight"] = model.codebook.weight.detach().clone()
     state["model.encoder.embed_positions2.weight"] = state["model.encoder.embed_positions.weight"][:750].clone()
     state["model.decoder.embed_tokens.weight"] = torch.randn(8, dim, generator=extra)
     return state

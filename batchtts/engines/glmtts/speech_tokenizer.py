@@ -109,7 +109,8 @@ def read_state_dict(folder: Path, layers: int) -> dict[str, torch.Tensor]:
                 name = key[len(PREFIX) :]
                 if name.startswith("layers.") and int(name.split(".")[1]) >= layers:
                     continue
-                if name.startswith(("layer_norm", "embed_positions2")):  # after the last layer used / unused
+                # after the last layer used, or training state (the EMA codebook statistics): not needed
+                if name.startswith(("layer_norm", "embed_positions2", "ema_")):
                     continue
                 out[name] = f.get_tensor(key)
     return out
