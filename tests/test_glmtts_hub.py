@@ -163,3 +163,20 @@ def test_our_speech_tokenizer_matches_the_official_one_on_the_same_weights(hub_f
         mask = feats["attention_mask"][:, ::2][:, ::2].bool()
         want = [t for row in range(len(pieces)) for t in out.quantized_token_ids[row][mask[row]].tolist()]
         assert ours(clip) == want
+
+
+def test_pt_state_dicts_load_with_torch_safe_loader_in_both_official_forms(tmp_path):
+    from collections import OrderedDict
+
+    from batchtts.engines.glmtts.assets import load_state_dict
+    from batchtts.errors import EnvironmentProblem
+
+    sd = OrderedDict(w=torch.ones(2, 3), b=torch.zeros(3))
+    torch.save(sd, tmp_path / "plain.pt")  # hift.pt's form
+    torch.save({"model": sd, "epoch": 3}, tmp_path / "wrapped.pt")  # flow.pt may be either (load_flow_model)
+    for name in ("plain.pt", "wrapped.pt"):
+        got = load_state_dict(tmp_path / name)
+        assert set(got) == {"w", "b"} and torch.equal(got["w"], sd["w"])
+    torch.save({"model": sd, "cfg": Path("x")}, tmp_path / "pickled.pt")  # an arbitrary class: never unpickled
+    with pytest.raises(EnvironmentProblem, match="refusing to unpickle"):
+        load_state_dict(tmp_path / "pickled.pt")

@@ -68,3 +68,26 @@ def fetch_campplus(model_folder: Path, url: str | None = None, timeout: float = 
         raise EnvironmentProblem(f"{source} is not the pinned campplus.onnx (git blob {CAMPPLUS_BLOB}); not saved")
     atomic_write_bytes(target, data)
     return target, True
+
+
+def load_state_dict(path: Path, device: str = "cpu") -> dict:
+    """A `.pt` state dict (flow/flow.pt, hift/hift.pt) under torch's safe loader (`weights_only=True`, the
+    default from torch 2.6). The official loaders accept a plain state dict or one under "model"; both are
+    tensors in (Ordered)dicts, which the safe loader reads. Anything else is refused with the class named,
+    never unpickled."""
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(Path(path), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = str(exc).split("Unsupported global:")[-1].split(" was not")[0].strip() or "an object"
+        raise EnvironmentProblem(f"{path} holds more than tensors ({refused}); refusing to unpickle it") from None
+    except (OSError, RuntimeError) as exc:
+        raise EnvironmentProblem(f"cannot read {path}: {exc}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise EnvironmentProblem(f"{path} is not a state dict of tensors")
+    return dict(obj)
