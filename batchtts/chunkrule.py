@@ -4,7 +4,9 @@ An engine trained on pieces of a certain length (GLM-TTS: 30 to 60 units, a Chin
 declares a ChunkRule. The splitter's sentences are then regrouped as the official long-text code does:
 sentence and clause pieces are gathered until a chunk holds at least `min_units` and is closed at that
 punctuation; nothing grows past `max_units` (a piece that long alone is cut at a space, or between
-Chinese characters). Paragraph breaks and pause markers are never crossed, so their pauses stay.
+Chinese characters). Paragraph breaks and pause markers are never crossed, so their pauses stay, and
+neither is a change between a Chinese and an English sentence (unlike the official code, which would send
+the English sentence through the Chinese normaliser with its neighbour).
 Engines without a rule keep the character limit (`max_chars`) exactly as before.
 """
 
@@ -14,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchtts.split import COMMA, HARD, PARAGRAPH, PAUSE, Segment, strip_markers
+from batchtts.split import COMMA, HARD, PARAGRAPH, PAUSE, Segment, detect_language, strip_markers
 
 # A clause may end after these: full-width marks anywhere, ASCII ones before a space or the end.
 _CLAUSE_END_RE = re.compile(r"(?:[，、；：]|[,;:](?=\s|$))[\"'”’」』）》】)\]]*\s*")
@@ -78,14 +80,21 @@ def _group(text: str, segs: list[Segment], rule: ChunkRule) -> list[Segment]:
         cur.clear()
 
     for span in spans:
-        if cur and rule.units(strip_markers(text[cur[0][0] : span[1]])) > rule.max_units:
+        if cur and (
+            rule.units(strip_markers(text[cur[0][0] : span[1]])) > rule.max_units
+            or detect_language(cur[-1][2].text) != detect_language(span[2].text)
+        ):
             close()
         cur.append(span)
         if rule.units(strip_markers(text[cur[0][0] : cur[-1][1]])) >= rule.min_units:
             close()
     if cur:
         close()
-    if len(out) > 1 and rule.units(strip_markers(text[out[-1][0] : out[-1][1]])) < rule.min_units:
+    if (
+        len(out) > 1
+        and rule.units(strip_markers(text[out[-1][0] : out[-1][1]])) < rule.min_units
+        and detect_language(out[-1][3].text) == detect_language(out[-2][3].text)
+    ):
         a, _, _, _ = out[-2]
         _, b, brk, seg = out[-1]
         if rule.units(strip_markers(text[a:b])) <= rule.max_units:  # a short tail joins the chunk before

@@ -179,3 +179,9 @@ def test_chunk_text_is_the_normalised_text_and_goes_into_the_key():
     assert [c.text for c in spoken] == [normalize(c.text, c.language) for c in plain]
     assert spoken[0].text == "it cost five dollars in nineteen ninety nine." and spoken[1].text == "价格是十二元。"
     assert [c.key for c in spoken] != [c.key for c in plain] and spoken[0].source_text == plain[0].source_text
+
+
+def test_a_chinese_sentence_is_not_merged_with_english_ones_so_each_takes_its_own_path():
+    segs = split_text("Good morning, Mr. Linn. 早上好，林老板。 He laughed.", 300, rule=CHUNK_RULE)
+    assert [s.text for s in segs] == ["Good morning, Mr. Linn.", "早上好，林老板。", "He laughed."]
+    assert normalize(segs[0].text, "en") == "good morning, mister linn."
