@@ -116,14 +116,22 @@ def test_a_missing_speaker_model_names_where_to_get_it(hub_files, tmp_path, monk
 def _official_encoder(home: Path, folder: Path):
     """The official WhisperVQEncoder, loaded as its load_quantize_encoder does but on the CPU. transformers 5
     lacks one module it imports (for the decoder only): a stand-in satisfies the import."""
-    sys.path.insert(0, str(home))
     sys.modules.setdefault(
         "transformers.modeling_attn_mask_utils",
         types.SimpleNamespace(AttentionMaskConverter=type("AttentionMaskConverter", (), {})),
     )
     from safetensors import safe_open
-    from utils.whisper_models.configuration_whisper import WhisperVQConfig
-    from utils.whisper_models.modeling_whisper import WhisperVQEncoder
+
+    shadow = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "utils" or k.startswith("utils.")}
+    sys.path.insert(0, str(home))  # another test may have imported a stub checkout's `utils` already
+    try:
+        from utils.whisper_models.configuration_whisper import WhisperVQConfig
+        from utils.whisper_models.modeling_whisper import WhisperVQEncoder
+    finally:
+        sys.path.remove(str(home))
+        for k in [k for k in sys.modules if k == "utils" or k.startswith("utils.")]:
+            del sys.modules[k]
+        sys.modules.update(shadow)
 
     config = WhisperVQConfig.from_pretrained(str(folder))
     config.quantize_encoder_only = True
