@@ -153,8 +153,15 @@ def normalize(text: str, language: str = "") -> str:
     return (text[:-1] if text and text[-1] in PUNCT else text) + end
 
 
+@lru_cache(maxsize=65536)
 def _syllables(word: str) -> int:
-    """The official fallback count (vowel groups, a final silent e dropped); it prefers the CMU dictionary."""
+    """As the official count: the CMU dictionary's first pronunciation (`pronouncing`), else vowel groups
+    with a final silent e dropped."""
+    import pronouncing
+
+    phones = pronouncing.phones_for_word(word)
+    if phones:
+        return pronouncing.syllable_count(phones[0])
     n = len(re.findall(r"(?!e$)[aeiouy]+", word, flags=re.I))
     if re.fullmatch(r"[^aeiouy]*e", word, flags=re.I):
         n += 1
