@@ -434,25 +434,16 @@ def doctor_cmd(jobs: Path | None, out_dir: Path | None, engines: tuple[str, ...]
 )
 @click.option("--endpoint", default=None, help="Hub or mirror URL (default: $HF_ENDPOINT, else the hub).")
 @click.option("--max-workers", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--campplus-url",
-    default=None,
-    help="Where GLM-TTS's CAM++ speaker model comes from (default: the pinned file of its GitHub repository; "
-    "'' skips it).",
-)
-def download_cmd(
-    repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int, campplus_url: str | None
-) -> None:
+@click.option("--campplus-url", default=None, help="GLM-TTS's CAM++ model (default: pinned GitHub file; '' skips).")
+def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int, **o) -> None:
     """Fetch model weights once (resumable, pinned, mirror-aware); a complete copy is reused offline."""
-    from batchtts.download import DEFAULT_REPO, LOCK_NAME, download, offline
-    from batchtts.engines.glmtts.assets import fetch_campplus
+    from batchtts.download import LOCK_NAME, download
+    from batchtts.engines.glmtts.assets import campplus_after_download
 
     _setup_logging(0)
     try:
         folder, lock, fetched = download(repo, revision, local_dir, endpoint, max_workers)
-        if repo == DEFAULT_REPO and campplus_url != "" and not (offline() and campplus_url is None):
-            path, got = fetch_campplus(folder, campplus_url or None)
-            click.echo(f"CAM++ speaker model: {path}" + (" (fetched)" if got else ""))
+        click.echo(campplus_after_download(repo, folder, o["campplus_url"]) or "", nl=False)
     except BatchttsError as exc:
         _fail(exc)
     what = f"downloaded from {lock.endpoint}" if fetched else "complete copy reused, nothing fetched"

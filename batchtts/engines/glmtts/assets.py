@@ -70,6 +70,17 @@ def fetch_campplus(model_folder: Path, url: str | None = None, timeout: float = 
     return target, True
 
 
+def campplus_after_download(repo: str, folder: Path, url: str | None) -> str | None:
+    """`batchtts download`'s second step for GLM-TTS: the speaker model beside the hub files. `url` '' skips it;
+    offline, an absent file is left for later. Returns a line to print, or None."""
+    from batchtts.download import DEFAULT_REPO, offline
+
+    if repo != DEFAULT_REPO or url == "" or (offline() and url is None):
+        return None
+    path, fetched = fetch_campplus(folder, url or None)
+    return f"CAM++ speaker model: {path}" + (" (fetched)\n" if fetched else "\n")
+
+
 def load_state_dict(path: Path, device: str = "cpu") -> dict:
     """A `.pt` state dict (flow/flow.pt, hift/hift.pt) under torch's safe loader (`weights_only=True`, the
     default from torch 2.6). The official loaders accept a plain state dict or one under "model"; both are
