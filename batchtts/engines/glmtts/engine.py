@@ -32,7 +32,7 @@ DECODE_ENV = "GLMTTS_DECODE"  # dynamic (default), static, compile or graphs: se
 DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
-DECODE_VERSION = 2  # bump when decoding changes what a chunk sounds like
+DECODE_VERSION = 3  # bump when decoding changes what a chunk sounds like (3: normalised prompt text, own tokenizer)
 MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
