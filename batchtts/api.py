@@ -18,6 +18,8 @@ from pathlib import Path
 
 from batchtts.chunks import Chunk
 from batchtts.doctor import Check, run_checks
+from batchtts.download import DEFAULT_REPO, LOCK_NAME, ModelLock
+from batchtts.download import download as fetch_model
 from batchtts.engines import DEFAULT_ENGINE, engine_class
 from batchtts.engines.base import CostModel
 from batchtts.errors import EnvironmentProblem, InputError
@@ -33,7 +35,7 @@ from batchtts.worker import SynthSettings
 from batchtts.workspace import Workspace
 
 PathLike = str | Path
-__all__ = ["DEFAULT_WASTE_TARGET", "RunSummary", "chunks", "doctor", "plan", "retry", "run", "status"]
+__all__ = ["DEFAULT_WASTE_TARGET", "RunSummary", "chunks", "doctor", "download", "plan", "retry", "run", "status"]
 
 
 def run(
@@ -144,6 +146,30 @@ class EnginePlan:
     already_done: int  # distinct chunks needing no synthesis
     plan: Plan
 
+    def as_dict(self) -> dict:
+        """The plan as `batchtts plan --json` prints it."""
+        return {
+            "engine": self.engine,
+            "already_done": self.already_done,
+            "bytes_per_token": self.cost.bytes_per_token,
+            **self.plan.summary(),
+            "batches": [
+                {
+                    "voice": b.voice,
+                    "size": len(b.items),
+                    "chunks": [f"{i.chunk.job_id}#{i.chunk.index}" for i in b.items],
+                    "text_tokens": [i.text_tokens for i in b.items],
+                    "predicted_decode": [i.predicted for i in b.items],
+                    "worst_decode": [i.worst for i in b.items],
+                    "worst_bytes": b.worst_bytes,
+                    "predicted_bytes": b.predicted_bytes,
+                    "padding_waste": round(b.padded_slots / b.useful_slots, 4),
+                    "decode_steps": b.decode_steps,
+                }
+                for b in self.plan.batches
+            ],
+        }
+
 
 def plan(
     jobs: PathLike,
@@ -198,6 +224,35 @@ def doctor(jobs: PathLike | None = None, *, out: PathLike | None = None, engines
         names += [j.engine or DEFAULT_ENGINE for j in load_jobs(Path(jobs), _path(out))]
     folder = _path(out) or (default_out_dir(Path(jobs)) if jobs is not None else None)
     return run_checks(folder.resolve() if folder else None, list(dict.fromkeys(names)) or [DEFAULT_ENGINE])
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    folder: Path
+    lock: ModelLock
+    fetched: bool  # False: a complete copy was reused without any network call
+    notes: tuple[str, ...] = ()  # what else the engine fetched beside the hub files
+
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / LOCK_NAME
+
+
+def download(
+    repo: str = DEFAULT_REPO,
+    *,
+    revision: str = "main",
+    local_dir: PathLike | None = None,
+    endpoint: str | None = None,
+    max_workers: int = 8,
+    campplus_url: str | None = None,
+) -> Downloaded:
+    """Fetch model weights once (resumable, pinned, mirror-aware); GLM-TTS also gets its CAM++ speaker model."""
+    from batchtts.engines.glmtts.assets import campplus_after_download
+
+    folder, lock, fetched = fetch_model(repo, revision, _path(local_dir), endpoint, max_workers)
+    note = campplus_after_download(repo, folder, campplus_url)
+    return Downloaded(folder, lock, fetched, (note.rstrip("\n"),) if note else ())
 
 
 def _done(prep: Prepared) -> set[str]:

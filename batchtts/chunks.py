@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchtts.jobs.types import Job
@@ -73,13 +74,23 @@ def chunk_seed(key: str, attempt: int = 0) -> int:
 
 
 def make_chunks(
-    job: Job, segments: list[Segment], voice: str, engine: str, revision: str, options: dict[str, float]
+    job: Job,
+    segments: list[Segment],
+    voice: str,
+    engine: str,
+    revision: str,
+    options: dict[str, float],
+    speakable: Callable[[str, str], str] | None = None,
 ) -> list[Chunk]:
+    """`speakable`: the engine's text normalisation (Engine.speakable_text), so Chunk.text and the key hold
+    exactly what the engine reads."""
     chunks: list[Chunk] = []
     rolling = job.context == "rolling"
     for index, seg in enumerate(segments):
         text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
         language = detect_language(text) if job.language == "auto" else job.language
+        if speakable is not None:
+            text = speakable(text, language)
         after = chunks[-1].key if rolling and chunks else None
         key = chunk_key(text, language, voice, engine, revision, options, job.seed, after)
         chunks.append(

@@ -225,34 +225,10 @@ def plan_cmd(jobs: Path, as_json: bool, **options) -> None:
     _setup_logging(0)
     plans = _call(api.plan, jobs, **options)
     if as_json:
-        click.echo(json.dumps([_plan_json(p) for p in plans], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([p.as_dict() for p in plans], indent=2, ensure_ascii=False))
         return
     for p in plans:
         _print_plan(p)
-
-
-def _plan_json(p: api.EnginePlan) -> dict:
-    return {
-        "engine": p.engine,
-        "already_done": p.already_done,
-        "bytes_per_token": p.cost.bytes_per_token,
-        **p.plan.summary(),
-        "batches": [
-            {
-                "voice": b.voice,
-                "size": len(b.items),
-                "chunks": [f"{i.chunk.job_id}#{i.chunk.index}" for i in b.items],
-                "text_tokens": [i.text_tokens for i in b.items],
-                "predicted_decode": [i.predicted for i in b.items],
-                "worst_decode": [i.worst for i in b.items],
-                "worst_bytes": b.worst_bytes,
-                "predicted_bytes": b.predicted_bytes,
-                "padding_waste": round(b.padded_slots / b.useful_slots, 4),
-                "decode_steps": b.decode_steps,
-            }
-            for b in p.plan.batches
-        ],
-    }
 
 
 def _print_plan(p: api.EnginePlan) -> None:
@@ -351,15 +327,17 @@ def doctor_cmd(jobs: Path | None, out: Path | None, engines: tuple[str, ...]) ->
 )
 @click.option("--endpoint", default=None, help="Hub or mirror URL (default: $HF_ENDPOINT, else the hub).")
 @click.option("--max-workers", type=click.IntRange(min=1), default=8, show_default=True)
-def download_cmd(repo: str, revision: str, local_dir: Path | None, endpoint: str | None, max_workers: int) -> None:
+@click.option("--campplus-url", default=None, help="GLM-TTS's CAM++ model (default: pinned GitHub file; '' skips).")
+def download_cmd(repo: str, **options) -> None:
     """Fetch model weights once (resumable, pinned, mirror-aware); a complete copy is reused offline."""
-    from batchtts.download import LOCK_NAME, download
-
     _setup_logging(0)
-    folder, lock, fetched = _call(download, repo, revision, local_dir, endpoint, max_workers)
-    what = f"downloaded from {lock.endpoint}" if fetched else "complete copy reused, nothing fetched"
+    got = _call(api.download, repo, **options)
+    for line in got.notes:
+        click.echo(line)
+    what = f"downloaded from {got.lock.endpoint}" if got.fetched else "complete copy reused, nothing fetched"
     click.echo(
-        f"{repo}@{lock.commit[:12]} in {folder} ({len(lock.files)} files; {what}); pinned in {folder / LOCK_NAME}"
+        f"{repo}@{got.lock.commit[:12]} in {got.folder} ({len(got.lock.files)} files; {what}); "
+        f"pinned in {got.lock_path}"
     )
 
 

@@ -65,8 +65,10 @@ def prepare(
         if key not in voices_by_path:
             voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
         voice = voices_by_path[key]
-        segments = split_text(job.text, cls.max_chars)
+        segments = split_text(job.text, cls.max_chars, rule=cls.chunk_rule)
         engine_of[job.id] = name
-        chunks[job.id] = make_chunks(job, segments, voice.fingerprint, name, cls.revision(), options)
+        chunks[job.id] = make_chunks(
+            job, segments, voice.fingerprint, name, cls.revision(), options, cls.speakable_text
+        )
     voices = {v.fingerprint: v for v in voices_by_path.values()}
     return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)

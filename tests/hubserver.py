@@ -11,8 +11,15 @@ from urllib.parse import unquote, urlparse
 
 
 class FakeHub:
-    def __init__(self, repo: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "abcd"):
-        self.repo, self.files, self.commit = repo, files, commit
+    def __init__(
+        self,
+        repo: str,
+        files: dict[str, bytes],
+        commit: str = "c0ffee" * 6 + "abcd",
+        raw: dict[str, bytes] | None = None,
+    ):
+        """`raw`: other files served as they are at /raw/<name> (what a GitHub raw URL would give)."""
+        self.repo, self.files, self.commit, self.raw = repo, files, commit, raw or {}
         self.requests: list[tuple[str, str]] = []
         hub = self
 
@@ -55,6 +62,8 @@ class FakeHub:
     def _serve(self, h, body: bool) -> None:
         path = unquote(urlparse(h.path).path)
         self.requests.append((h.command, path))
+        if path.startswith("/raw/") and path[5:] in self.raw:
+            return self._send(h, 200, self.raw[path[5:]], {"Content-Type": "application/octet-stream"}, body)
         api = f"/api/models/{self.repo}/"
         if path.startswith(api + "revision/"):
             rev = path[len(api + "revision/") :]

@@ -10,11 +10,13 @@ from batchtts.cli import main
 from batchtts.download import LOCK_NAME
 from tests.hubserver import FakeHub
 
-FILES = {"ckpt/llm/config.json": b'{"hidden_size": 8}', "ckpt/flow/flow.pt": b"\x00" * 4096, "README.md": b"# tiny"}
+# The hub layout: the repository's root is the official ckpt/ folder.
+FILES = {"llm/config.json": b'{"hidden_size": 8}', "flow/flow.pt": b"\x00" * 4096, "README.md": b"# tiny"}
 
 
 def invoke(*args, env=None):
-    return CliRunner().invoke(main, ["download", *args], env=env or {})
+    extra = [] if "--campplus-url" in args else ["--campplus-url", ""]  # no GitHub from the tests
+    return CliRunner().invoke(main, ["download", *args, *extra], env=env or {})
 
 
 def test_download_from_an_endpoint_then_reuse_offline_without_a_request(tmp_path):
@@ -44,11 +46,11 @@ def test_hf_endpoint_environment_variable_selects_the_mirror(tmp_path):
 def test_an_incomplete_copy_is_completed(tmp_path):
     with FakeHub("zai-org/GLM-TTS", FILES) as hub:
         assert invoke("--endpoint", hub.url, "--local-dir", str(tmp_path / "m")).exit_code == 0
-        (tmp_path / "m" / "ckpt/flow/flow.pt").unlink()
+        (tmp_path / "m" / "flow/flow.pt").unlink()
         offline = invoke("--local-dir", str(tmp_path / "m"), env={"HF_HUB_OFFLINE": "1"})
         assert offline.exit_code == 4 and "is incomplete (1 files missing)" in offline.output
         result = invoke("--endpoint", hub.url, "--local-dir", str(tmp_path / "m"))
-        assert result.exit_code == 0 and (tmp_path / "m" / "ckpt/flow/flow.pt").stat().st_size == 4096
+        assert result.exit_code == 0 and (tmp_path / "m" / "flow/flow.pt").stat().st_size == 4096
 
 
 def test_unreachable_hub_names_the_endpoint_and_how_to_use_a_mirror(tmp_path):

@@ -131,7 +131,8 @@ def test_sampling_follows_ras_rules():
 def test_cost_model_comes_from_the_llm_config(tiny, engine):
     model, _ = tiny
     config = read_llm_config(model)
-    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    head_dim = config["head_dim"]  # the published config sets it; the tiny one differs from hidden / heads
+    assert head_dim != config["hidden_size"] // config["num_attention_heads"] and config["tie_word_embeddings"]
     assert (
         llm_cost(config, 2).bytes_per_token
         == 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 2
@@ -290,3 +291,15 @@ def test_rolling_context_prompt_keeps_the_reference_and_drops_the_oldest_sentenc
     assert len(sp) <= 750
     t, sp = eng._with_context(text, speech, ctx[-1:], n_text=8)
     assert sp == speech + list(range(5)) and t == text + eng._text_ids("five.", "en")
+
+
+def test_rolling_context_ratio_is_taken_once_over_every_earlier_sentence(engine):
+    eng, voice = engine
+    text, speech = list(voice["prompt_text"]), list(voice["prompt_speech"])
+    a, b, c = ("a.", tuple(range(600))), ("b" * 19 + ".", tuple(range(300))), ("c" * 19 + ".", tuple(range(20)))
+    n = [len(eng._text_ids(t)) for t, _ in (a, b, c)]
+    once = (len(speech) + 920) / (len(text) + sum(n))  # the official ratio: prompt and all three sentences
+    after_a = (len(speech) + 320) / (len(text) + n[1] + n[2])  # what recomputing it after dropping a would give
+    assert len(speech) + 320 + int(once * 20) > 750 >= len(speech) + 320 + int(after_a * 20)
+    _, sp = eng._with_context(text, speech, (a, b, c), n_text=20)
+    assert sp == speech + list(range(20))  # b went too: the ratio was not recomputed after a was dropped

@@ -7,11 +7,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from batchtts.voice import VoiceAudio
+
+if TYPE_CHECKING:
+    from batchtts.chunkrule import ChunkRule
 
 VoiceState = dict[str, np.ndarray]
 
@@ -107,6 +110,8 @@ class Engine(ABC):
     name: ClassVar[str]
     #: Longest text (in characters) one chunk may carry; the splitter cuts to this.
     max_chars: ClassVar[int] = 300
+    #: Chunk lengths in the engine's own units (chunkrule.ChunkRule); when set it replaces `max_chars`.
+    chunk_rule: ClassVar[ChunkRule | None] = None
     #: Whether `prepare_voice` clones the narrator; if not, the runner says so once.
     can_clone: ClassVar[bool] = False
     #: Whether `context: rolling` jobs can run (the engine reads SynthRequest.context).
@@ -128,6 +133,12 @@ class Engine(ABC):
             known = ", ".join(sorted(cls.option_defaults)) or "none"
             raise OptionError(f"engine '{cls.name}' has no option '{unknown[0]}' (known: {known})")
         return {**cls.option_defaults, **sampling}
+
+    @classmethod
+    def speakable_text(cls, text: str, language: str) -> str:
+        """The text exactly as the engine will read it (its text normalisation), computed without weights when
+        chunks are made: it is Chunk.text and goes into the chunk key. The default reads text as written."""
+        return text
 
     @classmethod
     @abstractmethod

@@ -1,9 +1,10 @@
 """GLM-TTS (zai-org): zero-shot voice cloning, with its LLM stage batched by batchtts.
 
 Layout of a model folder (what `batchtts download` fetches, default `models/GLM-TTS`, or
-`GLMTTS_MODEL_DIR`): ckpt/llm (Llama config and weights), ckpt/vq32k-phoneme-tokenizer (text tokenizer),
-ckpt/speech_tokenizer (Whisper-VQ), ckpt/flow (flow.pt, config.yaml), ckpt/hift (vocoder), and
-frontend/campplus.onnx (speaker encoder; also found in a GLM-TTS checkout).
+`GLMTTS_MODEL_DIR`): the hub repository's root is the official `ckpt/` folder, so the folder holds llm/
+(Llama config and weights), vq32k-phoneme-tokenizer/ (text tokenizer), speech_tokenizer/ (Whisper-VQ),
+flow/ (flow.pt, config.yaml) and hift/ (vocoder). The CAM++ speaker encoder is not in the hub repository:
+see assets.campplus_path.
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
 CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
@@ -22,12 +23,13 @@ import numpy as np
 from batchtts import config
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
+from batchtts.engines.glmtts.text import CHUNK_RULE, normalize
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
-DECODE_VERSION = 2  # bump when decoding changes what a chunk sounds like
+DECODE_VERSION = 3  # bump when decoding changes what a chunk sounds like (3: normalised prompt text, own tokenizer)
 MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
@@ -36,7 +38,7 @@ def model_dir() -> Path:
 
 
 def read_llm_config(folder: Path | None = None) -> dict:
-    path = (folder or model_dir()) / "ckpt" / "llm" / "config.json"
+    path = (folder or model_dir()) / "llm" / "config.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError:
@@ -53,7 +55,9 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
     head_dim = config.get("head_dim") or hidden // heads
     kv_heads = config.get("num_key_value_heads") or heads
     per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * inter
-    params = layers * per_layer + 2 * config["vocab_size"] * hidden
+    # Tied embeddings (the published config) share the input embedding with the output head: one matrix.
+    embeddings = (1 if config.get("tie_word_embeddings") else 2) * config["vocab_size"] * hidden
+    params = layers * (per_layer + 2 * hidden) + hidden + embeddings  # + RMSNorm weights: 2 a layer, 1 final
     return CostModel(
         bytes_per_token=llama_kv_bytes_per_token(config, dtype_bytes),
         chars_per_text_token={"en": 4.0, "zh": 1.3},  # GLM-4 BPE; its Chinese tokens hold at most two characters
@@ -72,7 +76,9 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
 
 class GlmttsEngine(Engine):
     name = "glmtts"
-    max_chars = 150
+    # The official long-text path: pieces of 30 to 60 units (a Chinese character 1, an English word 0.7 per
+    # syllable, a digit or punctuation mark 1), cut at punctuation (text.py, split.py).
+    chunk_rule = CHUNK_RULE
     can_clone = True
     supports_rolling_context = True
     option_defaults: ClassVar[dict[str, float]] = {
@@ -115,6 +121,11 @@ class GlmttsEngine(Engine):
         return 64
 
     @classmethod
+    def speakable_text(cls, text: str, language: str) -> str:
+        """The official text_normalize (WeTextProcessing via wetext, then GLM-TTS's symbol rules)."""
+        return normalize(text, language)
+
+    @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:
         folder = model_dir()
         lock = ModelLock.read(folder)
@@ -129,12 +140,14 @@ class GlmttsEngine(Engine):
                 + (f"{len(missing)} files missing, run batchtts download" if missing else f"{len(lock.files)} files"),
             )
         ]
+        from batchtts.engines.glmtts.assets import campplus_path
         from batchtts.engines.glmtts.official import glmtts_home
 
-        try:
-            checks.append(("code", True, str(glmtts_home())))
-        except EnvironmentProblem as exc:
-            checks.append(("code", False, str(exc)))
+        for what, find in (("speaker model", lambda: campplus_path(folder)), ("code", glmtts_home)):
+            try:
+                checks.append((what, True, str(find())))
+            except EnvironmentProblem as exc:
+                checks.append((what, False, str(exc)))
         return checks
 
     @classmethod
@@ -142,9 +155,11 @@ class GlmttsEngine(Engine):
         import torch
         from transformers import AutoTokenizer, LlamaForCausalLM
 
+        from batchtts.engines.glmtts.assets import campplus_path
         from batchtts.engines.glmtts.frontend import SpeakerEncoder
         from batchtts.engines.glmtts.llm import special_ids
         from batchtts.engines.glmtts.official import OfficialModules, glmtts_home
+        from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
 
         folder = model_dir()
         lock = ModelLock.read(folder)
@@ -153,18 +168,19 @@ class GlmttsEngine(Engine):
         if device == "cuda" and not torch.cuda.is_available():
             raise EnvironmentProblem("--device cuda, but torch sees no CUDA device")
         home = glmtts_home()
-        tokenizer = AutoTokenizer.from_pretrained(folder / "ckpt" / "vq32k-phoneme-tokenizer", trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder / "vq32k-phoneme-tokenizer", trust_remote_code=True)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        llm = LlamaForCausalLM.from_pretrained(folder / "ckpt" / "llm", dtype=dtype).to(device).eval()
-        campplus = folder / "frontend" / "campplus.onnx"
-        if not campplus.is_file():
-            campplus = home / "frontend" / "campplus.onnx"
+        llm = LlamaForCausalLM.from_pretrained(folder / "llm", dtype=dtype).to(device).eval()
+        speaker = SpeakerEncoder(campplus_path(folder))
         official = OfficialModules(home, folder, device, SAMPLE_RATE)
-        return cls(folder, device, tokenizer, llm, special_ids(tokenizer), SpeakerEncoder(campplus), official)
+        engine = cls(folder, device, tokenizer, llm, special_ids(tokenizer), speaker, official)
+        engine.speech_tokenizer = SpeechTokenizer.load(folder / "speech_tokenizer", device)
+        return engine
 
-    def _text_ids(self, text: str, language: str) -> list[int]:
-        # The official front end lower-cases English before tokenising.
-        return self.tokenizer.encode(text.lower() if language == "en" else text, add_special_tokens=False)
+    def _text_ids(self, text: str, language: str = "") -> list[int]:
+        """Token ids of text that already went through speakable_text (Chunk.text is), as the official
+        script tokenises its normalised text; the ChatGLM tokenizer adds no special tokens to one sequence."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
 
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:
         from batchtts.engines.glmtts.frontend import prompt_mel
@@ -172,9 +188,10 @@ class GlmttsEngine(Engine):
         if voice.path is None:
             raise EnvironmentProblem("GLM-TTS clones a voice: give each job voice.prompt_audio and voice.prompt_text")
         audio16 = voice.resampled(16000)
+        prompt = self.speakable_text(voice.prompt_text, "auto") + " "  # the official script adds the space
         return {
-            "prompt_text": np.asarray(self._text_ids(voice.prompt_text.strip() + " ", "en"), np.int64),
-            "prompt_speech": np.asarray(self.official.speech_tokens(audio16), np.int64),
+            "prompt_text": np.asarray(self._text_ids(prompt), np.int64),
+            "prompt_speech": np.asarray(self.speech_tokenizer(audio16), np.int64),
             "prompt_mel": prompt_mel(voice.resampled(SAMPLE_RATE), SAMPLE_RATE),
             "embedding": self.speaker(audio16),
         }
@@ -216,18 +233,16 @@ class GlmttsEngine(Engine):
     def _with_context(
         self, prompt_text: list[int], prompt_speech: list[int], context, n_text: int
     ) -> tuple[list[int], list[int]]:
-        """The official rolling prompt: the reference prompt, then earlier sentences' text and decoded speech,
-        oldest dropped first (never the reference) while the speech part plus this sentence's expected
-        length would pass MAX_PROMPT_SPEECH tokens."""
-        from batchtts.split import detect_language
-
-        entries = [(self._text_ids(text, detect_language(text)), list(tokens)) for text, tokens in context]
-        while entries:
-            speech = len(prompt_speech) + sum(len(t) for _, t in entries)
-            text = len(prompt_text) + sum(len(i) for i, _ in entries)
-            if speech + int(speech / max(1, text) * n_text) <= MAX_PROMPT_SPEECH:
-                break
-            entries.pop(0)
+        """The official rolling prompt: the reference prompt, then earlier sentences' text (already normalised:
+        it is Chunk.text) and decoded speech. The speech-per-text ratio is taken once, over the reference and
+        every earlier sentence given; then the oldest sentences are dropped (never the reference) while the
+        speech part plus this sentence's expected length passes MAX_PROMPT_SPEECH tokens."""
+        entries = [(self._text_ids(text), list(tokens)) for text, tokens in context]
+        speech = len(prompt_speech) + sum(len(t) for _, t in entries)
+        text = len(prompt_text) + sum(len(i) for i, _ in entries)
+        expected = int(speech / (text or 1) * n_text)
+        while entries and speech + expected > MAX_PROMPT_SPEECH:
+            speech -= len(entries.pop(0)[1])
         return (
             prompt_text + [i for ids, _ in entries for i in ids],
             prompt_speech + [t for _, toks in entries for t in toks],

@@ -1,12 +1,14 @@
 """The parts of GLM-TTS that are model code in its own repository and on no package index: the
-Whisper-VQ speech tokenizer, the flow-matching DiT and the HiFT vocoder. They are imported from a
-GLM-TTS checkout the user names (`GLMTTS_HOME`), never copied into batchtts."""
+flow-matching DiT and the HiFT vocoder. They are imported from a GLM-TTS checkout the user names
+(`GLMTTS_HOME`), never copied into batchtts. (The speech tokenizer is batchtts's own:
+speech_tokenizer.py.)"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +19,24 @@ from batchtts.errors import EnvironmentProblem
 
 
 @contextlib.contextmanager
-def _cwd(path: Path):
-    """The official loaders open 'ckpt/...' relative to the working directory."""
+def _cwd(model_dir: Path):
+    """The official loaders open 'ckpt/...' relative to the working directory; the model folder IS that
+    ckpt/ folder (the hub layout), so they run in a temporary folder whose `ckpt` links to it."""
     old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
+    with tempfile.TemporaryDirectory(prefix="batchtts-glmtts-") as tmp:
+        (Path(tmp) / "ckpt").symlink_to(model_dir, target_is_directory=True)
+        os.chdir(tmp)
+        try:
+            yield
+        finally:
+            os.chdir(old)
 
 
 def glmtts_home() -> Path:
     home = config.glmtts_home()
     if home is None:
         raise EnvironmentProblem(
-            "GLM-TTS's speech tokenizer, flow and vocoder are code in its repository: clone "
+            "GLM-TTS's flow and vocoder are code in its repository: clone "
             "https://github.com/zai-org/GLM-TTS, install its requirements, and set GLMTTS_HOME to the checkout "
         )
     if not (home / "utils" / "tts_model_util.py").is_file():
@@ -44,24 +49,16 @@ class OfficialModules:
         if str(home) not in sys.path:
             sys.path.insert(0, str(home))
         try:
-            from cosyvoice.cli.frontend import SpeechTokenizer
             from utils.tts_model_util import Token2Wav
-            from utils.yaml_util import load_flow_model, load_speech_tokenizer
+            from utils.yaml_util import load_flow_model
         except ImportError as exc:
             raise EnvironmentProblem(
                 f"cannot import GLM-TTS code from {home} ({exc}); install its requirements into this environment"
             ) from None
         with _cwd(model_dir):
-            self.tokenizer = SpeechTokenizer(*load_speech_tokenizer(str(model_dir / "ckpt" / "speech_tokenizer")))
-            flow = load_flow_model(
-                str(model_dir / "ckpt" / "flow" / "flow.pt"), str(model_dir / "ckpt" / "flow" / "config.yaml"), device
-            )
+            flow = load_flow_model(str(model_dir / "flow" / "flow.pt"), str(model_dir / "flow" / "config.yaml"), device)
             self.token2wav = Token2Wav(flow, sample_rate=sample_rate, device=device)
         self.device = device
-
-    def speech_tokens(self, audio16k: np.ndarray) -> list[int]:
-        wav = torch.from_numpy(np.asarray(audio16k, np.float32))[None]
-        return list(self.tokenizer.extract_speech_token([(wav, 16000)])[0])
 
     @torch.inference_mode()
     def waveform(
