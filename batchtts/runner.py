@@ -150,7 +150,7 @@ def _clean(prep: Prepared, opts: RunOptions) -> None:
             (folder / sub).unlink(missing_ok=True)
         shutil.rmtree(folder / "chunks", ignore_errors=True)
     stale = remove_stale_temps(folder, recursive=True)
-    stale += sum(remove_stale_temps(parent) for parent in {job.output.parent for job in prep.jobs})
+    stale += sum(remove_stale_temps(parent) for parent in {prep.out_dir} | {job.output.parent for job in prep.jobs})
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
 

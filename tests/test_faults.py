@@ -165,7 +165,7 @@ def test_a_full_disk_loses_nothing_and_exits_4(book, tmp_path, small_disk):
     assert full.returncode == 4, full.stderr
     assert "disk full while writing" in full.stderr and "finished chunks are kept" in full.stderr
     assert_consistent(out, ref)
-    assert not list(out.rglob(".*.tmp*"))  # the failed write cleaned up after itself
+    assert not list(out.rglob(".batchtts-tmp-*"))  # the failed write cleaned up after itself
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)  # the user frees space (here: moves the folder to a bigger disk)
     resumed = run_cli("run", str(jobs), "--out", str(moved), "-v")
