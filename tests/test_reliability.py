@@ -87,3 +87,53 @@ def test_remove_stale_temps_never_follows_a_link(tmp_path):
     assert victim.read_bytes() == b"keep"
     atomic_write_bytes(folder / "z.bin", b"z")
     assert [p.name for p in folder.iterdir() if is_temp_name(p.name)] == [".batchtts-tmp-ab12cd35-y.wav"]
+
+
+# Defect 7: links in the state folder are refused, never followed.
+
+
+def _user_file(tmp_path: Path) -> Path:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("the user's own words\n")
+    return victim
+
+
+def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim = _user_file(tmp_path)
+    out = tmp_path / "out"
+    (out / ".batchtts").mkdir(parents=True)
+    (out / ".batchtts" / "lock").symlink_to(victim)
+    result = invoke("run", str(_jobs(tmp_path)), "--out", str(out))
+    assert result.exit_code == 4, result.output
+    assert "lock" in result.output and "link" in result.output and "Traceback" not in result.output
+    assert victim.read_text() == "the user's own words\n"
+
+
+@pytest.mark.parametrize("linked", [".batchtts", ".batchtts/chapters", ".batchtts/chunks", ".batchtts/voices"])
+def test_a_linked_state_folder_is_refused_in_one_line(tmp_path, linked):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / linked).parent.mkdir(parents=True, exist_ok=True)
+    (out / linked).symlink_to(elsewhere, target_is_directory=True)
+    result = invoke("run", str(_jobs(tmp_path)), "--out", str(out))
+    assert result.exit_code == 4, result.output
+    assert "symbolic link" in result.output and linked.split("/")[-1] in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_linked_ledger_or_chapter_file_is_not_followed(tmp_path):
+    victim = _user_file(tmp_path)
+    out = tmp_path / "out"
+    (out / ".batchtts" / "chapters").mkdir(parents=True)
+    (out / ".batchtts" / "chapters" / "ch.flac").symlink_to(victim)
+    assert invoke("run", str(_jobs(tmp_path)), "--out", str(out)).exit_code == 0
+    assert victim.read_text() == "the user's own words\n"
+    assert not (out / ".batchtts" / "chapters" / "ch.flac").is_symlink()
+    other = tmp_path / "other"
+    (other / ".batchtts").mkdir(parents=True)
+    (other / ".batchtts" / "ledger.sqlite").symlink_to(victim)
+    result = invoke("run", str(_jobs(tmp_path)), "--out", str(other))
+    assert result.exit_code == 4 and "ledger.sqlite" in result.output and "symbolic link" in result.output
+    assert victim.read_text() == "the user's own words\n"

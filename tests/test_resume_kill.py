@@ -56,7 +56,10 @@ def test_temp_files_left_by_a_killed_writer_are_cleaned_up(tmp_path):
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "a", "text": "One short sentence here.", "output": "a.wav"}])
     out = tmp_path / "out"
     (out / ".batchtts" / "chunks" / "ab").mkdir(parents=True)
-    stale = [out / ".batchtts-tmp-x1y2z3w4-a.wav", out / ".batchtts" / "chunks" / "ab" / ".batchtts-tmp-q1q2q3q4-abcd.wav"]
+    stale = [
+        out / ".batchtts-tmp-x1y2z3w4-a.wav",
+        out / ".batchtts" / "chunks" / "ab" / ".batchtts-tmp-q1q2q3q4-abcd.wav",
+    ]
     for path in stale:
         path.write_bytes(b"half")
     proc = run_cli("run", str(jobs), "--out", str(out), "-v")
