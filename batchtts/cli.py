@@ -219,7 +219,10 @@ def status_cmd(jobs: Path, out_dir: Path | None, engine: str | None, allow_abs_p
     except BatchttsError as exc:
         _fail(exc)
     db = state_dir(prep.out_dir) / "ledger.sqlite"
-    ledger = Ledger(db) if db.exists() else None
+    try:
+        ledger = Ledger(db) if db.exists() else None
+    except BatchttsError as exc:
+        _fail(exc)
     failures: list[str] = []
     try:
         click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")

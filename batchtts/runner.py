@@ -175,6 +175,7 @@ def _run(
             job.id, prep.job_file, job.output, [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
         )
     all_keys = {c.key for cs in prep.chunks.values() for c in cs}
+    ledger.recover_from(store, all_keys)
     done = {k for k, d in ledger.done_chunks(all_keys).items() if store.intact(k, d.nbytes, d.sha256)}
     history = rolling_history(prep, store, done)
     done -= {c.key for cs in prep.chunks.values() for c in cs if c.rolling and c.key not in history}

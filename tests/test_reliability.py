@@ -137,3 +137,107 @@ def test_a_linked_ledger_or_chapter_file_is_not_followed(tmp_path):
     result = invoke("run", str(_jobs(tmp_path)), "--out", str(other))
     assert result.exit_code == 4 and "ledger.sqlite" in result.output and "symbolic link" in result.output
     assert victim.read_text() == "the user's own words\n"
+
+
+# Defect 5: corrupt state is rebuilt, recovered, or reported in one line with the way out.
+
+
+def _ledger_files(out: Path) -> list[Path]:
+    return [out / ".batchtts" / f"ledger.sqlite{s}" for s in ("", "-wal", "-shm")]
+
+
+def test_an_emptied_ledger_is_refilled_from_the_chunk_store(tmp_path, caplog):
+    jobs, out = _jobs(tmp_path), tmp_path / "out"
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    first = (out / "ch.wav").read_bytes()
+    for path in _ledger_files(out):
+        if path.exists():
+            path.write_bytes(b"")  # a truncated, empty ledger
+    ToneEngine.calls.clear()
+    result = invoke("run", str(jobs), "--out", str(out), "-v")
+    assert result.exit_code == 0, result.output
+    assert ToneEngine.calls == [], "every chunk is proven by its stored file: nothing is synthesised again"
+    assert "3 reused, 0 synthesised" in caplog.text and "recovered 3 finished chunks" in caplog.text
+    assert (out / "ch.wav").read_bytes() == first
+
+
+def test_a_stored_chunk_that_does_not_prove_its_key_is_not_recovered(tmp_path):
+    jobs, out = _jobs(tmp_path), tmp_path / "out"
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    wavs = sorted((out / ".batchtts" / "chunks").rglob("*.wav"))
+    data = bytearray(wavs[0].read_bytes())
+    data[-8:] = bytes(8)  # a flipped sample
+    wavs[0].write_bytes(bytes(data))
+    wavs[2].rename(wavs[2].with_name(wavs[1].name + ".x"))
+    wavs[1].unlink()
+    wavs[2].with_name(wavs[1].name + ".x").rename(wavs[1])  # another chunk's audio under this key
+    for path in _ledger_files(out):
+        path.unlink(missing_ok=True)
+    ToneEngine.calls.clear()
+    result = invoke("run", str(jobs), "--out", str(out), "-v")
+    assert result.exit_code == 0, result.output
+    assert sorted(len(c) for c in ToneEngine.calls) == [3], "all three: two do not prove their key, one is gone"
+
+
+@pytest.mark.parametrize("command", ["run", "retry", "status", "plan"])
+def test_an_unreadable_ledger_is_one_line_with_the_way_out(tmp_path, command):
+    jobs, out = _jobs(tmp_path), tmp_path / "out"
+    (out / ".batchtts").mkdir(parents=True)
+    (out / ".batchtts" / "ledger.sqlite").write_bytes(os.urandom(3000))
+    result = invoke(command, str(jobs), "--out", str(out))
+    assert result.exit_code == 4, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    line = result.output.strip().splitlines()[-1]
+    assert "ledger.sqlite" in line and "--fresh" in line and "move it aside" in line
+
+
+def test_doctor_detects_an_unreadable_ledger(tmp_path):
+    jobs, out = _jobs(tmp_path), tmp_path / "out"
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    ok = invoke("doctor", str(jobs), "--out", str(out), "--engine", "tone")
+    assert "ledger" in ok.output and "FAIL ledger" not in ok.output
+    (out / ".batchtts" / "ledger.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(5000))
+    for path in _ledger_files(out)[1:]:
+        path.unlink(missing_ok=True)
+    bad = invoke("doctor", str(jobs), "--out", str(out), "--engine", "tone")
+    assert bad.exit_code == 4 and "FAIL ledger" in bad.output and "--fresh" in bad.output
+
+
+def test_a_moved_aside_ledger_recovers_from_the_store(tmp_path):
+    jobs, out = _jobs(tmp_path), tmp_path / "out"
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    ledger = out / ".batchtts" / "ledger.sqlite"
+    size = ledger.stat().st_size
+    with open(ledger, "r+b") as fh:
+        fh.truncate(size // 2)
+    for path in _ledger_files(out)[1:]:
+        path.unlink(missing_ok=True)
+    bad = invoke("run", str(jobs), "--out", str(out))
+    if bad.exit_code == 4:  # SQLite noticed the cut: the one-line way out
+        ledger.rename(ledger.with_suffix(".bad"))
+    ToneEngine.calls.clear()
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    assert ToneEngine.calls == []
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 50, b"PK\x03\x04" + bytes(40)])
+def test_a_broken_voice_cache_is_rebuilt(tmp_path, content, voice_wav):
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [{"id": "ch", "text": TEXT, "output": "ch.wav", "engine": "tone", "voice": {"prompt_audio": str(voice_wav)}}],
+    )
+    out = tmp_path / "out"
+    assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
+    caches = list((out / ".batchtts" / "voices").glob("*.npz"))
+    assert caches
+    for cache in caches:
+        cache.write_bytes(content)
+    (out / "ch.wav").unlink()
+    (out / ".batchtts" / "ledger.sqlite").unlink()
+    result = invoke("run", str(jobs), "--out", str(out), "--fresh")
+    assert result.exit_code == 0, result.output
+    import numpy as np
+
+    for cache in caches:
+        with np.load(cache) as npz:
+            assert npz.files is not None
