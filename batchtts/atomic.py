@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from batchtts.interrupt import temporary
+
 
 def _file_mode() -> int:
     mask = os.umask(0)
@@ -59,16 +61,17 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with temporary(tmp):  # removed even if a second signal stops the process mid-write
+        try:
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def remove_stale_temps(folder: Path, recursive: bool = False) -> int:
@@ -93,4 +96,9 @@ def remove_stale_temps(folder: Path, recursive: bool = False) -> int:
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
     with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:  # a failed close() carries no file name; the error should say which file
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(dest)) from None
+            raise
