@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchtts.jobs import Job
@@ -73,7 +74,12 @@ def chunk_seed(key: str, attempt: int = 0) -> int:
 
 
 def make_chunks(
-    job: Job, segments: list[Segment], voice: str, engine: str, revision: str, options: dict[str, float]
+    job: Job,
+    segments: list[Segment],
+    voice: str,
+    engine: str,
+    revision: str | Callable[[str], str],  # or the engine's revision per language
+    options: dict[str, float],
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
     rolling = job.context == "rolling"
@@ -81,7 +87,8 @@ def make_chunks(
         text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
         language = detect_language(text) if job.language == "auto" else job.language
         after = chunks[-1].key if rolling and chunks else None
-        key = chunk_key(text, language, voice, engine, revision, options, job.seed, after)
+        rev = revision(language) if callable(revision) else revision
+        key = chunk_key(text, language, voice, engine, rev, options, job.seed, after)
         chunks.append(
             Chunk(
                 job.id,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import codecs
 import html
 import json
+import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +155,9 @@ def read_text_file(src: Source, path: Path) -> str:
     parts: list[str] = []
     offset = 0
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:  # a FIFO: no wait
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise src.error("text_file", f"{path} is not a regular file")
             while block := fh.read(_BLOCK):
                 if offset + len(block) > MAX_TEXT_BYTES:
                     raise src.error(
@@ -220,7 +224,7 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
     job_id = _typed(src, obj, "id", str)
     if job_id is None:
         raise src.error("id", "missing")
-    if not _ID_RE.match(job_id):
+    if not _ID_RE.fullmatch(job_id):  # match() would let "$" accept a trailing newline
         raise src.error("id", f"'{job_id}' must be 1-128 letters, digits, '.', '_' or '-'")
 
     text = _typed(src, obj, "text", str)

@@ -241,3 +241,79 @@ def test_a_broken_voice_cache_is_rebuilt(tmp_path, content, voice_wav):
     for cache in caches:
         with np.load(cache) as npz:
             assert npz.files is not None
+
+
+# Defect 11, the smaller ones.
+
+
+def test_english_chunk_keys_do_not_depend_on_espeak_ng_being_on_path(tmp_path, monkeypatch):
+    from batchtts.prepare import prepare
+
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {"id": "en", "text": TEXT, "output": "en.wav"},
+            {"id": "zh", "text": "灯塔亮了。他走上楼梯。", "output": "zh.wav"},
+        ],
+    )
+    with_espeak = prepare(jobs, tmp_path / "out", None)
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))  # a cron PATH without espeak-ng
+    without = prepare(jobs, tmp_path / "out", None)
+    assert [c.key for c in without.chunks["en"]] == [c.key for c in with_espeak.chunks["en"]]
+    if with_espeak.chunks["zh"][0].language == "zh":  # Mandarin is espeak-ng's: its version stays in those keys
+        assert [c.key for c in without.chunks["zh"]] != [c.key for c in with_espeak.chunks["zh"]]
+
+
+def test_espeak_ng_version_is_asked_once_per_process(tmp_path, monkeypatch):
+    import subprocess
+
+    from batchtts.engines.embedded import espeak
+    from batchtts.prepare import prepare
+
+    calls = []
+    real = subprocess.run
+    monkeypatch.setattr(espeak.subprocess, "run", lambda cmd, *a, **k: calls.append(cmd) or real(cmd, *a, **k))
+    records = [{"id": f"c{i}", "text": "灯塔亮了。", "output": f"c{i}.wav", "language": "zh"} for i in range(5)]
+    prepare(write_jobs(tmp_path / "book.jsonl", records), tmp_path / "out", None)
+    prepare(write_jobs(tmp_path / "book.jsonl", records), tmp_path / "out", None)
+    assert len([c for c in calls if "--version" in c]) <= 1
+
+
+def test_a_fifo_as_text_file_is_refused_not_waited_on(tmp_path):
+    from tests.conftest import run_cli
+
+    os.mkfifo(tmp_path / "chapter.txt")
+    jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "ch", "text_file": "chapter.txt", "output": "ch.wav"}])
+    proc = run_cli("plan", str(jobs), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "book.jsonl:1" in proc.stderr and "text_file" in proc.stderr and "not a regular file" in proc.stderr
+
+
+def test_an_id_ending_in_a_newline_is_refused(tmp_path):
+    jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "ch\n", "text": TEXT, "output": "ch.wav", "engine": "tone"}])
+    result = invoke("plan", str(jobs))
+    assert result.exit_code == 2 and "field 'id'" in result.output
+
+
+# Defect 10: engine options are range-checked where they are resolved.
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "0", "-1", "1e30", "true", '"fast"'])
+@pytest.mark.parametrize(("engine", "option"), [("embedded", "length_scale"), ("glmtts", "temperature")])
+def test_out_of_range_sampling_values_are_refused_naming_the_field(tmp_path, engine, option, value):
+    line = f'{{"id": "ch", "text": "Hello there.", "output": "ch.wav", "engine": "{engine}", '
+    jobs = write_jobs(tmp_path / "book.jsonl", [line + f'"sampling": {{"{option}": {value}}}}}'])
+    result = invoke("plan", str(jobs), "--kv-budget", "1GiB")
+    assert result.exit_code == 2, result.output
+    assert f"book.jsonl:1: field 'sampling.{option}': " in result.output, result.output
+
+
+def test_every_engine_declares_a_range_for_each_option():
+    from batchtts.engines import engine_class
+
+    for name in ("embedded", "glmtts"):
+        cls = engine_class(name)
+        assert set(cls.option_ranges) == set(cls.option_defaults), name
+        cls.resolve_options({})  # the defaults are in range
