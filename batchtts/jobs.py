@@ -9,9 +9,7 @@ from __future__ import annotations
 import codecs
 import html
 import json
-import os
 import re
-import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,9 +153,9 @@ def read_text_file(src: Source, path: Path) -> str:
     parts: list[str] = []
     offset = 0
     try:
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:  # a FIFO: no wait
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise src.error("text_file", f"{path} is not a regular file")
+        if path.exists() and not path.is_file():  # opening a FIFO would wait for a writer for ever
+            raise src.error("text_file", f"{path} is not a regular file")
+        with open(path, "rb") as fh:
             while block := fh.read(_BLOCK):
                 if offset + len(block) > MAX_TEXT_BYTES:
                     raise src.error(
