@@ -62,13 +62,13 @@ class Proc:
         return "".join(self.lines)
 
 
-def _fake_ffmpeg(folder: Path, body: str) -> dict[str, str]:
-    """An `ffmpeg` first on PATH: a Python script that records its pid, then runs `body`."""
+def _fake_ffmpeg(folder: Path, setup: str = "") -> dict[str, str]:
+    """An `ffmpeg` first on PATH: a Python script that runs `setup`, records its pid, then sleeps."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "ffmpeg"
     exe.write_text(
-        f"#!{sys.executable}\nimport os, signal, sys, time\nfrom pathlib import Path\n"
-        f"Path({str(folder / 'pid')!r}).write_text(str(os.getpid()))\n{body}\n"
+        f"#!{sys.executable}\nimport os, signal, sys, time\nfrom pathlib import Path\n{setup}\n"
+        f"Path({str(folder / 'pid')!r}).write_text(str(os.getpid()))\ntime.sleep(60)\n"
     )
     exe.chmod(0o755)
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
@@ -85,11 +85,10 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_to_the_process_group_while_ffmpeg_encodes_exits_130_in_one_line(tmp_path):
     # ffmpeg's own reaction to SIGINT: exit 255 (a real ffmpeg may not be mid-encode when the signal lands).
-    env = _fake_ffmpeg(tmp_path / "bin", "signal.signal(signal.SIGINT, lambda *a: os._exit(255))\ntime.sleep(60)")
+    env = _fake_ffmpeg(tmp_path / "bin", "signal.signal(signal.SIGINT, lambda *a: os._exit(255))")
     jobs, out = _jobs(tmp_path, "ch.mp3"), tmp_path / "out"
     proc = Proc(["run", str(jobs), "--out", str(out)], env)
     proc.wait_for(lambda: (tmp_path / "bin" / "pid").exists(), "ffmpeg")
-    time.sleep(0.2)  # let the fake ffmpeg install its handler (Python start-up)
     os.killpg(proc.popen.pid, signal.SIGINT)
     assert proc.finish() == 130, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -102,7 +101,7 @@ def test_ctrl_c_to_the_process_group_while_ffmpeg_encodes_exits_130_in_one_line(
 
 
 def test_a_second_sigterm_while_encoding_kills_ffmpeg_and_removes_its_temp_files(tmp_path):
-    env = _fake_ffmpeg(tmp_path / "bin", "time.sleep(60)")
+    env = _fake_ffmpeg(tmp_path / "bin")
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     env["TMPDIR"] = str(tmpdir)
