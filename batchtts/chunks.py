@@ -78,7 +78,7 @@ def make_chunks(
     segments: list[Segment],
     voice: str,
     engine: str,
-    revision: str,
+    revision: str | Callable[[str], str],  # or the engine's revision per language
     options: dict[str, float],
     speakable: Callable[[str, str], str] | None = None,
 ) -> list[Chunk]:
@@ -92,7 +92,8 @@ def make_chunks(
         if speakable is not None:
             text = speakable(text, language)
         after = chunks[-1].key if rolling and chunks else None
-        key = chunk_key(text, language, voice, engine, revision, options, job.seed, after)
+        rev = revision(language) if callable(revision) else revision
+        key = chunk_key(text, language, voice, engine, rev, options, job.seed, after)
         chunks.append(
             Chunk(
                 job.id,

@@ -83,6 +83,19 @@ def _writable(folder: Path) -> Check:
     )
 
 
+def _ledger(out_dir: Path) -> Check:
+    from batchtts.ledger import LedgerUnreadable, ledger_problem
+    from batchtts.workspace import Workspace
+
+    path = Workspace(out_dir).ledger_path
+    if not path.exists() and not path.is_symlink():
+        return Check("ledger", True, f"{path}: none yet (the first run creates it)")
+    problem = ledger_problem(path)
+    if problem:
+        return Check("ledger", False, str(LedgerUnreadable(path, problem)))
+    return Check("ledger", True, f"{path}: readable")
+
+
 def run_checks(out_dir: Path | None, engines: list[str] | None = None) -> list[Check]:
     checks = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0])]
     for pkg in PACKAGES:
@@ -101,4 +114,5 @@ def run_checks(out_dir: Path | None, engines: list[str] | None = None) -> list[C
             checks.append(Check(f"engine {name}", False, f"cannot load its code: {exc}"))
     if out_dir is not None:
         checks.append(_writable(out_dir))
+        checks.append(_ledger(out_dir))
     return checks

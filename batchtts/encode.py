@@ -6,9 +6,12 @@ also carries tags, a cover image and chapter markers (for m4b).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import shutil
-import subprocess
+import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import soundfile as sf
 from batchtts.atomic import atomic_path
 from batchtts.errors import EnvironmentProblem
 from batchtts.formats import OUTPUT_FORMATS
+from batchtts.interrupt import Interrupted, received, run_child, temporary
 
 _FFMPEG_ARGS = {
     "mp3": ["-c:a", "libmp3lame", "-b:a", "96k", "-f", "mp3"],
@@ -54,12 +58,44 @@ def require_ffmpeg() -> str:
     return exe
 
 
+_NEARLY_FULL = 4 << 20  # bytes: a write that fails with less than this free failed for want of space
+
+
+def write_failure(path: Path, reason: object, full: bool = False) -> EnvironmentProblem:
+    """Exit 4 for a write that failed: 'disk full' when it was, with what to do; finished chunks stay finished."""
+    if not full:
+        with contextlib.suppress(OSError):
+            full = shutil.disk_usage(Path(path).parent).free < _NEARLY_FULL
+    if full:
+        return EnvironmentProblem(
+            f"disk full while writing {path}; free some space and run again (finished chunks are kept)"
+        )
+    return EnvironmentProblem(f"cannot write {path}: {reason}")
+
+
+@contextlib.contextmanager
+def write_errors(path: Path) -> Iterator[None]:
+    """libsndfile reports a full disk as 'System error' (or worse); map it and OSErrors to exit 4."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(Path(exc.filename or path), exc.strerror or exc, exc.errno == errno.ENOSPC) from None
+    except sf.LibsndfileError as exc:
+        raise write_failure(path, f"libsndfile: {exc.error_string}") from None
+
+
+def write_pcm(path: Path, audio: np.ndarray, rate: int) -> None:
+    """A chapter's stitched audio, lossless (24-bit FLAC), written atomically; a full disk exits 4."""
+    with atomic_path(path) as tmp, write_errors(path):
+        sf.write(str(tmp), audio, rate, format="FLAC", subtype="PCM_24")
+
+
 def write_audio(
     path: Path, audio: np.ndarray, rate: int, tags: Tags, chapters: list[ChapterMark] | None = None
 ) -> None:
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
     audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, write_errors(path):
         if fmt in ("wav", "flac"):
             with sf.SoundFile(str(tmp), "w", rate, 1, format=fmt.upper(), subtype="PCM_16") as fh:
                 for attr in ("title", "artist", "album"):
@@ -104,10 +140,11 @@ def _metadata_file(folder: Path, tags: Tags, chapters: list[ChapterMark]) -> Pat
 
 def _ffmpeg(dest: Path, fmt: str, audio: np.ndarray, rate: int, tags: Tags, chapters: list[ChapterMark]) -> None:
     exe = require_ffmpeg()
-    with tempfile.TemporaryDirectory(prefix="batchtts-enc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="batchtts-enc-") as tmp, temporary(Path(tmp)):
         wav = Path(tmp) / "in.wav"
-        sf.write(str(wav), audio, rate, subtype="PCM_16")
-        meta = _metadata_file(Path(tmp), tags, chapters)
+        with write_errors(wav):
+            sf.write(str(wav), audio, rate, subtype="PCM_16")
+            meta = _metadata_file(Path(tmp), tags, chapters)
         cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(wav), "-f", "ffmetadata", "-i", str(meta)]
         maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
         if tags.cover is not None and fmt in ("mp3", "aac"):
@@ -118,6 +155,11 @@ def _ffmpeg(dest: Path, fmt: str, audio: np.ndarray, rate: int, tags: Tags, chap
         if fmt == "mp3":
             maps += ["-id3v2_version", "3"]
         cmd += maps + _FFMPEG_ARGS[fmt] + ["-fflags", "+bitexact", "-flags:a", "+bitexact", str(dest)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_child(cmd)
+        if proc.returncode == 255 or proc.returncode < 0:  # ffmpeg exits 255 when a signal stops it
+            signum = -proc.returncode if proc.returncode < 0 else received() or signal.SIGINT
+            raise Interrupted(f"ffmpeg, encoding {dest.name},", signum)
         if proc.returncode != 0:
+            if "No space left on device" in proc.stderr:
+                raise write_failure(dest, "no space left on device", full=True)
             raise RuntimeError(f"ffmpeg could not write {dest.name}: {proc.stderr.strip()[-300:]}")

@@ -1,15 +1,79 @@
 """SIGINT/SIGTERM for unattended runs: the first asks to stop after the current batch (the ledger
 stays consistent and the run can be resumed); a second stops at once, which is still safe because
-every file and ledger write is atomic."""
+every file and ledger write is atomic. Before that hard stop, the helper programs still running
+(ffmpeg) are killed and the temporary files registered here are removed, so nothing is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from batchtts.errors import BatchttsError
 
 log = logging.getLogger("batchtts")
+
+_children: set[subprocess.Popen] = set()
+_temporaries: set[Path] = set()
+_received: int | None = None  # the first stop signal this process handled
+
+
+class Interrupted(BatchttsError):
+    """A helper program was stopped by a signal (Ctrl-C reaches the whole process group): exit 128+N."""
+
+    def __init__(self, what: str, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"{what} was stopped by {signal.Signals(signum).name}; finished chunks are kept. "
+            "Run the same command again to resume"
+        )
+
+
+def received() -> int | None:
+    """The stop signal this process has received, if any."""
+    return _received
+
+
+@contextlib.contextmanager
+def temporary(path: Path) -> Iterator[Path]:
+    """Remove `path` (a file or a folder) if a second signal stops the process while it exists."""
+    _temporaries.add(Path(path))
+    try:
+        yield Path(path)
+    finally:
+        _temporaries.discard(Path(path))
+
+
+def run_child(cmd: list[str]) -> subprocess.CompletedProcess:
+    """subprocess.run with capture, but killed (not left running) if a second signal stops this process."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _children.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            _children.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _clean_up_now() -> None:
+    for proc in list(_children):
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+    for path in list(_temporaries):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 class GracefulStop:
@@ -22,11 +86,13 @@ class GracefulStop:
         return self.signum is not None
 
     def _handle(self, signum: int, _frame: object) -> None:
+        global _received
         name = signal.Signals(signum).name
         if self.signum is not None:
             log.warning("second %s: stopping now; finished chunks are kept", name)
+            _clean_up_now()
             os._exit(128 + signum)
-        self.signum = signum
+        self.signum = _received = signum
         log.warning("%s received: finishing the current batch, then stopping (send it again to stop at once)", name)
 
     def __enter__(self) -> GracefulStop:
@@ -36,6 +102,8 @@ class GracefulStop:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _received
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+        _received = None

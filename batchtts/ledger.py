@@ -7,13 +7,17 @@ so editing one sentence changes one key and leaves every other finished chunk in
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.store import StoredAudio
+from batchtts.errors import EnvironmentProblem
+from batchtts.store import ChunkStore, StoredAudio
+
+log = logging.getLogger("batchtts")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -47,14 +51,70 @@ class DoneChunk:
     duration: float
 
 
+class LedgerUnreadable(EnvironmentProblem):
+    """The ledger file is not a readable SQLite database; the message says how to get out."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(
+            f"{path} cannot be read ({reason}); move it aside (mv {path} {path}.bad) and run again, which "
+            "recovers finished chunks from the chunk store, or run with --fresh to start over"
+        )
+
+
+def ledger_problem(path: Path) -> str | None:
+    """Why the ledger at `path` cannot be used (not a database, damaged), or None; it is opened read-only."""
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "unable to open" in str(exc):
+            return None  # busy or unreadable for other reasons: the writer reports those as it always did
+        return str(exc)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows != [("ok",)]:
+        return "damaged: " + "; ".join(str(r[0]) for r in rows[:3])
+    return None
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        problem = ledger_problem(self.path)
+        if problem:
+            raise LedgerUnreadable(self.path, problem)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "full" in str(exc)):
+                raise
+            raise LedgerUnreadable(self.path, str(exc)) from None
+
+    def recover_from(self, store: ChunkStore, keys: Iterable[str]) -> int:
+        """Mark done every chunk the ledger does not call done whose stored file proves its key.
+
+        An emptied or replaced ledger then costs no synthesis: chunk files are written (atomically)
+        before the ledger marks them, and each carries a tag that verifies its key and samples.
+        """
+        keys = set(keys)
+        missing = keys - set(self.done_chunks(keys))
+        found = {k: s for k in sorted(missing) if (s := store.proven(k)) is not None}
+        if found:
+            self.mark_done(None, found)
+            log.info("recovered %d finished chunks from the chunk store (the ledger did not list them)", len(found))
+        return len(found)
 
     def close(self) -> None:
         self.db.close()
@@ -109,7 +169,7 @@ class Ledger:
     def failures(self, keys: Iterable[str]) -> dict[str, str]:
         return dict(self._by_key("error", FAILED, keys))
 
-    def mark_done(self, run_id: int, stored: dict[str, StoredAudio]) -> None:
+    def mark_done(self, run_id: int | None, stored: dict[str, StoredAudio]) -> None:
         """Mark a whole batch done in one transaction, after its audio files are safely on disk."""
         now = time.time()
         with self.db:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import soundfile as sf
-
-from batchtts.atomic import atomic_path
 from batchtts.book import BookChapter, book_signature, book_slug, write_book, write_playlist
-from batchtts.encode import Tags, write_audio
+from batchtts.encode import Tags, write_audio, write_pcm
 from batchtts.events import EventLog
 from batchtts.jobs.types import Job
 from batchtts.ledger import Ledger
@@ -72,8 +69,7 @@ class Writer:
         # Chunk audio is read only for a chapter that must be written: an up-to-date book costs no decoding.
         pieces = [Piece(*self.store.read(c.key), c.brk, c.source_text, c.key, c.pause) for c in chunks]
         chapter = build_chapter(pieces, rate, job.pauses, job.loudness, lead)
-        with atomic_path(pcm) as tmp:
-            sf.write(str(tmp), chapter.audio, rate, format="FLAC", subtype="PCM_24")
+        write_pcm(pcm, chapter.audio, rate)
         write_audio(job.output, chapter.audio, rate, tags)
         info = {
             "job": job.id,

@@ -58,7 +58,7 @@ def prepare(
         try:
             options = cls.resolve_options(job.sampling)
         except OptionError as exc:
-            raise job.source.error("sampling", str(exc)) from None
+            raise job.source.error(exc.field or "sampling", str(exc)) from None
         if job.context == "rolling" and not cls.supports_rolling_context:
             raise job.source.error("context", f"engine '{name}' cannot prompt with earlier sentences; use \"prompt\"")
         key = (job.voice.prompt_audio, job.voice.prompt_text)
@@ -68,7 +68,7 @@ def prepare(
         segments = split_text(job.text, cls.max_chars, rule=cls.chunk_rule)
         engine_of[job.id] = name
         chunks[job.id] = make_chunks(
-            job, segments, voice.fingerprint, name, cls.revision(), options, cls.speakable_text
+            job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text
         )
     voices = {v.fingerprint: v for v in voices_by_path.values()}
     return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)

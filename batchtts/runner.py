@@ -152,6 +152,7 @@ def _run(
         )
     all_chunks = prep.all_chunks()
     all_keys = {c.key for c in all_chunks}
+    ledger.recover_from(store, all_keys)
     done = space.done(ledger, all_chunks)
     history = rolling_history(prep, store, done)
     summary.reused = sum(1 for c in all_chunks if c.key in done)

@@ -21,7 +21,6 @@ _CLOSERS = "\"'”’」』）》】〕〉)]"
 _CJK_END_RE = re.compile(rf"(?:[。！？；]|…+|！|？)+[{re.escape(_CLOSERS)}]*")
 _ASCII_END_RE = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s|$|[\u3000-\u9fff\uff00-\uffef])")
 _CLAUSE_RE = re.compile(rf"[,，、;：:—]+[{re.escape(_CLOSERS)}]*\s*")
-_WORD_BEFORE_RE = re.compile(r"([\w.]+)\.$")
 _SPEAKABLE_RE = re.compile(r"[^\W_]")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
@@ -97,12 +96,23 @@ def speakable(text: str) -> int:
     return len(_SPEAKABLE_RE.findall(text))
 
 
+def _word_before(text: str, dot: int) -> str:
+    """The run of word characters and dots that ends just before `dot` (what `[\\w.]+` would match there).
+
+    Walks back from the period, so each check reads only its own word: the regex search it replaces scanned
+    from the start of the text for every period, which made splitting quadratic in the text's length.
+    """
+    start = dot
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_."):
+        start -= 1
+    return text[start:dot]
+
+
 def _is_abbreviation_stop(text: str, dot: int) -> bool:
     """True when the single '.' at `dot` closes an abbreviation, an initial or a dotted acronym."""
-    m = _WORD_BEFORE_RE.search(text, 0, dot + 1)
-    if not m:
+    word = _word_before(text, dot)
+    if not word:
         return False
-    word = m.group(1)
     if word.lower() in _NO_BREAK_ABBREVIATIONS:
         return True
     if len(word) == 1 and word.isupper():  # an initial: "T. S. Eliot"

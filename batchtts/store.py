@@ -14,6 +14,13 @@ import soundfile as sf
 from batchtts.atomic import atomic_write_bytes
 
 
+def _proof(key: str, audio: np.ndarray, rate: int) -> str:
+    """Tag stored in each chunk file: its key and a hash of its rate and samples, so the file verifies itself."""
+    digest = hashlib.sha256(f"{key}/{rate}/".encode())
+    digest.update(np.ascontiguousarray(audio, np.float32).tobytes())
+    return f"batchtts-chunk {key} {digest.hexdigest()}"
+
+
 @dataclass(frozen=True)
 class StoredAudio:
     path: Path
@@ -30,8 +37,11 @@ class ChunkStore:
         return self.folder / key[:2] / f"{key}.wav"
 
     def write(self, key: str, audio: np.ndarray, sample_rate: int) -> StoredAudio:
+        audio = np.ascontiguousarray(audio, np.float32)
         buf = io.BytesIO()
-        sf.write(buf, np.asarray(audio, np.float32), sample_rate, format="WAV", subtype="FLOAT")
+        with sf.SoundFile(buf, "w", sample_rate, 1, format="WAV", subtype="FLOAT") as fh:
+            fh.comment = _proof(key, audio, sample_rate)
+            fh.write(audio)
         data = buf.getvalue()
         path = self.path_for(key)
         atomic_write_bytes(path, data)
@@ -62,6 +72,26 @@ class ChunkStore:
             return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
         except OSError:
             return False
+
+    def proven(self, key: str) -> StoredAudio | None:
+        """The stored file, if it proves itself: its embedded tag names this key and hashes its samples.
+
+        A file without the tag (written before tags, or replaced), with another chunk's audio, or with any
+        changed sample proves nothing. This lets a lost or emptied ledger be refilled from the store.
+        """
+        path = self.path_for(key)
+        try:
+            if path.is_symlink() or not path.is_file():
+                return None
+            data = path.read_bytes()
+            with sf.SoundFile(io.BytesIO(data)) as fh:
+                tag, rate, channels = fh.comment, fh.samplerate, fh.channels
+                audio = fh.read(dtype="float32")
+        except (OSError, RuntimeError, ValueError, TypeError):
+            return None
+        if channels != 1 or not rate or tag != _proof(key, audio, rate):
+            return None
+        return StoredAudio(path, len(data), hashlib.sha256(data).hexdigest(), len(audio) / rate)
 
     def sample_rate(self, key: str) -> int:
         return sf.info(str(self.path_for(key))).samplerate

@@ -67,10 +67,10 @@ class VoiceCache:
         path = self.folder / f"{engine}-{voice.fingerprint}.npz"
         if path.is_file():
             try:
-                with np.load(path) as npz:
+                with np.load(path, allow_pickle=False) as npz:
                     return {k: npz[k] for k in npz.files}
-            except (OSError, ValueError) as exc:
-                log.warning("voice cache %s unreadable (%s); preparing the voice again", path, exc)
+            except Exception as exc:  # 0 bytes (EOFError), a broken zip, garbage: a cache is only ever rebuilt
+                log.info("voice cache %s unreadable (%s: %s); preparing the voice again", path, type(exc).__name__, exc)
         state = make()
         buf = io.BytesIO()
         np.savez(buf, **state)

@@ -11,6 +11,7 @@ Layout (the state folder is batchtts's own; everything else under `--out` is the
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from pathlib import Path
 from batchtts.atomic import remove_stale_temps
 from batchtts.chunks import Chunk
 from batchtts.ledger import Ledger
-from batchtts.lock import OutputLock
+from batchtts.lock import OutputLock, linked
 from batchtts.store import ChunkStore
 from batchtts.voice import VoiceCache
 
 STATE_DIR = ".batchtts"
 LEDGER = "ledger.sqlite"
+SUBFOLDERS = ("chapters", "chunks", "voices")
+FILES = ("lock", LEDGER, f"{LEDGER}-wal", f"{LEDGER}-shm", f"{LEDGER}-journal")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,20 @@ class Workspace:
         return self.state / "chapters" / f"{job_id}.flac"
 
     def lock(self) -> OutputLock:
-        return OutputLock(self.state)
+        return OutputLock(self.state / "lock", self.refuse_links)
+
+    def refuse_links(self) -> None:
+        """A symbolic link where batchtts writes state would put it, or a truncated user file, outside --out."""
+        if self.state.is_symlink():
+            raise linked(self.state)
+        for name in SUBFOLDERS + FILES:
+            if (self.state / name).is_symlink():
+                raise linked(self.state / name)
+        chunks = self.state / "chunks"
+        if chunks.is_dir():
+            for sub in os.scandir(chunks):
+                if sub.is_symlink():
+                    raise linked(Path(sub.path))
 
     def store(self) -> ChunkStore:
         return ChunkStore(self.state / "chunks")
@@ -62,24 +78,26 @@ class Workspace:
 
     def forget(self) -> None:
         """`--fresh`: drop the ledger and the chunk store; voices and outputs stay."""
-        for name in (LEDGER, f"{LEDGER}-wal", f"{LEDGER}-shm"):
+        for name in FILES[1:]:
             (self.state / name).unlink(missing_ok=True)
         shutil.rmtree(self.state / "chunks", ignore_errors=True)
 
     def remove_stale_temps(self, output_folders: Iterable[Path]) -> int:
         """Temp files a killed run left in the state folder and beside the outputs (hold the lock)."""
         return remove_stale_temps(self.state, recursive=True) + sum(
-            remove_stale_temps(folder) for folder in set(output_folders)
+            remove_stale_temps(folder) for folder in {self.out_dir, *output_folders}
         )
 
     def done(self, ledger: Ledger | None, chunks: Iterable[Chunk]) -> set[str]:
-        """Keys that need no synthesis: the ledger says done, the stored file has the recorded size and
-        hash, and a rolling-context sentence's speech tokens are there to prompt the next one. Every
-        command (run, retry, status, plan) asks this, so they never disagree."""
+        """Keys that need no synthesis: the ledger says done and the stored file has the recorded size and
+        hash (or, unlisted, the file's own tag proves its key), and a rolling-context sentence's speech
+        tokens are there to prompt the next one. Every command (run, retry, status, plan) asks this, so
+        they never disagree."""
         chunks = list(chunks)
-        if ledger is None or not chunks:
+        if not chunks:
             return set()
-        store = self.store()
-        recorded = ledger.done_chunks({c.key for c in chunks})
+        store, keys = self.store(), {c.key for c in chunks}
+        recorded = ledger.done_chunks(keys) if ledger else {}
         done = {k for k, d in recorded.items() if store.intact(k, d.nbytes, d.sha256)}
+        done |= {k for k in keys - set(recorded) if store.proven(k)}  # what `run` recovers for a lost ledger
         return done - {c.key for c in chunks if c.rolling and c.key in done and not store.has_tokens(c.key)}

@@ -60,7 +60,7 @@ def _wait_for(cond, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
-def assert_consistent(out: Path, ref: Path) -> None:
+def assert_consistent(out: Path, ref: Path, names: list[str] = OUTPUTS) -> None:
     """Ledger intact; every chunk it calls done is on disk as recorded; no output is half-written."""
     ledger = out / ".batchtts" / "ledger.sqlite"
     if ledger.exists():
@@ -69,7 +69,7 @@ def assert_consistent(out: Path, ref: Path) -> None:
             for path, nbytes, sha in db.execute("SELECT path, nbytes, sha256 FROM audio WHERE state='done'"):
                 data = Path(path).read_bytes()
                 assert len(data) == nbytes and hashlib.sha256(data).hexdigest() == sha
-    for name in OUTPUTS:
+    for name in names:
         if (out / name).exists():  # a chapter either is complete and right, or is not there at all
             assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
@@ -129,20 +129,54 @@ def test_sigterm_finishes_the_batch_keeps_the_ledger_consistent_and_says_how_to_
     assert_same_book(out, ref)
 
 
-def test_a_second_signal_stops_at_once_and_is_still_consistent(book, tmp_path):
-    jobs, ref, _ = book
+def test_a_second_signal_stops_at_once_and_is_still_consistent(tmp_path):
+    """Deterministic: the `gate` engine holds its first batch open until both signals have been handled."""
+    records = [
+        {
+            "id": f"p{c}",
+            "text": " ".join(SENTENCE.format(n=n, c=c) for n in range(1, 5)),
+            "output": f"p{c}.wav",
+            "engine": "gate",
+            "book": "Lights",
+            "track": c,
+        }
+        for c in (1, 2)
+    ]
+    jobs = write_jobs(tmp_path / "book.jsonl", records)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cli = [sys.executable, "-m", "tests.signal_cli", "run", str(jobs), "--max-batch", "2"]
+    env = {**os.environ, "BATCHTTS_GATE": str(gate)}
+    (gate / "open").touch()
+    ref = subprocess.run([*cli, "--out", str(tmp_path / "ref")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    (gate / "open").unlink()
+    (gate / "entered").unlink()
+
     out = tmp_path / "out"
-    proc = _start(jobs, out)
-    _wait_for(lambda: done_count(out) >= 1)
+    proc = subprocess.Popen(
+        [*cli, "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(lambda: (gate / "entered").exists())  # a batch is running, and stays running
+    assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    lines = []
+    for line in proc.stderr:  # the first signal is handled before the second is sent
+        lines.append(line)
+        if "SIGINT received: finishing the current batch" in line:
+            break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGINT, err
+    err = "".join(lines) + proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGINT, err
     assert "second SIGINT: stopping now" in err
-    assert_consistent(out, ref)
-    assert run_cli("run", str(jobs), "--out", str(out)).returncode == 0
-    assert_same_book(out, ref)
+    assert not (gate / "open").exists()  # so the batch never finished: the stop really was at once
+    names = ["p1.wav", "p2.wav", "Lights.m4b", "Lights.m3u", "p1.srt", "p2.json"]
+    assert_consistent(out, tmp_path / "ref", names)
+    (gate / "open").touch()
+    resumed = subprocess.run([*cli, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
 @pytest.fixture
@@ -165,7 +199,7 @@ def test_a_full_disk_loses_nothing_and_exits_4(book, tmp_path, small_disk):
     assert full.returncode == 4, full.stderr
     assert "disk full while writing" in full.stderr and "finished chunks are kept" in full.stderr
     assert_consistent(out, ref)
-    assert not list(out.rglob(".*.tmp*"))  # the failed write cleaned up after itself
+    assert not list(out.rglob(".batchtts-tmp-*"))  # the failed write cleaned up after itself
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)  # the user frees space (here: moves the folder to a bigger disk)
     resumed = run_cli("run", str(jobs), "--out", str(moved), "-v")

@@ -43,7 +43,7 @@ def test_kill_9_mid_run_then_resume_gives_identical_chapters(tmp_path):
     proc.wait()
     killed_at = done_count(out)
     assert 0 < killed_at < 36, "the kill should land mid-run"
-    assert not list(out.glob("*.tmp*")), "no half-written output may sit where a finished file is expected"
+    assert not list(out.glob(".batchtts-tmp-*")), "no half-written output may sit where a finished file is expected"
 
     resumed = run_cli("run", str(jobs), "--out", str(out), "--max-batch", "3", "-v")
     assert resumed.returncode == 0, resumed.stderr
@@ -56,7 +56,10 @@ def test_temp_files_left_by_a_killed_writer_are_cleaned_up(tmp_path):
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "a", "text": "One short sentence here.", "output": "a.wav"}])
     out = tmp_path / "out"
     (out / ".batchtts" / "chunks" / "ab").mkdir(parents=True)
-    stale = [out / ".a.x1y2.tmp.wav", out / ".batchtts" / "chunks" / "ab" / ".abcd.q.tmp.wav"]
+    stale = [
+        out / ".batchtts-tmp-x1y2z3w4-a.wav",
+        out / ".batchtts" / "chunks" / "ab" / ".batchtts-tmp-q1q2q3q4-abcd.wav",
+    ]
     for path in stale:
         path.write_bytes(b"half")
     proc = run_cli("run", str(jobs), "--out", str(out), "-v")

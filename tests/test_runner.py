@@ -8,7 +8,6 @@ from click.testing import CliRunner
 
 from batchtts import run
 from batchtts.cli import main
-from batchtts.lock import OutputLock
 from batchtts.workspace import Workspace
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
@@ -112,7 +111,7 @@ def test_a_failing_chunk_spares_the_rest_and_exits_1(book, tmp_path):
 
 def test_a_second_run_on_the_same_outputs_is_refused_with_exit_3(book, tmp_path):
     out = tmp_path / "out"
-    with OutputLock(Workspace(out).state):
+    with Workspace(out).lock():
         result = CliRunner().invoke(main, ["run", str(book), "--out", str(out)])
     assert result.exit_code == 3 and "in use by batchtts" in result.output
     assert CliRunner().invoke(main, ["run", str(book), "--out", str(out)]).exit_code == 0

@@ -103,7 +103,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class OptionError(ValueError):
-    """A job asked for a sampling option the engine does not have."""
+    """A job asked for a sampling option the engine does not have, or a value outside its range."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field  # e.g. "sampling.temperature", for the one-line error
 
 
 class Engine(ABC):
@@ -118,6 +122,8 @@ class Engine(ABC):
     supports_rolling_context: ClassVar[bool] = False
     #: Sampling options a job may set under `sampling`, with their defaults.
     option_defaults: ClassVar[dict[str, float]] = {}
+    #: Inclusive (lowest, highest) value of each option; a value outside is refused before any work.
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
 
     sample_rate: int
 
@@ -127,11 +133,26 @@ class Engine(ABC):
         """Identify weights and code, without loading them; it is part of every chunk key."""
 
     @classmethod
+    def revision_for(cls, language: str) -> str:
+        """The revision in the keys of chunks in `language`: engines whose languages run on different
+        programs override it, so a program one language never uses cannot change that language's keys."""
+        return cls.revision()
+
+    @classmethod
     def resolve_options(cls, sampling: dict[str, float]) -> dict[str, float]:
+        """The job's options over the defaults; unknown names, non-numbers, NaN, infinities and values outside
+        `option_ranges` are refused (a length scale of 1e30 would otherwise allocate gigabytes after loading)."""
         unknown = sorted(set(sampling) - set(cls.option_defaults))
         if unknown:
             known = ", ".join(sorted(cls.option_defaults)) or "none"
             raise OptionError(f"engine '{cls.name}' has no option '{unknown[0]}' (known: {known})")
+        for name, value in sampling.items():
+            field = f"sampling.{name}"
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise OptionError(f"must be a finite number, got {value!r}", field)
+            low, high = cls.option_ranges.get(name, (-math.inf, math.inf))
+            if not low <= value <= high:
+                raise OptionError(f"engine '{cls.name}' takes {low:g} to {high:g}, got {value:g}", field)
         return {**cls.option_defaults, **sampling}
 
     @classmethod

