@@ -7,8 +7,9 @@ frontend/campplus.onnx (speaker encoder; also found in a GLM-TTS checkout).
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
 CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
-cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then flow and
-vocoder per row (the official flow takes one sequence at a time).
+cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then batchtts's own
+flow and vocoder over many rows per forward (token2wav.py), overlapped with the decode when the decoder
+reports finished rows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
+from batchtts.engines.glmtts.token2wav import audio_bytes_per_frame
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 
@@ -30,7 +32,7 @@ DECODE_ENV = "GLMTTS_DECODE"  # dynamic (default), static, compile or graphs: se
 DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
-DECODE_VERSION = 2  # bump when decoding changes what a chunk sounds like
+DECODE_VERSION = 3  # bump when decoding changes what a chunk sounds like
 MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
@@ -67,6 +69,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
         prompt_tokens_per_second=TOKENS_PER_SECOND,
         weights_bytes=params * dtype_bytes,
         activation_bytes_per_seq=hidden * 4 * 64,
+        audio_bytes_per_frame=sum(audio_bytes_per_frame(dtype_bytes=dtype_bytes)),  # flow + vocoder (token2wav.py)
         tokens_per_second=TOKENS_PER_SECOND,
         padding="prompt",  # left-padded prompts; a row leaves the batch at EOA (glmtts_llm.decode_batch)
     )
@@ -162,7 +165,9 @@ class GlmttsEngine(Engine):
         if not campplus.is_file():
             campplus = home / "frontend" / "campplus.onnx"
         official = OfficialModules(home, folder, device, SAMPLE_RATE)
-        return cls(folder, device, tokenizer, llm, special_ids(tokenizer), SpeakerEncoder(campplus), official)
+        engine = cls(folder, device, tokenizer, llm, special_ids(tokenizer), SpeakerEncoder(campplus), official)
+        engine.audio = _load_audio_stages(folder, device)
+        return engine
 
     def _text_ids(self, text: str, language: str) -> list[int]:
         # The official front end lower-cases English before tokenising.
@@ -204,12 +209,14 @@ class GlmttsEngine(Engine):
                 )
             )
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
+        audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
+        feed = audio.decode_kwargs(self.decoder)  # on_row_done, where the decoder offers it
         tokens, truncated = self.decoder.decode(
-            prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"]
+            prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"], **feed
         )
+        waves = audio.finish(tokens)
         out = []
-        for toks, cut in zip(tokens, truncated, strict=True):
-            wav = self.official.waveform(toks, voice["prompt_speech"], voice["prompt_mel"], voice["embedding"])
+        for toks, cut, wav in zip(tokens, truncated, waves, strict=True):
             out.append(
                 SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
             )
@@ -246,7 +253,20 @@ class GlmttsEngine(Engine):
         length = 750 + 60 + 60  # 30 s of prompt speech, prompt text, a long sentence
         with torch.inference_mode():
             self.llm(input_ids=torch.full((1, length), self.special.pad, device="cuda"), use_cache=True)
-        return int(torch.cuda.max_memory_allocated() - base)
+        return int(torch.cuda.max_memory_allocated() - base) + self.audio.reserve_bytes()  # + flow and vocoder
 
     def close(self) -> None:
         self.llm = self.decoder = None
+        self.audio = None
+
+
+def _load_audio_stages(folder: Path, device: str):
+    """batchtts's flow and vocoder from the official `ckpt/` folder: `<folder>/ckpt` here, or the download's
+    root in the hub layout (where the root is that folder)."""
+    from batchtts.engines.glmtts.token2wav import TokenToWave
+
+    root = folder / "ckpt" if (folder / "ckpt" / "flow").is_dir() else folder
+    try:
+        return TokenToWave.load(root, device)
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        raise EnvironmentProblem(f"GLM-TTS flow/vocoder weights in {root} cannot be loaded: {exc}") from None

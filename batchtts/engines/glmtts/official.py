@@ -1,6 +1,7 @@
-"""The parts of GLM-TTS that are model code in its own repository and on no package index: the
-Whisper-VQ speech tokenizer, the flow-matching DiT and the HiFT vocoder. They are imported from a
-GLM-TTS checkout the user names (`--glmtts-home` / `GLMTTS_HOME`), never copied into batchtts."""
+"""GLM-TTS model code that lives only in its own repository, imported from a checkout the user names
+(`--glmtts-home` / `GLMTTS_HOME`), never copied into batchtts: the Whisper-VQ speech tokenizer, and the
+official flow and HiFT vocoder, which batchtts no longer runs (flow.py, hift.py replace them) but keeps
+as a cross-check (`official_token2wav`, used by the tests marked `official`)."""
 
 from __future__ import annotations
 
@@ -48,32 +49,27 @@ class OfficialModules:
             sys.path.insert(0, str(home))
         try:
             from cosyvoice.cli.frontend import SpeechTokenizer
-            from utils.tts_model_util import Token2Wav
-            from utils.yaml_util import load_flow_model, load_speech_tokenizer
+            from utils.yaml_util import load_speech_tokenizer
         except ImportError as exc:
             raise EnvironmentProblem(
                 f"cannot import GLM-TTS code from {home} ({exc}); install its requirements into this environment"
             ) from None
         with _cwd(model_dir):
             self.tokenizer = SpeechTokenizer(*load_speech_tokenizer(str(model_dir / "ckpt" / "speech_tokenizer")))
-            flow = load_flow_model(
-                str(model_dir / "ckpt" / "flow" / "flow.pt"), str(model_dir / "ckpt" / "flow" / "config.yaml"), device
-            )
-            self.token2wav = Token2Wav(flow, sample_rate=sample_rate, device=device)
         self.device = device
 
     def speech_tokens(self, audio16k: np.ndarray) -> list[int]:
         wav = torch.from_numpy(np.asarray(audio16k, np.float32))[None]
         return list(self.tokenizer.extract_speech_token([(wav, 16000)])[0])
 
-    @torch.inference_mode()
-    def waveform(
-        self, tokens: list[int], prompt_tokens: np.ndarray, prompt_mel: np.ndarray, embedding: np.ndarray
-    ) -> np.ndarray:
-        wav, _ = self.token2wav.token2wav_with_cache(
-            tokens,
-            prompt_token=torch.as_tensor(prompt_tokens, dtype=torch.int32)[None],
-            prompt_feat=torch.as_tensor(prompt_mel, dtype=torch.float32)[None],
-            embedding=torch.as_tensor(embedding, dtype=torch.float32)[None],
-        )
-        return wav.detach().float().cpu().numpy().reshape(-1)
+
+def official_token2wav(home: Path, ckpt_root: Path, device: str = "cpu"):
+    """The official Token2Wav (flow + HiFT) over `ckpt_root/flow` and `ckpt_root/hift`, for cross-checks only."""
+    if str(home) not in sys.path:
+        sys.path.insert(0, str(home))
+    from utils.tts_model_util import Token2Wav
+    from utils.yaml_util import load_flow_model
+
+    with _cwd(ckpt_root.parent):  # the official HiFT loader opens 'ckpt/hift/hift.pt'
+        flow = load_flow_model(str(ckpt_root / "flow" / "flow.pt"), str(ckpt_root / "flow" / "config.yaml"), device)
+        return Token2Wav(flow, sample_rate=24000, device=device)
