@@ -102,7 +102,13 @@ class SourceModule(nn.Module):
         rad = (fn / SAMPLE_RATE) % 1
         # The official draws: uniform initial phases (B, dim) then the noise (B, T, dim); each row from its own.
         rand_ini = torch.stack([torch.rand(1, dim, generator=g, device=f0.device)[0] for g in gens])
-        noise = torch.stack([torch.randn(1, up.shape[1], dim, generator=g, device=f0.device)[0] for g in gens])
+        # The official `randn_like` of the (B, T, dim) sines, which are a transposed view: torch fills such a
+        # tensor element by element in memory order (not the vectorised fill of a contiguous one). Each row
+        # draws the same way at its own length, so a padded row draws exactly what it draws alone.
+        noise = torch.zeros(b, up.shape[1], dim, device=f0.device)
+        for i, (g, n_i) in enumerate(zip(gens, frames.tolist(), strict=True)):
+            view = torch.empty(1, dim, n_i * SAMPLES_PER_FRAME, device=f0.device).transpose(1, 2)
+            noise[i, : n_i * SAMPLES_PER_FRAME] = view.normal_(generator=g)[0]
         rand_ini[:, 0] = 0
         rad[:, 0, :] = rad[:, 0, :] + rand_ini
         rad = F.interpolate(rad.transpose(1, 2), scale_factor=1 / SAMPLES_PER_FRAME, mode="linear")
