@@ -162,6 +162,8 @@ def _official_modules():
     if not home:
         pytest.skip("set GLMTTS_HOME to a GLM-TTS checkout (with its requirements) to compare with the official code")
     sys.path.insert(0, str(home))
+    for name in [m for m in sys.modules if m.split(".")[0] in ("utils", "cosyvoice", "flow")]:
+        del sys.modules[name]  # a stand-in checkout imported earlier in this session
     try:
         from cosyvoice.hifigan_cosy2.f0_predictor import ConvRNNF0Predictor
         from cosyvoice.hifigan_cosy2.generator import HiFTGenerator
