@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class TokenToWave:
             est.proj_out.weight.dtype.itemsize,
         )
         self.memory_bytes = memory_bytes or int(os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY)
+        self.timings: dict[str, float] | None = None  # {"flow": s, "vocoder": s} when a benchmark asks
         if device == "cuda":
             self.bytes_per_frame = self._measure()
 
@@ -136,7 +138,9 @@ class TokenToWave:
         mels = [torch.as_tensor(voices[i]["prompt_mel"], dtype=torch.float32) for i in rows]
         emb = torch.stack([torch.as_tensor(voices[i]["embedding"], dtype=torch.float32) for i in rows])
         noise = [self.flow.noise(len(t), int(seeds[i]), dev) for t, i in zip(tokens, rows, strict=True)]
+        clock = _Clock(self.timings, dev)
         mel_out = self.flow.sample(tokens, mels, emb, noise)
+        clock.lap("flow")
         live = [k for k, m in enumerate(mel_out) if m.shape[1] > 0]  # a row shorter than its prompt has no audio
         _, voc_cap = self.max_frames()
         start = 0
@@ -149,6 +153,7 @@ class TokenToWave:
             for k, wav in zip(part, waves, strict=True):
                 out[rows[k]] = wav.float().cpu().numpy()
             start = end
+        clock.lap("vocoder")
 
     def pipeline(self, voice_state: VoiceState, seeds: Sequence[int]) -> AudioPipeline:
         return AudioPipeline(self, voice_state, seeds)
@@ -181,9 +186,14 @@ class AudioPipeline:
             takes = False
         if not takes:
             return {}
-        self.thread = threading.Thread(target=self._work, name="glmtts-audio", daemon=True)
-        self.thread.start()
+        self.start()
         return {"on_row_done": self.submit}
+
+    def start(self) -> None:
+        """Run queued rows on a worker thread from now on (otherwise they all run in `finish`)."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name="glmtts-audio", daemon=True)
+            self.thread.start()
 
     def submit(self, index: int, tokens: Sequence[int], truncated: bool = False) -> None:
         with self.cond:
@@ -220,12 +230,17 @@ class AudioPipeline:
         for (i, _), wav in zip(rows, waves, strict=True):
             self.out[i] = wav
 
-    def finish(self, tokens: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    def end(self, tokens: Sequence[Sequence[int]]) -> None:
+        """No more rows: queue those never reported (all of them without a callback); a started worker runs
+        them without waiting for `finish`."""
         with self.cond:
-            # Without a callback (or for rows it never reported) the rows run now.
             self.pending.extend((i, list(tokens[i])) for i in range(len(self.out)) if i not in self.seen)
+            self.seen.update(range(len(self.out)))
             self.done = True
             self.cond.notify()
+
+    def finish(self, tokens: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        self.end(tokens)
         if self.thread is not None:
             self.thread.join()
         else:
@@ -236,3 +251,22 @@ class AudioPipeline:
         if self.stream is not None:
             torch.cuda.current_stream().wait_stream(self.stream)
         return [o if o is not None else np.zeros(0, np.float32) for o in self.out]
+
+
+class _Clock:
+    """Adds stage times to `timings` (synchronising the device), or does nothing when timings is None."""
+
+    def __init__(self, timings: dict[str, float] | None, device: str):
+        self.timings, self.device = timings, device
+        self.t = self._now() if timings is not None else 0.0
+
+    def _now(self) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = self._now()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
