@@ -188,8 +188,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "glmtts-llm-config.json")
     parser.add_argument("--jobs", type=Path, default=ROOT / "jobs" / "book.jsonl")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sentences", type=int, default=None, help="default: 1000 on CUDA, 24 on CPU")
-    parser.add_argument("--sample", type=int, default=None, help="sentences run in the official order (20 / 3)")
+    parser.add_argument("--sentences", type=int, default=None, help="default: 1000 on CUDA, 8 on CPU")
+    parser.add_argument("--sample", type=int, default=None, help="sentences run in the official order (20 / 2)")
     parser.add_argument("--kv-budget", default=None, help="default: 10GiB on CUDA, 512MiB on CPU")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--audio-memory", default=None, help="flow + vocoder activations (default: the engine's)")
@@ -200,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     device = args.device
     small = args.small or device == "cpu"
-    n = args.sentences or (1000 if device == "cuda" else 24)
+    n = args.sentences or (1000 if device == "cuda" else 8)
 
     model, dims = build_model(json.loads(args.config.read_text()), device, small)
     sp = specials(dims["vocab_size"])
@@ -217,7 +217,7 @@ def main() -> None:
     budget = parse_size(args.kv_budget or ("10GiB" if device == "cuda" else "512MiB"))
     plan = plan_batches(chunks, cost, budget, args.max_batch, {"narrator": PROMPT_TEXT + 1 + PROMPT_SPEECH})
     batches = [list(b.chunks) for b in plan.batches]
-    k = args.sample or (20 if device == "cuda" else 3)
+    k = args.sample or (20 if device == "cuda" else 2)
     sample = [[chunks[i]] for i in np.linspace(0, len(chunks) - 1, min(k, len(chunks))).astype(int)]
 
     run("warm-up", decoder, audio, sp, voice, [chunks[:2], chunks[2:3]], lens_of, args.ratio, device)

@@ -143,14 +143,14 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first cos.shape[-1] features of (B, T, D) x in interleaved pairs, as the official model
-    does before splitting heads (so only the first head's features turn)."""
+    """Rotate, in place, the first cos.shape[-1] features of (B, T, D) x in interleaved pairs, as the official
+    model does before splitting heads (so only the first head's features turn)."""
     n = cos.shape[-1]
-    rot, rest = x[..., :n], x[..., n:]
+    rot = x[..., :n].float()
     pairs = rot.unflatten(-1, (-1, 2))
     half = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    out = (rot.float() * cos + half.float() * sin).to(x.dtype)  # in fp32, as x-transformers does
-    return torch.cat((out, rest), dim=-1)
+    x[..., :n] = rot * cos + half * sin  # in fp32, as x-transformers does
+    return x
 
 
 class Attention(nn.Module):

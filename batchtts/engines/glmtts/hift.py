@@ -35,13 +35,14 @@ AUDIO_LIMIT = 0.99
 LRELU_SLOPE = 0.1
 
 
-def _keep(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero the padded samples of (B, C, T) x; mask (B, T) is True on a row's own samples."""
-    return x.masked_fill(~mask[:, None], 0.0)
+def _keep(x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """Zero, in place, the padded samples of (B, C, T) x; pad (B, 1, T) is True past a row's end (None: no padding)."""
+    return x if pad is None else x.masked_fill_(pad, 0.0)  # callers pass fresh temporaries
 
 
-def _lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.arange(width, device=lengths.device)[None] < lengths[:, None]
+def _pad_mask(lengths: torch.Tensor, width: int) -> torch.Tensor | None:
+    pad = torch.arange(width, device=lengths.device)[None] >= lengths[:, None]
+    return pad[:, None] if bool(pad.any()) else None
 
 
 class Snake(nn.Module):
@@ -66,7 +67,7 @@ class ResBlock(nn.Module):
         self.activations1 = nn.ModuleList([Snake(channels) for _ in DILATIONS])
         self.activations2 = nn.ModuleList([Snake(channels) for _ in DILATIONS])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for c1, c2, a1, a2 in zip(self.convs1, self.convs2, self.activations1, self.activations2, strict=True):
             x = x + c2(_keep(a2(c1(_keep(a1(x), mask))), mask))
         return x
@@ -175,7 +176,7 @@ class HiFT(nn.Module):
         mel = torch.zeros(len(mels), mels[0].shape[0], width, device=device)
         for i, m in enumerate(mels):
             mel[i, :, : m.shape[1]] = m
-        m0 = _lengths_mask(frames, width)
+        m0 = _pad_mask(frames, width)
         # F0 is integrated into the source's phase over the whole sentence, so the rounding of a batched
         # convolution would grow into audible drift: it runs per row (about 5% of the vocoder's work), and a
         # row's excitation is then exactly what it is alone.
@@ -198,7 +199,7 @@ class HiFT(nn.Module):
             if i == len(self.ups) - 1:
                 x = F.pad(x, (1, 0), mode="reflect")
                 length = length + 1
-            mask = _lengths_mask(length, x.shape[-1])
+            mask = _pad_mask(length, x.shape[-1])
             x = x + self.source_resblocks[i](self.source_downs[i](spec), mask)
             k = len(RES_KERNELS)
             x = sum(block(x, mask) for block in self.resblocks[i * k : (i + 1) * k]) / k
