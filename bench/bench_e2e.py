@@ -85,11 +85,11 @@ def build_audio(device: str, small: bool, memory: int | None) -> TokenToWave:
     return TokenToWave(flow, hift.eval(), device, memory)
 
 
-def random_voice(seed: int = 0) -> dict:
+def random_voice(prompt_tokens: int = PROMPT_SPEECH, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {
-        "prompt_speech": rng.integers(0, 1000, PROMPT_SPEECH).astype(np.int64),
-        "prompt_mel": rng.normal(-5, 2, (2 * PROMPT_SPEECH, 80)).astype(np.float32),
+        "prompt_speech": rng.integers(0, 1000, prompt_tokens).astype(np.int64),
+        "prompt_mel": rng.normal(-5, 2, (2 * prompt_tokens, 80)).astype(np.float32),
         "embedding": rng.normal(0, 1, 192).astype(np.float32),
     }
 
@@ -143,9 +143,8 @@ def run(name, decoder, audio, sp, voice, batches, lens_of, ratio, device, overla
     with BusySampler(device) as busy:
         t0 = _sync(device)
         for batch in batches:
-            prompts = [
-                [5] * PROMPT_TEXT + [7] * lens_of[c.key] + [sp.boa] + [sp.ats + 1] * PROMPT_SPEECH for c in batch
-            ]
+            speech = [sp.ats + 1] * len(voice["prompt_speech"])
+            prompts = [[5] * PROMPT_TEXT + [7] * lens_of[c.key] + [sp.boa] + speech for c in batch]
             seeds = [c.index for c in batch]
             pipe = audio.pipeline(voice, seeds)
             feed = pipe.decode_kwargs(decoder) if overlap else {}
@@ -195,6 +194,7 @@ def main() -> None:
     parser.add_argument("--audio-memory", default=None, help="flow + vocoder activations (default: the engine's)")
     parser.add_argument("--ratio", type=float, default=6.5, help="speech tokens decoded per text token")
     parser.add_argument("--decode", default=os.environ.get("GLMTTS_DECODE") or "static", help="decode mode")
+    parser.add_argument("--prompt-tokens", type=int, default=PROMPT_SPEECH, help="the voice's prompt (25 a second)")
     parser.add_argument("--small", action="store_true", help="small dimensions (default on CPU)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -206,7 +206,7 @@ def main() -> None:
     sp = specials(dims["vocab_size"])
     decoder = StaticDecoder(model, args.decode)
     audio = build_audio(device, small, parse_size(args.audio_memory) if args.audio_memory else None)
-    voice = random_voice()
+    voice = random_voice(args.prompt_tokens)
     book = book_sentences(args.jobs, 1)
     sentences = book_sentences(args.jobs, math.ceil(n / len(book)))[:n]
     chunks = [
@@ -215,7 +215,7 @@ def main() -> None:
     cost = llm_cost(dims, 2 if device == "cuda" else 4)
     lens_of = {c.key: cost.text_tokens(c.text, c.language) for c in chunks}
     budget = parse_size(args.kv_budget or ("10GiB" if device == "cuda" else "512MiB"))
-    plan = plan_batches(chunks, cost, budget, args.max_batch, {"narrator": PROMPT_TEXT + 1 + PROMPT_SPEECH})
+    plan = plan_batches(chunks, cost, budget, args.max_batch, {"narrator": PROMPT_TEXT + 1 + args.prompt_tokens})
     batches = [list(b.chunks) for b in plan.batches]
     k = args.sample or (20 if device == "cuda" else 2)
     sample = [[chunks[i]] for i in np.linspace(0, len(chunks) - 1, min(k, len(chunks))).astype(int)]
@@ -249,6 +249,7 @@ def main() -> None:
         "flow": SMALL_DIT if small else OFFICIAL_DIT,
         "hift": SMALL_HIFT if small else OFFICIAL_HIFT,
         "decode_mode": args.decode,
+        "prompt_tokens": args.prompt_tokens,
         "ratio": args.ratio,
         "sentences": n,
         "kv_budget": format_size(budget),
@@ -269,6 +270,7 @@ def markdown(result: dict) -> str:
         "",
         f"{result['sentences']} sentences of the example book; random weights"
         + (" at small dimensions (smoke run)" if result["small_dims"] else " at the real dimensions")
+        + f"; a {result['prompt_tokens'] / 25:g} s voice prompt"
         + f"; decode `{result['decode_mode']}`, {result['ratio']} speech tokens per text token; "
         f"KV budget {result['kv_budget']}, flow + vocoder memory {result['audio_memory']}.",
         "",
