@@ -253,3 +253,19 @@ def test_our_flow_and_vocoder_give_the_official_modules_output(ckpt, capsys):
             f"\nofficial vs batchtts (fp32 CPU, tiny random weights): mel max abs {worst_mel:.2e}, wav {worst_wav:.2e}"
         )
     assert worst_mel <= 1e-4 and worst_wav <= 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_a_padded_batch_gives_each_row_its_own_audio_and_the_cpu_s(ckpt, t2w):
+    gpu = TokenToWave.load(ckpt, "cuda", dtype=torch.float32)
+    voice = _voice(0, 8)
+    rows, seeds = [[1, 2, 3] * 4, [5] * 4, list(range(24))], [1, 2, 3]
+    batch = gpu.tokens_to_audio(rows, voice, seeds)
+    cpu = t2w.tokens_to_audio(rows, voice, seeds)
+    for i in range(len(rows)):
+        alone = gpu.tokens_to_audio([rows[i]], voice, [seeds[i]])[0]
+        assert np.abs(alone - batch[i]).max() <= 1e-4
+        assert len(cpu[i]) == len(batch[i]) and np.isfinite(batch[i]).all()
+    bf16 = TokenToWave.load(ckpt, "cuda").tokens_to_audio(rows, voice, seeds)  # the default: DiT in bf16
+    assert all(len(a) == len(b) and np.isfinite(a).all() for a, b in zip(bf16, batch, strict=True))
