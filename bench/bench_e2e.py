@@ -80,9 +80,9 @@ def build_audio(device: str, small: bool, memory: int | None) -> TokenToWave:
         flow = FlowModel(parse_flow_config(FLOW_CONFIG), SMALL_DIT if small else OFFICIAL_DIT)
         hift = HiFT(**(SMALL_HIFT if small else OFFICIAL_HIFT))
     inv_freq = flow.estimator.rotary_embed.inv_freq.clone()
-    flow = flow.to(dtype).eval()
-    flow.estimator.rotary_embed.inv_freq = inv_freq
-    return TokenToWave(flow, hift.eval(), device, memory)
+    flow = flow.to(device=device, dtype=dtype).eval()
+    flow.estimator.rotary_embed.inv_freq = inv_freq.to(device)  # rotary angles stay fp32, as in FlowModel.from_files
+    return TokenToWave(flow, hift.to(device).eval(), device, memory)
 
 
 def random_voice(prompt_tokens: int = PROMPT_SPEECH, seed: int = 0) -> dict:
