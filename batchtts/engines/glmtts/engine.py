@@ -211,9 +211,13 @@ class GlmttsEngine(Engine):
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
         audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
         feed = audio.decode_kwargs(self.decoder)  # on_row_done, where the decoder offers it
-        tokens, truncated = self.decoder.decode(
-            prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"], **feed
-        )
+        try:
+            tokens, truncated = self.decoder.decode(
+                prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"], **feed
+            )
+        except BaseException:
+            audio.abort()
+            raise
         waves = audio.finish(tokens)
         out = []
         for toks, cut, wav in zip(tokens, truncated, waves, strict=True):

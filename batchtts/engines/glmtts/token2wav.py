@@ -239,6 +239,14 @@ class AudioPipeline:
             self.done = True
             self.cond.notify()
 
+    def abort(self) -> None:
+        """The decode failed: drop queued rows and let a started worker end."""
+        with self.cond:
+            self.pending, self.done = [], True
+            self.cond.notify()
+        if self.thread is not None:
+            self.thread.join()
+
     def finish(self, tokens: Sequence[Sequence[int]]) -> list[np.ndarray]:
         self.end(tokens)
         if self.thread is not None:
