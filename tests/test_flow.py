@@ -3,6 +3,7 @@ checkpoints load in either layout, and (where a GLM-TTS checkout is named) the o
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ import soundfile as sf
 import torch
 
 from batchtts.engines.base import SynthRequest
-from batchtts.engines.glmtts import GlmttsEngine
+from batchtts.engines.glmtts import GlmttsEngine, llm_cost
 from batchtts.engines.glmtts.flow import FlowModel, load_state, parse_flow_config
 from batchtts.engines.glmtts.hift import HiFT, fold_weight_norm
-from batchtts.engines.glmtts.token2wav import TokenToWave, hift_seed
+from batchtts.engines.glmtts.token2wav import TokenToWave, audio_bytes_per_frame, hift_seed
 from batchtts.voice import load_voice
+from tests.conftest import ROOT
 from tests.tiny_glmtts import build_checkpoint, build_official_stub
 from tests.tiny_glmtts_audio import FLOW_CONFIG, TINY_DIT, build_audio_stages, tiny_hift, weight_normed_state
 
@@ -269,3 +271,20 @@ def test_on_cuda_a_padded_batch_gives_each_row_its_own_audio_and_the_cpu_s(ckpt,
         assert len(cpu[i]) == len(batch[i]) and np.isfinite(batch[i]).all()
     bf16 = TokenToWave.load(ckpt, "cuda").tokens_to_audio(rows, voice, seeds)  # the default: DiT in bf16
     assert all(len(a) == len(b) and np.isfinite(a).all() for a, b in zip(bf16, batch, strict=True))
+
+
+def test_a_failed_decode_ends_the_audio_worker_and_the_cost_model_counts_the_audio_stages(t2w, tmp_path):
+    class Failing:
+        def decode(self, *args, on_row_done=None):
+            on_row_done(0, [1, 2, 3], False)
+            raise RuntimeError("decode failed")
+
+    pipe = t2w.pipeline(_voice(0, 4), [1, 2])
+    feed = pipe.decode_kwargs(Failing())
+    with pytest.raises(RuntimeError):
+        Failing().decode(**feed)
+    pipe.abort()
+    assert not pipe.thread.is_alive()
+    config = json.loads((ROOT / "bench" / "glmtts-llm-config.json").read_text())
+    flow, vocoder = audio_bytes_per_frame(dtype_bytes=2)
+    assert llm_cost(config, 2).audio_bytes_per_frame == flow + vocoder > 0
