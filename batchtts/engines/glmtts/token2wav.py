@@ -35,6 +35,9 @@ from batchtts.engines.glmtts.hift import SAMPLES_PER_FRAME, HiFT
 MEMORY_ENV = "GLMTTS_AUDIO_MEMORY"  # bytes for the flow and vocoder activations on CUDA (default 6 GiB)
 DEFAULT_MEMORY = 6 << 30
 FRAMES_PER_TOKEN = 2  # 25 speech tokens -> 50 mel frames a second
+# A queued flow batch starts once this many padded frames wait (or half the memory cap): with guidance that is
+# 2 x 16k positions per DiT forward, enough to keep a large GPU busy, while later rows are still decoding.
+START_FRAMES = 16384
 
 
 def audio_bytes_per_frame(dim: int = 768, ff: int = 1536, text_dim: int = 512, hift_base: int = 512, dtype_bytes=2):
@@ -176,7 +179,7 @@ class AudioPipeline:
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         flow_cap, _ = t2w.max_frames()
-        self.batch_frames = flow_cap // 2  # start a batch once half a full one is waiting
+        self.batch_frames = min(flow_cap // 2, START_FRAMES)
         self.stream = torch.cuda.Stream() if t2w.device == "cuda" else None
 
     def decode_kwargs(self, decoder) -> dict:
