@@ -15,9 +15,10 @@ import torch
 
 from batchtts.engines.base import SynthRequest
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost
+from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
 from batchtts.engines.glmtts.flow import FlowModel, load_state, parse_flow_config
 from batchtts.engines.glmtts.hift import HiFT, fold_weight_norm
-from batchtts.engines.glmtts.token2wav import TokenToWave, audio_bytes_per_frame, hift_seed
+from batchtts.engines.glmtts.token2wav import TokenToWave, hift_seed
 from batchtts.voice import load_voice
 from tests.conftest import ROOT
 from tests.tiny_glmtts import build_checkpoint, build_official_stub

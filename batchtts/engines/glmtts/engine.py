@@ -23,7 +23,7 @@ import numpy as np
 
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
-from batchtts.engines.glmtts.token2wav import audio_bytes_per_frame
+from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from batchtts.engines.base import VoiceState
+from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
 from batchtts.engines.glmtts.flow import FlowModel
-from batchtts.engines.glmtts.hift import SAMPLES_PER_FRAME, HiFT
+from batchtts.engines.glmtts.hift import HiFT
 
 MEMORY_ENV = "GLMTTS_AUDIO_MEMORY"  # bytes for the flow and vocoder activations on CUDA (default 6 GiB)
 DEFAULT_MEMORY = 6 << 30
@@ -38,17 +39,6 @@ FRAMES_PER_TOKEN = 2  # 25 speech tokens -> 50 mel frames a second
 # A queued flow batch starts once this many padded frames wait (or half the memory cap): with guidance that is
 # 2 x 16k positions per DiT forward, enough to keep a large GPU busy, while later rows are still decoding.
 START_FRAMES = 16384
-
-
-def audio_bytes_per_frame(dim: int = 768, ff: int = 1536, text_dim: int = 512, hift_base: int = 512, dtype_bytes=2):
-    """Estimated activation bytes per mel frame of one row, flow and vocoder (the official sizes by default).
-
-    Flow: two rows (guidance) of about 6 hidden + 2 feed-forward + 2 text vectors in its dtype, plus the
-    fp32 Euler state. Vocoder (fp32): about 8 live tensors of the last upsampling stage (hift_base / 8
-    channels x 120 samples a frame) plus the 9-harmonic source at 480 samples a frame (about 8 tensors)."""
-    flow = 2 * (6 * dim + 2 * ff + 2 * text_dim) * dtype_bytes + 4 * 80 * 4
-    vocoder = 8 * (hift_base // 8) * (SAMPLES_PER_FRAME // 4) * 4 + 8 * 9 * SAMPLES_PER_FRAME * 4
-    return flow, vocoder
 
 
 def hift_seed(seed: int) -> int:
