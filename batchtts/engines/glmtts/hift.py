@@ -7,7 +7,8 @@ plain weights at load (the same `_weight_norm` the official parametrisation comp
 both torch spellings of a weight-normed checkpoint load (`weight_g`/`weight_v` or
 `parametrizations.weight.original0/1`). Channel widths come from the weights' shapes.
 
-Batched: every convolution sees zeros past a row's end (what its own zero padding would add); the sine
+Batched: every convolution sees zeros past a row's end (what its own zero padding would add); F0 is
+predicted per row (the source integrates it into a phase, so batched rounding would drift); the sine
 source's phase is edge-extended past each row before its linear upsampling (the official clamps at the
 row's last frame); the STFT of the source and the final iSTFT run per row on the row's own samples
 (their reflection padding and window normalisation depend on where a row ends). The source's random
