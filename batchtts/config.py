@@ -10,7 +10,9 @@ from pathlib import Path
 
 GLMTTS_MODEL_DIR = "GLMTTS_MODEL_DIR"  # the downloaded GLM-TTS model folder (default: models/GLM-TTS)
 GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: dynamic, static, compile or graphs
-GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout, for the official modules
+GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cross-checks, and its CAM++ model
+GLMTTS_CAMPPLUS = "GLMTTS_CAMPPLUS"  # GLM-TTS's CAM++ speaker model (campplus.onnx), wherever it is
+GLMTTS_AUDIO_MEMORY = "GLMTTS_AUDIO_MEMORY"  # bytes for GLM-TTS's flow and vocoder batches on CUDA
 HF_ENDPOINT = "HF_ENDPOINT"  # hub or mirror URL
 HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # never touch the network
 
@@ -33,6 +35,16 @@ def glmtts_decode() -> str:
 def glmtts_home() -> Path | None:
     home = _get(GLMTTS_HOME)
     return Path(home).resolve() if home else None
+
+
+def glmtts_campplus() -> Path | None:
+    path = _get(GLMTTS_CAMPPLUS)
+    return Path(path).expanduser() if path else None
+
+
+def glmtts_audio_memory() -> int | None:
+    value = _get(GLMTTS_AUDIO_MEMORY)
+    return int(value) if value else None
 
 
 def hf_endpoint() -> str | None:

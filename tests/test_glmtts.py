@@ -17,7 +17,7 @@ from batchtts.engines.glmtts.llm import Sampling, decode_batch, sample
 from batchtts.engines.glmtts.static import StaticDecoder
 from batchtts.voice import load_voice
 from tests.conftest import ROOT, write_jobs
-from tests.tiny_glmtts import build_checkpoint, build_official_stub
+from tests.tiny_glmtts import build_checkpoint
 
 TEXTS = [
     "hello there.",
@@ -29,17 +29,15 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("glmtts")
-    return build_checkpoint(root / "model"), build_official_stub(root / "home")
+def tiny(tmp_path_factory) -> Path:
+    return build_checkpoint(tmp_path_factory.mktemp("glmtts") / "model")
 
 
 @pytest.fixture(scope="module")
 def engine(tiny, voice_wav):
-    model, home = tiny
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GLMTTS_MODEL_DIR", str(model))
-        mp.setenv("GLMTTS_HOME", str(home))
+        mp.setenv("GLMTTS_MODEL_DIR", str(tiny))
+        mp.delenv("GLMTTS_HOME", raising=False)  # no GLM-TTS checkout anywhere on the path
         eng = GlmttsEngine.load("cpu")
         yield eng, eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
         eng.close()
@@ -129,7 +127,7 @@ def test_sampling_follows_ras_rules():
 
 
 def test_cost_model_comes_from_the_llm_config(tiny, engine):
-    model, _ = tiny
+    model = tiny
     config = read_llm_config(model)
     head_dim = config["head_dim"]  # the published config sets it; the tiny one differs from hidden / heads
     assert head_dim != config["hidden_size"] // config["num_attention_heads"] and config["tie_word_embeddings"]
@@ -152,8 +150,8 @@ def test_voice_features(engine, voice_wav):
 
 
 def _env(tiny):
-    model, home = tiny
-    return {**os.environ, "GLMTTS_MODEL_DIR": str(model), "GLMTTS_HOME": str(home)}
+    env = {k: v for k, v in os.environ.items() if k != "GLMTTS_HOME"}  # no GLM-TTS checkout needed
+    return {**env, "GLMTTS_MODEL_DIR": str(tiny)}
 
 
 def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_path, voice_wav):
@@ -208,7 +206,8 @@ def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_pa
         text=True,
     )
     assert static.returncode == 0, static.stderr
-    for name in ("one.wav", "two.flac"):  # the preallocated-cache decode says exactly the same
+    for name in ("one.wav", "two.flac"):  # the preallocated-cache decode says exactly the same, in other batches:
+        # on a CPU the flow and vocoder run each row alone, so the batch never changes a chunk's audio
         assert (tmp_path / "static" / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
     plan = subprocess.run(
         [sys.executable, "-m", "batchtts", "plan", str(jobs), "--all", "--json"],
@@ -221,7 +220,7 @@ def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_pa
     assert json.loads(plan.stdout)[0]["engine"] == "glmtts"
 
 
-def test_missing_glmtts_code_or_weights_are_clear_environment_errors(tiny, tmp_path):
+def test_missing_glmtts_weights_are_a_clear_environment_error(tiny, tmp_path):
     jobs = write_jobs(
         tmp_path / "book.jsonl",
         [
@@ -234,11 +233,7 @@ def test_missing_glmtts_code_or_weights_are_clear_environment_errors(tiny, tmp_p
             }
         ],
     )
-    env = {k: v for k, v in _env(tiny).items() if k != "GLMTTS_HOME"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 4 and "set GLMTTS_HOME" in proc.stderr
+    env = _env(tiny)
     env["GLMTTS_MODEL_DIR"] = str(tmp_path / "nowhere")
     proc = subprocess.run(
         [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True

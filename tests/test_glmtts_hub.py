@@ -20,7 +20,7 @@ from batchtts.engines.glmtts.assets import git_blob_id
 from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
 from tests.conftest import ROOT, write_jobs
 from tests.hubserver import FakeHub
-from tests.tiny_glmtts import DATA, N_SPEECH, build_campplus, build_hub_files, build_official_stub
+from tests.tiny_glmtts import DATA, N_SPEECH, build_campplus, build_hub_files
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,6 @@ def test_download_from_the_hub_stand_in_then_run_glmtts_end_to_end(hub_files, tm
     files = {str(p.relative_to(hub_files)): p.read_bytes() for p in hub_files.rglob("*") if p.is_file()}
     build_campplus(tmp_path / "campplus.onnx")
     campplus = (tmp_path / "campplus.onnx").read_bytes()
-    home = build_official_stub(tmp_path / "home")  # flow and vocoder only; voice preparation needs no checkout
     with FakeHub("zai-org/GLM-TTS", files, raw={"campplus.onnx": campplus}) as hub:
         got = CliRunner().invoke(
             main,
@@ -89,8 +88,9 @@ def test_download_from_the_hub_stand_in_then_run_glmtts_end_to_end(hub_files, tm
             }
         ],
     )
-    env = {**os.environ, "GLMTTS_MODEL_DIR": str(model), "GLMTTS_HOME": str(home)}
-    env.pop("GLMTTS_CAMPPLUS", None)
+    env = {**os.environ, "GLMTTS_MODEL_DIR": str(model)}
+    for name in ("GLMTTS_CAMPPLUS", "GLMTTS_HOME"):  # the download alone is enough: no checkout, no other copy
+        env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "batchtts", "run", str(jobs)], cwd=ROOT, env=env, capture_output=True, text=True
     )

@@ -15,6 +15,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.tiny_glmtts_audio import build_audio_stages
+
 DATA = Path(__file__).parent / "data" / "glmtts"
 N_SPEECH = 64
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 .,!?'-:;") + list(
@@ -144,14 +146,7 @@ def build_hub_files(root: Path) -> Path:
     build_tokenizer(root / "vq32k-phoneme-tokenizer")
     build_llm(root / "llm", len(SPECIALS) + len(CHARS) + N_SPEECH)
     build_speech_tokenizer(root / "speech_tokenizer")
-    if (Path(__file__).parent / "tiny_glmtts_audio.py").is_file():  # the flow engineer's flow/hift builders
-        from tests.tiny_glmtts_audio import build_audio_stages
-
-        build_audio_stages(root)
-    else:  # HOOK(flow): until tests/tiny_glmtts_audio.py lands, flow/vocoder come from the stub checkout
-        for sub in ("flow", "hift"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / "flow" / "config.yaml").write_text("flow: tiny\n")
+    build_audio_stages(root)
     return root
 
 
@@ -168,43 +163,3 @@ def build_checkpoint(root: Path) -> Path:
     write_lock(root)
     build_campplus(root / "frontend" / "campplus.onnx")
     return root
-
-
-STUB_FILES = {
-    "utils/__init__.py": "",
-    "utils/yaml_util.py": """
-class _Flow:
-    input_frame_rate = 25
-
-
-def load_flow_model(flow_ckpt_path, config_path, device):
-    return _Flow()
-""",
-    "utils/tts_model_util.py": '''
-import math
-
-import torch
-
-
-class Token2Wav:
-    """Stand-in for flow + vocoder: each speech token becomes a short tone (the interface of the official class)."""
-
-    def __init__(self, flow, sample_rate=24000, device="cpu"):
-        self.sample_rate = sample_rate
-
-    def token2wav_with_cache(self, token_bt, n_timesteps=10, prompt_token=None, prompt_feat=None, embedding=None):
-        tokens = list(token_bt)
-        n = 480  # half the real 960 samples a token: a random model babbles long
-        t = torch.arange(n) / self.sample_rate
-        wav = torch.cat([0.3 * torch.sin(2 * math.pi * (150 + 10 * k) * t) for k in tokens] or [torch.zeros(0)])
-        return wav[None], None
-''',
-}
-
-
-def build_official_stub(home: Path) -> Path:
-    """A GLM-TTS checkout's module layout with stand-ins for the flow and vocoder (until batchtts owns them)."""
-    for rel, text in STUB_FILES.items():
-        (home / rel).parent.mkdir(parents=True, exist_ok=True)
-        (home / rel).write_text(text)
-    return home

@@ -61,6 +61,9 @@ class CostModel:
     prompt_tokens_per_second: float = 0.0  # speech tokens per second of reference audio in the prefix
     weights_bytes: int = 0
     activation_bytes_per_seq: int = 0
+    # Later stages that turn decoded units into audio (GLM-TTS's flow and vocoder): activation bytes per
+    # output frame of one row. Their batches are cut to a fixed reserve (part of the activation reserve).
+    audio_bytes_per_frame: int = 0
     tokens_per_second: float = 25.0  # decoded units per second of audio
     # Rolling context: tokens the earlier sentences may add to a prompt (the engine prunes to this).
     context_tokens: int = 0

@@ -10,14 +10,13 @@ a user may also point GLMTTS_CAMPPLUS at a copy, or keep a checkout in GLMTTS_HO
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from pathlib import Path
 
+from batchtts import config
 from batchtts.atomic import atomic_write_bytes
 from batchtts.errors import EnvironmentProblem
 
-CAMPPLUS_ENV = "GLMTTS_CAMPPLUS"
 GITHUB_COMMIT = "c5dc7aecc3b4032032d631b271e767893984f821"
 CAMPPLUS_BLOB = "d0678e51f871c8365a1bf60606f6358619af4cb6"  # git's id of frontend/campplus.onnx at that commit
 CAMPPLUS_URL = f"https://raw.githubusercontent.com/zai-org/GLM-TTS/{GITHUB_COMMIT}/frontend/campplus.onnx"
@@ -29,13 +28,13 @@ def git_blob_id(data: bytes) -> str:
 
 
 def campplus_candidates(model_folder: Path) -> list[Path]:
-    out = []
-    if os.environ.get(CAMPPLUS_ENV):
-        out.append(Path(os.environ[CAMPPLUS_ENV]).expanduser())
-    out += [model_folder / CAMPPLUS_REL, model_folder / "campplus.onnx"]
-    if os.environ.get("GLMTTS_HOME"):
-        out.append(Path(os.environ["GLMTTS_HOME"]).expanduser() / CAMPPLUS_REL)
-    return out
+    named, home = config.glmtts_campplus(), config.glmtts_home()
+    return [
+        *([named] if named else []),
+        model_folder / CAMPPLUS_REL,
+        model_folder / "campplus.onnx",
+        *([home / CAMPPLUS_REL] if home else []),
+    ]
 
 
 def campplus_path(model_folder: Path) -> Path:
@@ -45,7 +44,7 @@ def campplus_path(model_folder: Path) -> Path:
     raise EnvironmentProblem(
         f"the CAM++ speaker model is missing ({model_folder / CAMPPLUS_REL}); it is not in the GLM-TTS hub "
         f"repository but in its GitHub repository: run `batchtts download` again (it fetches {CAMPPLUS_URL}), "
-        f"or set {CAMPPLUS_ENV} to a campplus.onnx"
+        f"or set {config.GLMTTS_CAMPPLUS} to a campplus.onnx"
     )
 
 
@@ -62,7 +61,7 @@ def fetch_campplus(model_folder: Path, url: str | None = None, timeout: float = 
     except OSError as exc:
         raise EnvironmentProblem(
             f"cannot fetch the CAM++ speaker model from {source} ({exc}); download it by hand into {target} "
-            f"or set {CAMPPLUS_ENV}"
+            f"or set {config.GLMTTS_CAMPPLUS}"
         ) from None
     if url is None and git_blob_id(data) != CAMPPLUS_BLOB:
         raise EnvironmentProblem(f"{source} is not the pinned campplus.onnx (git blob {CAMPPLUS_BLOB}); not saved")

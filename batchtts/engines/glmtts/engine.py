@@ -8,8 +8,9 @@ see assets.campplus_path.
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
 CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
-cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then flow and
-vocoder per row (the official flow takes one sequence at a time).
+cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then batchtts's own
+flow and vocoder over many rows per forward (token2wav.py), overlapped with the decode when the decoder
+reports finished rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from batchtts import config
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
+from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
 from batchtts.engines.glmtts.text import CHUNK_RULE, normalize
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
@@ -68,6 +70,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
         prompt_tokens_per_second=TOKENS_PER_SECOND,
         weights_bytes=params * dtype_bytes,
         activation_bytes_per_seq=hidden * 4 * 64,
+        audio_bytes_per_frame=sum(audio_bytes_per_frame(dtype_bytes=dtype_bytes)),  # flow + vocoder (token2wav.py)
         tokens_per_second=TOKENS_PER_SECOND,
         padding="prompt",  # left-padded prompts; a row leaves the batch at EOA (glmtts_llm.decode_batch)
         context_tokens=MAX_PROMPT_SPEECH + 150,  # rolling context: its speech tokens, plus their text
@@ -100,7 +103,7 @@ class GlmttsEngine(Engine):
         "max_ratio": (0.5, 50.0),
     }
 
-    def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, official):
+    def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, speech_tokenizer, audio):
         from batchtts.engines.glmtts.static import StaticDecoder
 
         self.folder, self.device = folder, device
@@ -109,7 +112,7 @@ class GlmttsEngine(Engine):
             self.decoder = StaticDecoder(llm, config.glmtts_decode())
         except ValueError as exc:
             raise EnvironmentProblem(f"{config.GLMTTS_DECODE}: {exc}") from None
-        self.speaker, self.official = speaker, official
+        self.speaker, self.speech_tokenizer, self.audio = speaker, speech_tokenizer, audio
         self.sample_rate = SAMPLE_RATE
         cost = llm_cost(read_llm_config(folder), llm.dtype.itemsize)
         self.cost_model = lambda: cost  # a loaded engine knows its real dtype (fp32 on a CPU)
@@ -150,13 +153,11 @@ class GlmttsEngine(Engine):
             )
         ]
         from batchtts.engines.glmtts.assets import campplus_path
-        from batchtts.engines.glmtts.official import glmtts_home
 
-        for what, find in (("speaker model", lambda: campplus_path(folder)), ("code", glmtts_home)):
-            try:
-                checks.append((what, True, str(find())))
-            except EnvironmentProblem as exc:
-                checks.append((what, False, str(exc)))
+        try:
+            checks.append(("speaker model", True, str(campplus_path(folder))))
+        except EnvironmentProblem as exc:
+            checks.append(("speaker model", False, str(exc)))
         return checks
 
     @classmethod
@@ -167,7 +168,6 @@ class GlmttsEngine(Engine):
         from batchtts.engines.glmtts.assets import campplus_path
         from batchtts.engines.glmtts.frontend import SpeakerEncoder
         from batchtts.engines.glmtts.llm import special_ids
-        from batchtts.engines.glmtts.official import OfficialModules, glmtts_home
         from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
 
         folder = model_dir()
@@ -176,15 +176,20 @@ class GlmttsEngine(Engine):
             raise EnvironmentProblem(f"GLM-TTS weights in {folder} are missing or incomplete; run `batchtts download`")
         if device == "cuda" and not torch.cuda.is_available():
             raise EnvironmentProblem("--device cuda, but torch sees no CUDA device")
-        home = glmtts_home()
         tokenizer = AutoTokenizer.from_pretrained(folder / "vq32k-phoneme-tokenizer", trust_remote_code=True)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         llm = LlamaForCausalLM.from_pretrained(folder / "llm", dtype=dtype).to(device).eval()
         speaker = SpeakerEncoder(campplus_path(folder))
-        official = OfficialModules(home, folder, device, SAMPLE_RATE)
-        engine = cls(folder, device, tokenizer, llm, special_ids(tokenizer), speaker, official)
-        engine.speech_tokenizer = SpeechTokenizer.load(folder / "speech_tokenizer", device)
-        return engine
+        return cls(
+            folder,
+            device,
+            tokenizer,
+            llm,
+            special_ids(tokenizer),
+            speaker,
+            SpeechTokenizer.load(folder / "speech_tokenizer", device),
+            _load_audio_stages(folder, device),
+        )
 
     def _text_ids(self, text: str, language: str = "") -> list[int]:
         """Token ids of text that already went through speakable_text (Chunk.text is), as the official
@@ -228,12 +233,18 @@ class GlmttsEngine(Engine):
                 )
             )
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
-        tokens, truncated = self.decoder.decode(
-            prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"]
-        )
+        audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
+        feed = audio.decode_kwargs(self.decoder)  # on_row_done, where the decoder offers it
+        try:
+            tokens, truncated = self.decoder.decode(
+                prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"], **feed
+            )
+        except BaseException:
+            audio.abort()
+            raise
+        waves = audio.finish(tokens)
         out = []
-        for toks, cut in zip(tokens, truncated, strict=True):
-            wav = self.official.waveform(toks, voice["prompt_speech"], voice["prompt_mel"], voice["embedding"])
+        for toks, cut, wav in zip(tokens, truncated, waves, strict=True):
             out.append(
                 SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
             )
@@ -268,7 +279,18 @@ class GlmttsEngine(Engine):
         length = 750 + 60 + 60  # 30 s of prompt speech, prompt text, a long sentence
         with torch.inference_mode():
             self.llm(input_ids=torch.full((1, length), self.special.pad, device="cuda"), use_cache=True)
-        return int(torch.cuda.max_memory_allocated() - base)
+        return int(torch.cuda.max_memory_allocated() - base) + self.audio.reserve_bytes()  # + flow and vocoder
 
     def close(self) -> None:
         self.llm = self.decoder = None
+        self.audio = None
+
+
+def _load_audio_stages(folder: Path, device: str):
+    """batchtts's flow and vocoder, loading the official flow/ and hift/ weights of the model folder."""
+    from batchtts.engines.glmtts.token2wav import TokenToWave
+
+    try:
+        return TokenToWave.load(folder, device)
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        raise EnvironmentProblem(f"GLM-TTS flow/vocoder weights in {folder} cannot be loaded: {exc}") from None
