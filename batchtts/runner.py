@@ -125,6 +125,20 @@ def _environment(exc: Exception) -> EnvironmentProblem:
     return EnvironmentProblem(f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}")
 
 
+def _check_owner(prep: Prepared, ledger: Ledger) -> None:
+    """Two job files with the same ids in one output folder would rewrite each other's chapters on every
+    run: refuse while the job file the ledger records for an id still exists (a moved one gives it up)."""
+    mine = prep.job_file.resolve()
+    owners = dict(ledger.db.execute("SELECT job_id, job_file FROM jobs").fetchall())
+    for job in prep.jobs:
+        other = Path(owners.get(job.id) or mine)
+        if other.is_absolute() and other != mine and other.is_file() and not other.samefile(mine):
+            raise job.source.error(
+                "id",
+                f"job '{job.id}' in {prep.out_dir} belongs to the job file {other}; give each job file its own --out",
+            )
+
+
 def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
     """Finished rolling-context sentences with the speech tokens they decoded, to prompt the next ones."""
     history: History = {}
@@ -145,11 +159,11 @@ def _run(
     stop: GracefulStop,
 ) -> None:
     store = space.store()
+    _check_owner(prep, ledger)
     run_id = ledger.start_run(prep.job_file)
     for job in prep.jobs:
-        ledger.set_layout(
-            job.id, prep.job_file, job.output, [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
-        )
+        rows = [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
+        ledger.set_layout(job.id, prep.job_file.resolve(), job.output, rows)
     all_chunks = prep.all_chunks()
     all_keys = {c.key for c in all_chunks}
     done = space.done(ledger, all_chunks)

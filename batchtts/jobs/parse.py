@@ -77,22 +77,23 @@ def _id(line: _Line) -> str:
     return job_id
 
 
-def _text(line: _Line) -> str:
+def _text(line: _Line) -> tuple[str, Path | None]:
     text = line.typed("text", str)
     text_file = line.typed("text_file", str)
     if text is not None and text_file is not None:
         raise line.src.error("text_file", "give either 'text' or 'text_file', not both")
     if text is None and text_file is None:
         raise line.src.error("text", "missing (give 'text' or 'text_file')")
-    if text_file is not None:
-        text = read_text_file(line.src, line.base_dir / text_file)
+    path = (line.base_dir / text_file).resolve() if text_file is not None else None
+    if path is not None:
+        text = read_text_file(line.src, path)
     text = normalize_text(text)
     name = "text_file" if text_file is not None else "text"
     if not strip_markers(text).strip():
         raise line.src.error(name, "is empty")
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
-    return text
+    return text, path
 
 
 def _output(line: _Line) -> Path:
@@ -208,9 +209,12 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
         raise src.error(None, "each line must be a JSON object")
     _unknown(src, obj, _TOP_KEYS)
     line = _Line(src, obj, base_dir, out_dir, allow_abs_paths)
+    job_id = _id(line)
+    text, text_file = _text(line)
     return Job(
-        id=_id(line),
-        text=_text(line),
+        id=job_id,
+        text=text,
+        text_file=text_file,
         output=_output(line),
         source=src,
         voice=_voice(line),
@@ -244,21 +248,12 @@ def load_jobs(job_file: Path, out_dir: Path | None = None, allow_abs_paths: bool
         raise InputError(job_file, None, None, "job file not found")
     jobs: list[Job] = []
     seen_ids: dict[str, int] = {}
-    seen_outputs: dict[Path, tuple[int, Path]] = {}  # by name without suffix: timings files share it
     for lineno, obj in _records(job_file):
         src = Source(job_file, lineno)
         job = parse_job(src, obj, base_dir, out_dir, allow_abs_paths)
         if job.id in seen_ids:
             raise src.error("id", f"duplicate id '{job.id}' (first on line {seen_ids[job.id]})")
-        other = seen_outputs.get(job.output.with_suffix(""))
-        if other and other[1] == job.output:
-            raise src.error("output", f"same output as line {other[0]}")
-        if other:
-            raise src.error(
-                "output", f"same name as the output on line {other[0]} (their .srt/.vtt/.json would collide)"
-            )
         seen_ids[job.id] = lineno
-        seen_outputs[job.output.with_suffix("")] = (lineno, job.output)
         jobs.append(job)
     if not jobs:
         raise InputError(job_file, None, None, "holds no jobs")

@@ -1,0 +1,118 @@
+"""Which files a run writes: the one answer used both to check a job file and to write its outputs.
+
+Before anything is synthesised, every file a run will write (each chapter with its .srt/.vtt/.json
+timings, each book's .m4b and .m3u) must be distinct, outside the state folder, not an existing
+folder, short enough for the file system, and none may be an input (the job file, text files, voice
+clips, covers): a clash is a one-line InputError naming both, not a lost file after hours of work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only names: this module sits below every stage, so the writers can use it too
+    from batchtts.jobs.types import Job, Source
+
+STATE_DIR = ".batchtts"
+TIMING_SUFFIXES = (".srt", ".vtt", ".json")
+# Room for the temporary name an atomic write uses beside its destination (a dot, a random part, ".tmp").
+_TEMP_ROOM = 40
+
+
+def book_slug(book: str) -> str:
+    slug = re.sub(r"[^\w.-]+", "-", book, flags=re.UNICODE).strip("-.")
+    return slug or "book"
+
+
+def timing_files(output: Path) -> list[Path]:
+    """Subtitles and the timings manifest written beside a chapter."""
+    return [output.with_suffix(s) for s in TIMING_SUFFIXES]
+
+
+def book_files(out_dir: Path, book: str) -> tuple[Path, Path]:
+    """A book's .m4b and its .m3u playlist."""
+    m4b = out_dir / f"{book_slug(book)}.m4b"
+    return m4b, m4b.with_suffix(".m3u")
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path
+    src: Source
+    field: str
+    what: str  # how the error names it
+
+
+def run_targets(jobs: list[Job], out_dir: Path) -> list[Target]:
+    """Every file a run of `jobs` writes, in job order, each book's after its first chapter."""
+    targets: list[Target] = []
+    books: set[str] = set()
+    for job in jobs:
+        where = f"line {job.source.line}"
+        targets.append(Target(job.output, job.source, "output", f"the output on {where}"))
+        targets += [
+            Target(p, job.source, "output", f"the {p.suffix} timings of the output on {where}")
+            for p in timing_files(job.output)
+        ]
+        if job.book is not None and job.book not in books:
+            books.add(job.book)
+            targets += [
+                Target(p, job.source, "book", f"the {p.suffix} of book '{job.book}' ({where})")
+                for p in book_files(out_dir, job.book)
+            ]
+    return targets
+
+
+def _inputs(job_file: Path, jobs: list[Job]) -> dict[Path, str]:
+    found = {job_file.resolve(): "the job file"}
+    for job in jobs:
+        where = f"line {job.source.line}"
+        for path, field in (
+            (job.text_file, "text_file"),
+            (job.voice.prompt_audio, "voice.prompt_audio"),
+            (job.cover, "cover"),
+        ):
+            if path is not None:
+                found.setdefault(path.resolve(), f"the {field} of {where}")
+    return found
+
+
+def _name_max(path: Path) -> int:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def check_targets(job_file: Path, jobs: list[Job], out_dir: Path) -> None:
+    """Raise InputError at the first file a run would write that it must not."""
+    state = (out_dir / STATE_DIR).resolve()
+    inputs = _inputs(job_file, jobs)
+    seen: dict[str, Target] = {}
+    for t in run_targets(jobs, out_dir):
+        path = t.path.resolve()
+        key = os.path.normcase(str(path))
+        if key in seen:
+            first = seen[key]
+            if first.what.startswith("the output on") and t.what.startswith("the output on"):
+                raise t.src.error(t.field, f"same output as {first.what[len('the output on ') :]}")
+            raise t.src.error(t.field, f"{t.what} is {path.name}, which is also {first.what}; rename one")
+        seen[key] = t
+        if path == state or path.is_relative_to(state):
+            raise t.src.error(t.field, f"{t.what} ({path}) is inside batchtts's state folder {state}")
+        if path in inputs:
+            raise t.src.error(t.field, f"{t.what} would overwrite {inputs[path]}, {path}")
+        if len(os.fsencode(path.name)) + _TEMP_ROOM > _name_max(path):
+            raise t.src.error(t.field, f"{t.what}: the name {path.name[:40]}... is too long for the file system")
+        if path.is_dir():
+            raise t.src.error(t.field, f"{t.what} ({path}) is a folder")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise t.src.error(t.field, f"{t.what} ({path}) needs the folder {parent}, which is a file")
