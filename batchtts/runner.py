@@ -10,14 +10,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchtts.chunks import Chunk
 from batchtts.commit import Committer, SynthStats
-from batchtts.errors import EnvironmentProblem
+from batchtts.engines import engine_class
+from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.events import EventLog
 from batchtts.executors import ExecutorOptions, Work, executor
 from batchtts.interrupt import GracefulStop
 from batchtts.ledger import Ledger
 from batchtts.output import Writer
+from batchtts.plan import Plan, PlanError, plan_batches
 from batchtts.prepare import Prepared, prepare
+from batchtts.schedule import prefix_tokens
 from batchtts.store import ChunkStore
 from batchtts.worker import History, SynthSettings
 from batchtts.workspace import Workspace
@@ -83,8 +87,12 @@ class RunSummary:
 def run(job_file: Path, opts: RunOptions) -> RunSummary:
     started = time.monotonic()
     prep = prepare(job_file, opts.out_dir, opts.engine, opts.allow_abs_paths)  # every input error surfaces here
+    _preflight(prep, opts.synth)
     space = Workspace(prep.out_dir)
-    events = EventLog(opts.log_json)
+    try:
+        events = EventLog(opts.log_json)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the event log {opts.log_json}: {exc.strerror or exc}") from None
     summary = RunSummary(jobs=len(prep.jobs), chunks=sum(len(cs) for cs in prep.chunks.values()))
     try:
         with space.lock(), GracefulStop() as stop:
@@ -106,12 +114,55 @@ def run(job_file: Path, opts: RunOptions) -> RunSummary:
                 ledger.close()
     except (OSError, sqlite3.OperationalError) as exc:
         raise _environment(exc) from None
+    except PlanError as exc:  # the measured budget shrank below a chunk mid-run; what finished is kept
+        raise InputError(prep.job_file, None, None, str(exc)) from None
     finally:
         summary.wall_seconds = time.monotonic() - started
         summary.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         events.emit("run_end", **summary.as_dict())
         events.close()
     return summary
+
+
+def plan_engine(
+    prep: Prepared,
+    name: str,
+    budget: int,
+    max_batch: int | None,
+    waste_target: float,
+    chunks: list[Chunk] | None = None,
+) -> Plan:
+    """How one engine's chunks (default: all) would be batched; a chunk that cannot fit the budget alone
+    is bad input, for `plan` and, before any synthesis, for `run`."""
+    cls = engine_class(name)
+    cost = cls.cost_model()
+    chunks = prep.chunks_for(name) if chunks is None else chunks
+    try:
+        return plan_batches(
+            chunks,
+            cost,
+            budget,
+            max_batch or cls.default_batch_size(),
+            prefix_tokens(cls, cost, prep.voices, chunks),
+            waste_target=waste_target,
+        )
+    except PlanError as exc:
+        raise InputError(prep.job_file, None, None, str(exc)) from None
+
+
+def _preflight(prep: Prepared, settings: SynthSettings) -> None:
+    """What would otherwise stop a run only after its models load: no CUDA device, or a chunk that can
+    never fit `--kv-budget` (the same answer `plan` gives)."""
+    if settings.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EnvironmentProblem(
+                f"--device cuda, but torch {torch.__version__} sees no CUDA device (use --device cpu)"
+            )
+    if settings.kv_budget is not None:
+        for name in prep.engines():
+            plan_engine(prep, name, settings.kv_budget, settings.max_batch, settings.waste_target)
 
 
 def _environment(exc: Exception) -> EnvironmentProblem:

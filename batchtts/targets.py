@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only names: this module sits below every stage, so the writers can use it too
     from batchtts.jobs.types import Job, Source
 
-STATE_DIR = ".batchtts"
 TIMING_SUFFIXES = (".srt", ".vtt", ".json")
 # Room for the temporary name an atomic write uses beside its destination (a dot, a random part, ".tmp").
 _TEMP_ROOM = 40
@@ -91,9 +90,9 @@ def _name_max(path: Path) -> int:
         return 255
 
 
-def check_targets(job_file: Path, jobs: list[Job], out_dir: Path) -> None:
-    """Raise InputError at the first file a run would write that it must not."""
-    state = (out_dir / STATE_DIR).resolve()
+def check_targets(job_file: Path, jobs: list[Job], out_dir: Path, state: Path) -> None:
+    """Raise InputError at the first file a run would write that it must not (`state`: the state folder)."""
+    state = state.resolve()
     inputs = _inputs(job_file, jobs)
     seen: dict[str, Target] = {}
     for t in run_targets(jobs, out_dir):

@@ -21,9 +21,9 @@ from batchtts.chunks import Chunk
 from batchtts.ledger import Ledger
 from batchtts.lock import OutputLock
 from batchtts.store import ChunkStore
-from batchtts.targets import STATE_DIR
 from batchtts.voice import VoiceCache
 
+STATE_DIR = ".batchtts"
 LEDGER = "ledger.sqlite"
 
 

@@ -18,10 +18,10 @@ import jsonlines
 import soundfile as sf
 
 from batchtts.errors import InputError
-from batchtts.formats import OUTPUT_FORMATS
+from batchtts.formats import OUTPUT_FORMATS, SAMPLE_RATES
 from batchtts.jobs.text import normalize_text, read_text_file
 from batchtts.jobs.types import CONTEXTS, LANGUAGES, Job, Loudness, Pauses, Source, Voice
-from batchtts.split import speakable, strip_markers
+from batchtts.split import PAUSE_MARKER_RE, speakable, strip_markers
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_KEYS = {
@@ -31,6 +31,10 @@ _TOP_KEYS = {
 _LOUDNESS_KEYS = {"target", "true_peak"}
 _VOICE_KEYS = {"prompt_audio", "prompt_text"}
 _PAUSE_KEYS = set(Pauses.__dataclass_fields__)
+MAX_PAUSE = 60.0  # seconds, for `pauses` and inline [pause:N] markers alike
+MAX_DEPTH = 32  # nesting of JSON arrays and objects; no field needs more than 2
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG: what ffmpeg attaches as a cover
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,29 @@ def _typed(src: Source, obj: dict, key: str, types: type | tuple[type, ...], pre
 
 
 _JSON_TYPES = {str: "a string", dict: "an object", int: "an integer", float: "a number"}
+
+
+def _strings(src: Source, obj: dict) -> None:
+    """Every key and string, walked without recursion: lone surrogates cannot be written anywhere (UTF-8
+    file names, tags, logs), NUL cannot be in a path or a tag; `text` alone is cleaned of control
+    characters instead. Nesting is bounded so that no later reader recurses without limit."""
+    stack: list[tuple[str | None, object, int]] = [(None, obj, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise src.error(None, f"nested too deeply (over {MAX_DEPTH} levels)")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE_RE.search(key) or "\0" in key:
+                    raise src.error(where, "a key holds a lone surrogate or a NUL character")
+                stack.append((f"{where}.{key}" if where else key, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((where, item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if _SURROGATE_RE.search(value):
+                raise src.error(where, "holds a lone surrogate (half of a UTF-16 pair), which is not text")
+            if "\0" in value and where != "text":
+                raise src.error(where, "holds a NUL character")
 
 
 def _unknown(src: Source, obj: dict, allowed: set[str], prefix: str = "") -> None:
@@ -93,6 +120,11 @@ def _text(line: _Line) -> tuple[str, Path | None]:
         raise line.src.error(name, "is empty")
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
+    for marker in PAUSE_MARKER_RE.finditer(text):
+        if float(marker.group(1)) > MAX_PAUSE:
+            raise line.src.error(
+                name, f"pause marker [pause:{marker.group(1)}] is outside 0-{MAX_PAUSE:g} seconds (like 'pauses')"
+            )
     return text, path
 
 
@@ -140,10 +172,14 @@ def _choice(line: _Line, key: str, choices: tuple[str, ...], default: str) -> st
     return value
 
 
-def _sample_rate(line: _Line) -> int | None:
+def _sample_rate(line: _Line, output: Path) -> int | None:
     rate = line.typed("sample_rate", int)
     if rate is not None and not 8000 <= rate <= 192000:
         raise line.src.error("sample_rate", f"{rate} is outside 8000-192000")
+    fmt = OUTPUT_FORMATS[output.suffix.lower()]
+    if rate is not None and fmt in SAMPLE_RATES and rate not in SAMPLE_RATES[fmt]:
+        rates = ", ".join(map(str, SAMPLE_RATES[fmt]))
+        raise line.src.error("sample_rate", f"{fmt} cannot hold {rate} Hz ({output.suffix} allows {rates})")
     return rate
 
 
@@ -157,8 +193,8 @@ def _pauses(line: _Line) -> Pauses:
     _unknown(line.src, obj, _PAUSE_KEYS, "pauses.")
     for key in obj:
         value = line.typed(key, (int, float), obj, "pauses.")
-        if not 0 <= value <= 60:
-            raise line.src.error(f"pauses.{key}", f"{value} is outside 0-60 seconds")
+        if not 0 <= value <= MAX_PAUSE:
+            raise line.src.error(f"pauses.{key}", f"{value} is outside 0-{MAX_PAUSE:g} seconds")
     return Pauses(**_numbers(line, "pauses"))
 
 
@@ -180,6 +216,13 @@ def _cover(line: _Line) -> Path | None:
         raise line.src.error("cover", f"file not found: {path}")
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise line.src.error("cover", "must be a .jpg or .png image")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise line.src.error("cover", f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head.startswith(_IMAGE_MAGIC):
+        raise line.src.error("cover", f"{path} is not a JPEG or PNG image")
     return path
 
 
@@ -207,19 +250,21 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
     """One record to a Job; the engine name is only type-checked here (prepare resolves it)."""
     if not isinstance(obj, dict):
         raise src.error(None, "each line must be a JSON object")
+    _strings(src, obj)
     _unknown(src, obj, _TOP_KEYS)
     line = _Line(src, obj, base_dir, out_dir, allow_abs_paths)
     job_id = _id(line)
     text, text_file = _text(line)
+    output = _output(line)
     return Job(
         id=job_id,
         text=text,
         text_file=text_file,
-        output=_output(line),
+        output=output,
         source=src,
         voice=_voice(line),
         language=_choice(line, "language", LANGUAGES, "auto"),
-        sample_rate=_sample_rate(line),
+        sample_rate=_sample_rate(line, output),
         seed=line.typed("seed", int) or 0,
         engine=line.typed("engine", str),
         sampling=_numbers(line, "sampling"),
@@ -275,6 +320,8 @@ def _records(job_file: Path) -> Iterator[tuple[int, Any]]:
             obj = reader.read(skip_empty=True)
         except EOFError:
             return
+        except RecursionError:
+            raise InputError(job_file, counter["line"], None, "not valid JSON: nested too deeply") from None
         except jsonlines.InvalidLineError as exc:
             cause = exc.__cause__
             if isinstance(cause, UnicodeDecodeError):
