@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # only names: this module sits below every stage, so the writ
 TIMING_SUFFIXES = (".srt", ".vtt", ".json")
 # Room for the temporary name an atomic write uses beside its destination (a dot, a random part, ".tmp").
 _TEMP_ROOM = 40
+_PATH_MAX = 4096  # Linux's limit on a whole path; longer ones fail with ENAMETOOLONG
+_NAME_MAX = 255  # and on one name, where the file system cannot be asked
 
 
 def book_slug(book: str) -> str:
@@ -87,7 +89,7 @@ def _name_max(path: Path) -> int:
     try:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
-        return 255
+        return _NAME_MAX
 
 
 def check_targets(job_file: Path, jobs: list[Job], out_dir: Path, state: Path) -> None:
@@ -108,6 +110,12 @@ def check_targets(job_file: Path, jobs: list[Job], out_dir: Path, state: Path) -
             raise t.src.error(t.field, f"{t.what} ({path}) is inside batchtts's state folder {state}")
         if path in inputs:
             raise t.src.error(t.field, f"{t.what} would overwrite {inputs[path]}, {path}")
+        if len(os.fsencode(str(path))) + _TEMP_ROOM > _PATH_MAX:
+            raise t.src.error(t.field, f"{t.what}: the path {str(path)[:60]}... is too long for the file system")
+        if any(len(os.fsencode(part)) > _NAME_MAX for part in path.parts[:-1]):
+            raise t.src.error(
+                t.field, f"{t.what}: a folder name in {str(path)[:50]}... is too long for the file system"
+            )
         if len(os.fsencode(path.name)) + _TEMP_ROOM > _name_max(path):
             raise t.src.error(t.field, f"{t.what}: the name {path.name[:40]}... is too long for the file system")
         if path.is_dir():

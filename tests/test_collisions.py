@@ -81,6 +81,10 @@ def test_an_output_name_too_long_for_the_file_system_fails_before_synthesis(tmp_
     _refused(jobs, tmp_path / "out", 1, "output", "too long")
     jobs = write_jobs(tmp_path / "b.jsonl", [_job("a", "a.wav", book="y" * 250)])
     _refused(jobs, tmp_path / "out", 1, "book", "too long")
+    jobs = write_jobs(tmp_path / "b.jsonl", [_job("a", "sub/" * 1100 + "a.wav")])
+    _refused(jobs, tmp_path / "out", 1, "output", "too long")
+    jobs = write_jobs(tmp_path / "b.jsonl", [_job("a", "z" * 256 + "/a.wav")])
+    _refused(jobs, tmp_path / "out", 1, "output", "too long")
 
 
 def test_two_job_files_sharing_an_output_folder_and_ids_are_refused(tmp_path):
