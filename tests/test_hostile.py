@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import batchtts
 import batchtts.prepare
@@ -165,7 +166,7 @@ FIELDS = {
     "pronunciations": st.sampled_from(
         [{"Hello": r"\1"}, {"": "x"}, {"Hi": 3}, {"Good": "[pause:100000]"}, {"fine": "\u0000"}, {"a": "b" * 1000}]
     ),
-    "cover": st.sampled_from(["cover.jpg", "notimage.png", "missing.jpg", "chapter.txt", "", 1]),
+    "cover": st.sampled_from(["cover.jpg", "cover.jpg", "broken.jpg", "notimage.png", "missing.jpg", "chapter.txt", 1]),
     "book": st.sampled_from(["Saga", "War and Peace", "War/and/Peace", "a", "", "x" * 300, "../..", "\ud800"]),
     "title": st.sampled_from(["Chapter", *HOSTILE_STRINGS]),
     "author": st.sampled_from(["Someone", *HOSTILE_STRINGS]),
@@ -211,7 +212,8 @@ def _job_folder(root: Path, voice_wav: Path) -> None:
     (root / "chapter.txt").write_text("A chapter read aloud. [pause:1] It ends.", encoding="utf-8")
     (root / "out" / "inside.txt").write_text("Another chapter, kept in the output folder.", encoding="utf-8")
     (root.parent / "outside.txt").write_text("A text outside the job folder.", encoding="utf-8")
-    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(60))
+    Image.new("RGB", (8, 8), (200, 120, 40)).save(root / "cover.jpg")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(60))
     (root / "notimage.png").write_text("not a picture", encoding="utf-8")
 
 
@@ -227,6 +229,8 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(lines=job_file())
+@example(lines=[json.dumps({**JOB, "output": "a.mp3", "cover": "broken.jpg"})])  # found by a 1500-example run
+@example(lines=[json.dumps({**JOB, "output": "a.m4b", "book": "B", "cover": "cover.jpg"})])
 def test_hostile_job_lines_end_in_exit_0_1_or_2_and_touch_nothing_outside_the_output_folder(voice_wav, lines):
     with tempfile.TemporaryDirectory(prefix="batchtts-hostile-") as tmp:
         root = Path(tmp) / "job"

@@ -69,6 +69,7 @@ CASES = [
         "nested too deeply",
     ),
     ([_case(cover="chapter.txt.png")], 1, "cover", "not a JPEG or PNG image"),
+    ([_case(cover="broken.jpg")], 1, "cover", "cannot be decoded"),
     ([_case(output="ch1.mp3", sample_rate=96000)], 1, "sample_rate", "mp3 cannot hold 96000 Hz"),
     ([_case(output="ch1.ogg", sample_rate=44100)], 1, "sample_rate", "opus cannot hold 44100 Hz"),
 ]
@@ -79,6 +80,7 @@ def job_dir(tmp_path: Path) -> Path:
     (tmp_path / "chapter.txt").write_text("A chapter.", encoding="utf-8")
     (tmp_path / "long_pause.txt").write_text("A chapter.\n[pause:61]\nThe end.", encoding="utf-8")
     (tmp_path / "chapter.txt.png").write_text("not a picture", encoding="utf-8")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(60))  # a JPEG's first bytes, then nothing
     return tmp_path
 
 

@@ -7,8 +7,11 @@ strings them together.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +226,23 @@ def _cover(line: _Line) -> Path | None:
         raise line.src.error("cover", f"cannot read {path}: {exc.strerror or exc}") from None
     if not head.startswith(_IMAGE_MAGIC):
         raise line.src.error("cover", f"{path} is not a JPEG or PNG image")
+    stat = path.stat()
+    if problem := _undecodable(path, stat.st_size, stat.st_mtime_ns):
+        raise line.src.error("cover", f"{path} cannot be decoded: {problem}")
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _undecodable(path: Path, _size: int, _mtime: int) -> str | None:
+    """Decode the picture with the ffmpeg that will embed it (once per file version), so a damaged one
+    fails here rather than after synthesis; without ffmpeg the run stops on that anyway."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "null", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    return (lines[-1] if lines else f"ffmpeg exit {proc.returncode}") if proc.returncode else None
 
 
 def _loudness(line: _Line) -> Loudness:
