@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchtts.errors import InputError
+
 if TYPE_CHECKING:  # only names: this module sits below every stage, so the writers can use it too
     from batchtts.jobs.types import Job, Source
 
@@ -95,6 +97,12 @@ def _name_max(path: Path) -> int:
 def check_targets(job_file: Path, jobs: list[Job], out_dir: Path, state: Path) -> None:
     """Raise InputError at the first file a run would write that it must not (`state`: the state folder)."""
     state = state.resolve()
+    for what, path in (("job file", job_file.resolve()), ("output folder", out_dir.resolve())):
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 cannot be recorded in the ledger or in tags
+            shown = os.fsencode(path).decode("utf-8", "replace")
+            raise InputError(shown, None, None, f"the {what}'s path is not UTF-8; rename it") from None
     inputs = _inputs(job_file, jobs)
     seen: dict[str, Target] = {}
     for t in run_targets(jobs, out_dir):

@@ -89,6 +89,13 @@ def test_sigint_while_inputs_are_checked_is_one_line_exit_130(tmp_path, monkeypa
     assert not out.exists()
 
 
+def test_an_output_folder_whose_name_is_not_utf8_is_one_line_exit_2(tmp_path):
+    jobs = write_jobs(tmp_path / "b.jsonl", [JOB])
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/out\xff"))
+    _one_line(CliRunner().invoke(main, ["run", str(jobs), "--out", str(out)]), 2, "not UTF-8")
+    assert not out.exists()
+
+
 def test_a_pronunciation_is_replaced_literally(tmp_path):
     jobs = write_jobs(tmp_path / "b.jsonl", [{**JOB, "pronunciations": {"Hello": r"\1 \g<0>"}}])
     assert batchtts.chunks(jobs)[0].text.startswith(r"\1 \g<0> there.")
