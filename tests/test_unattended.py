@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batchtts import jobs as jobs_module
 from batchtts.cli import main
+from batchtts.jobs import text as jobs_module
 from batchtts.quality import check
 from tests.conftest import ROOT, run_cli, write_jobs
 from tests.fakes import ToneEngine
