@@ -70,6 +70,8 @@ CASES = [
     ),
     ([_case(cover="chapter.txt.png")], 1, "cover", "not a JPEG or PNG image"),
     ([_case(cover="broken.jpg")], 1, "cover", "cannot be decoded"),
+    ([_case(pauses={"sentence": None})], 1, "pauses.sentence", "must be a number, got null"),
+    ([_case(sampling={"speed": None})], 1, "sampling.speed", "must be a number, got null"),
     ([_case(output="ch1.mp3", sample_rate=96000)], 1, "sample_rate", "mp3 cannot hold 96000 Hz"),
     ([_case(output="ch1.ogg", sample_rate=44100)], 1, "sample_rate", "opus cannot hold 44100 Hz"),
 ]

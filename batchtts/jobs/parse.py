@@ -188,12 +188,16 @@ def _sample_rate(line: _Line, output: Path) -> int | None:
 
 def _numbers(line: _Line, key: str) -> dict[str, float]:
     obj = line.typed(key, dict) or {}
+    for k, value in obj.items():
+        if value is None:  # `typed` reads null as "not given"; inside these objects it is a wrong value
+            raise line.src.error(f"{key}.{k}", "must be a number, got null")
     return {k: float(line.typed(k, (int, float), obj, f"{key}.")) for k in obj}
 
 
 def _pauses(line: _Line) -> Pauses:
     obj = line.typed("pauses", dict) or {}
     _unknown(line.src, obj, _PAUSE_KEYS, "pauses.")
+    _numbers(line, "pauses")
     for key in obj:
         value = line.typed(key, (int, float), obj, "pauses.")
         if not 0 <= value <= MAX_PAUSE:
