@@ -238,6 +238,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
 @given(lines=job_file())
 @example(lines=[json.dumps({**JOB, "output": "a.mp3", "cover": "broken.jpg"})])  # found by a 1500-example run
 @example(lines=[json.dumps({**JOB, "output": "a.m4b", "book": "B", "cover": "cover.jpg"})])
+@example(lines=[json.dumps({**JOB, "pauses": {"sentence": None}})])  # found by a longer run
 def test_hostile_job_lines_end_in_exit_0_1_or_2_and_touch_nothing_outside_the_output_folder(voice_wav, lines):
     with tempfile.TemporaryDirectory(prefix="batchtts-hostile-") as tmp:
         root = Path(tmp) / "job"
