@@ -8,6 +8,7 @@ clips, covers): a clash is a one-line InputError naming both, not a lost file af
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -84,50 +85,54 @@ def _inputs(job_file: Path, jobs: list[Job]) -> dict[Path, str]:
     return found
 
 
-def _name_max(path: Path) -> int:
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+@functools.lru_cache(maxsize=1024)
+def _folder(folder: Path) -> tuple[str | None, int]:
+    """What a file in `folder` runs into, asked once per folder (thousands of chapters share a few): a
+    problem with the folder itself, else None, and the file system's NAME_MAX there."""
+    if len(os.fsencode(str(folder))) + _TEMP_ROOM + 2 > _PATH_MAX:
+        return f"the path {str(folder)[:60]}... is too long for the file system", _NAME_MAX
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in folder.parts):
+        return f"a folder name in {str(folder)[:50]}... is too long for the file system", _NAME_MAX
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"needs the folder {folder}, but {existing} is a file", _NAME_MAX
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        return None, os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError):
-        return _NAME_MAX
+        return None, _NAME_MAX
 
 
 def check_targets(job_file: Path, jobs: list[Job], out_dir: Path, state: Path) -> None:
     """Raise InputError at the first file a run would write that it must not (`state`: the state folder)."""
-    state = state.resolve()
     for what, path in (("job file", job_file.resolve()), ("output folder", out_dir.resolve())):
         try:
             str(path).encode("utf-8")
         except UnicodeEncodeError:  # bytes that are not UTF-8 cannot be recorded in the ledger or in tags
             shown = os.fsencode(path).decode("utf-8", "replace")
             raise InputError(shown, None, None, f"the {what}'s path is not UTF-8; rename it") from None
-    inputs = _inputs(job_file, jobs)
+    state_dir = str(state.resolve())
+    inputs = {str(p): what for p, what in _inputs(job_file, jobs).items()}
     seen: dict[str, Target] = {}
-    for t in run_targets(jobs, out_dir):
-        path = t.path.resolve()
-        key = os.path.normcase(str(path))
+    _folder.cache_clear()  # folders may have appeared since the last check in this process
+    for t in run_targets(jobs, out_dir.resolve()):
+        path = str(t.path)  # already resolved: outputs when parsed, books under the resolved output folder
+        key = os.path.normcase(path)
         if key in seen:
             first = seen[key]
             if first.what.startswith("the output on") and t.what.startswith("the output on"):
                 raise t.src.error(t.field, f"same output as {first.what[len('the output on ') :]}")
-            raise t.src.error(t.field, f"{t.what} is {path.name}, which is also {first.what}; rename one")
+            raise t.src.error(t.field, f"{t.what} is {t.path.name}, which is also {first.what}; rename one")
         seen[key] = t
-        if path == state or path.is_relative_to(state):
-            raise t.src.error(t.field, f"{t.what} ({path}) is inside batchtts's state folder {state}")
+        if path == state_dir or path.startswith(state_dir + os.sep):
+            raise t.src.error(t.field, f"{t.what} ({path}) is inside batchtts's state folder {state_dir}")
         if path in inputs:
             raise t.src.error(t.field, f"{t.what} would overwrite {inputs[path]}, {path}")
-        if len(os.fsencode(str(path))) + _TEMP_ROOM > _PATH_MAX:
-            raise t.src.error(t.field, f"{t.what}: the path {str(path)[:60]}... is too long for the file system")
-        if any(len(os.fsencode(part)) > _NAME_MAX for part in path.parts[:-1]):
-            raise t.src.error(
-                t.field, f"{t.what}: a folder name in {str(path)[:50]}... is too long for the file system"
-            )
-        if len(os.fsencode(path.name)) + _TEMP_ROOM > _name_max(path):
-            raise t.src.error(t.field, f"{t.what}: the name {path.name[:40]}... is too long for the file system")
-        if path.is_dir():
+        problem, name_max = _folder(t.path.parent)
+        if problem:
+            raise t.src.error(t.field, f"{t.what} ({t.path.name}): {problem}")
+        if len(os.fsencode(t.path.name)) + _TEMP_ROOM > name_max:
+            raise t.src.error(t.field, f"{t.what}: the name {t.path.name[:40]}... is too long for the file system")
+        if os.path.isdir(path):
             raise t.src.error(t.field, f"{t.what} ({path}) is a folder")
-        parent = next((p for p in path.parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise t.src.error(t.field, f"{t.what} ({path}) needs the folder {parent}, which is a file")
