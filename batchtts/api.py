@@ -22,15 +22,15 @@ from batchtts.download import DEFAULT_REPO, LOCK_NAME, ModelLock
 from batchtts.download import download as fetch_model
 from batchtts.engines import DEFAULT_ENGINE, engine_class
 from batchtts.engines.base import CostModel
-from batchtts.errors import EnvironmentProblem, InputError
+from batchtts.errors import EnvironmentProblem
 from batchtts.executors import ExecutorOptions
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.memory import memory_budget
-from batchtts.plan import DEFAULT_WASTE_TARGET, Plan, PlanError, plan_batches
+from batchtts.plan import DEFAULT_WASTE_TARGET, Plan
 from batchtts.prepare import Prepared, prepare
 from batchtts.runner import RunOptions, RunSummary
 from batchtts.runner import run as _run
-from batchtts.schedule import prefix_tokens
+from batchtts.schedule import plan_engine
 from batchtts.worker import SynthSettings
 from batchtts.workspace import Workspace
 
@@ -195,17 +195,7 @@ def plan(
             budget = memory_budget(device, cost, kv_budget)
         except (RuntimeError, AssertionError) as exc:
             raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
-        try:
-            batches = plan_batches(
-                pending,
-                cost,
-                budget,
-                max_batch or cls.default_batch_size(),
-                prefix_tokens(cls, cost, prep.voices, pending),
-                waste_target=waste_target,
-            )
-        except PlanError as exc:
-            raise InputError(jobs, None, None, str(exc)) from None
+        batches = plan_engine(prep, name, budget, max_batch, waste_target, pending)
         plans.append(EnginePlan(name, cost, len({c.key for c in chunks}) - len({c.key for c in pending}), batches))
     return plans
 

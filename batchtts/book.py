@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,6 @@ class BookChapter:
     output: Path  # the chapter's own file, listed in the playlist
     pcm: Path  # its stitched audio before encoding, so the book is encoded once from lossless audio
     signature: str
-
-
-def book_slug(book: str) -> str:
-    slug = re.sub(r"[^\w.-]+", "-", book, flags=re.UNICODE).strip("-.")
-    return slug or "book"
 
 
 def book_signature(chapters: list[BookChapter], tags: Tags) -> str:

@@ -34,7 +34,8 @@ class Chunk:
 def apply_pronunciations(text: str, table: dict[str, str]) -> str:
     for word in sorted(table, key=len, reverse=True):
         if re.fullmatch(r"[\w'-]+", word, flags=re.ASCII):
-            text = re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", table[word], text)
+            # A function, so the replacement is taken literally ("\\1" is not a group reference).
+            text = re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", lambda _m, say=table[word]: say, text)
         else:
             text = text.replace(word, table[word])
     return text

@@ -117,6 +117,9 @@ def _call(fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
     except BatchttsError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # before a run takes over signals (checking inputs) or in a read-only command
+        click.echo("batchtts: interrupted (SIGINT); finished chunks are kept", err=True)
+        sys.exit(128 + signal.SIGINT)
 
 
 @click.group()

@@ -116,6 +116,10 @@ class Ledger:
             log.info("recovered %d finished chunks from the chunk store (the ledger did not list them)", len(found))
         return len(found)
 
+    def job_files(self) -> dict[str, str]:
+        """The job file each job id was last run from."""
+        return dict(self.db.execute("SELECT job_id, job_file FROM jobs").fetchall())
+
     def close(self) -> None:
         self.db.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from batchtts.book import BookChapter, book_signature, book_slug, write_book, write_playlist
+from batchtts.book import BookChapter, book_signature, write_book, write_playlist
 from batchtts.encode import Tags, write_audio, write_pcm
 from batchtts.events import EventLog
 from batchtts.jobs.types import Job
@@ -14,6 +14,7 @@ from batchtts.prepare import Prepared
 from batchtts.stitch import Piece, build_chapter, signature
 from batchtts.store import ChunkStore
 from batchtts.subtitles import write_timings
+from batchtts.targets import book_files
 from batchtts.workspace import Workspace
 
 log = logging.getLogger("batchtts")
@@ -112,8 +113,7 @@ class Writer:
             ]
             cover = next((j.cover for j in jobs if j.cover), None)
             tags = Tags(book, jobs[0].author, book, None, None, cover)
-            m4b = self.space.out_dir / f"{book_slug(book)}.m4b"
-            m3u = m4b.with_suffix(".m3u")
+            m4b, m3u = book_files(self.space.out_dir, book)
             sig = book_signature(chapters, tags)
             if m4b.is_file() and m3u.is_file() and self.ledger.book_signature(book) == sig:
                 continue

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from batchtts.encode import require_ffmpeg
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import EnvironmentProblem, InputError
 
 
 def read_any(path: Path) -> tuple[np.ndarray, int]:
@@ -45,6 +45,20 @@ def read_any(path: Path) -> tuple[np.ndarray, int]:
         return np.frombuffer(raw, np.float32), rate
 
 
+def _manifest(path: Path) -> dict:
+    """The timings manifest, checked for the fields the picture reads: a bad one is one line, exit 2."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        chunks = manifest["chunks"]
+        for c in chunks:
+            if "index" not in c or not all(type(c[k]) in (int, float) for k in ("start", "end")):
+                raise TypeError
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, IndexError):
+        what = "not a batchtts timings manifest (a 'chunks' list with index, start and end)"
+        raise InputError(path, None, None, what) from None
+    return manifest
+
+
 def waveform_png(chapter: Path, png: Path, seconds: float | None = None) -> Path:
     try:
         import matplotlib
@@ -53,8 +67,11 @@ def waveform_png(chapter: Path, png: Path, seconds: float | None = None) -> Path
         import matplotlib.pyplot as plt
     except ImportError:
         raise EnvironmentProblem("matplotlib is needed for pictures: pip install 'batchtts[plot]'") from None
-    manifest = json.loads(chapter.with_suffix(".json").read_text(encoding="utf-8"))
-    audio, rate = read_any(chapter)
+    manifest = _manifest(chapter.with_suffix(".json"))
+    try:
+        audio, rate = read_any(chapter)
+    except (subprocess.CalledProcessError, ValueError):
+        raise InputError(chapter, None, None, "cannot read it as audio") from None
     end = len(audio) / rate if seconds is None else min(seconds, len(audio) / rate)
     n = int(end * rate)
     t = np.arange(n) / rate

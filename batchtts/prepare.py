@@ -11,7 +11,9 @@ from batchtts.engines.base import Engine, OptionError
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.jobs.types import Job
 from batchtts.split import split_text
+from batchtts.targets import check_targets
 from batchtts.voice import VoiceAudio, load_voice
+from batchtts.workspace import Workspace
 
 
 @dataclass
@@ -50,6 +52,7 @@ def prepare(
     job_file = Path(job_file)
     out_dir = Path(out_dir).resolve() if out_dir else default_out_dir(job_file)
     jobs = load_jobs(job_file, out_dir, allow_abs_paths)
+    check_targets(job_file, jobs, out_dir, Workspace(out_dir).state)
     voices_by_path: dict[tuple[Path | None, str], VoiceAudio] = {}
     engine_of, chunks = {}, {}
     for job in jobs:

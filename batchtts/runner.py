@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchtts.commit import Committer, SynthStats
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.events import EventLog
 from batchtts.executors import ExecutorOptions, Work, executor
 from batchtts.interrupt import GracefulStop
 from batchtts.ledger import Ledger
 from batchtts.output import Writer
+from batchtts.plan import PlanError
 from batchtts.prepare import Prepared, prepare
+from batchtts.schedule import plan_engine
 from batchtts.store import ChunkStore
 from batchtts.worker import History, SynthSettings
 from batchtts.workspace import Workspace
@@ -83,8 +85,12 @@ class RunSummary:
 def run(job_file: Path, opts: RunOptions) -> RunSummary:
     started = time.monotonic()
     prep = prepare(job_file, opts.out_dir, opts.engine, opts.allow_abs_paths)  # every input error surfaces here
+    _preflight(prep, opts.synth)
     space = Workspace(prep.out_dir)
-    events = EventLog(opts.log_json)
+    try:
+        events = EventLog(opts.log_json)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the event log {opts.log_json}: {exc.strerror or exc}") from None
     summary = RunSummary(jobs=len(prep.jobs), chunks=sum(len(cs) for cs in prep.chunks.values()))
     try:
         with space.lock(), GracefulStop() as stop:
@@ -106,12 +112,29 @@ def run(job_file: Path, opts: RunOptions) -> RunSummary:
                 ledger.close()
     except (OSError, sqlite3.OperationalError) as exc:
         raise _environment(exc) from None
+    except PlanError as exc:  # the measured budget shrank below a chunk mid-run; what finished is kept
+        raise InputError(prep.job_file, None, None, str(exc)) from None
     finally:
         summary.wall_seconds = time.monotonic() - started
         summary.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         events.emit("run_end", **summary.as_dict())
         events.close()
     return summary
+
+
+def _preflight(prep: Prepared, settings: SynthSettings) -> None:
+    """What would otherwise stop a run only after its models load: no CUDA device, or a chunk that can
+    never fit `--kv-budget` (the same answer `plan` gives)."""
+    if settings.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EnvironmentProblem(
+                f"--device cuda, but torch {torch.__version__} sees no CUDA device (use --device cpu)"
+            )
+    if settings.kv_budget is not None:
+        for name in prep.engines():
+            plan_engine(prep, name, settings.kv_budget, settings.max_batch, settings.waste_target)
 
 
 def _environment(exc: Exception) -> EnvironmentProblem:
@@ -123,6 +146,20 @@ def _environment(exc: Exception) -> EnvironmentProblem:
             f"disk full while writing {where}; free some space and run again (finished chunks are kept)"
         )
     return EnvironmentProblem(f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _check_owner(prep: Prepared, ledger: Ledger) -> None:
+    """Two job files with the same ids in one output folder would rewrite each other's chapters on every
+    run: refuse while the job file the ledger records for an id still exists (a moved one gives it up)."""
+    mine = prep.job_file.resolve()
+    owners = ledger.job_files()
+    for job in prep.jobs:
+        other = Path(owners.get(job.id) or mine)
+        if other.is_absolute() and other != mine and other.is_file() and not other.samefile(mine):
+            raise job.source.error(
+                "id",
+                f"job '{job.id}' in {prep.out_dir} belongs to the job file {other}; give each job file its own --out",
+            )
 
 
 def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
@@ -145,11 +182,11 @@ def _run(
     stop: GracefulStop,
 ) -> None:
     store = space.store()
+    _check_owner(prep, ledger)
     run_id = ledger.start_run(prep.job_file)
     for job in prep.jobs:
-        ledger.set_layout(
-            job.id, prep.job_file, job.output, [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
-        )
+        rows = [(c.index, c.key, c.source_text, c.brk) for c in prep.chunks[job.id]]
+        ledger.set_layout(job.id, prep.job_file.resolve(), job.output, rows)
     all_chunks = prep.all_chunks()
     all_keys = {c.key for c in all_chunks}
     ledger.recover_from(store, all_keys)

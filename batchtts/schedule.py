@@ -7,8 +7,11 @@ import logging
 from collections.abc import Callable
 
 from batchtts.chunks import Chunk
+from batchtts.engines import engine_class
 from batchtts.engines.base import CostModel, Engine
-from batchtts.plan import Batch, Item, LengthPredictor, batch_bytes, plan_batches
+from batchtts.errors import InputError
+from batchtts.plan import Batch, Item, LengthPredictor, Plan, PlanError, batch_bytes, plan_batches
+from batchtts.prepare import Prepared
 from batchtts.sizes import format_size
 from batchtts.voice import VoiceAudio
 
@@ -28,6 +31,32 @@ def prefix_tokens(
     for voice in {c.voice for c in chunks if c.rolling}:
         prefix[voice] = prefix.get(voice, 0) + cost.context_tokens
     return prefix
+
+
+def plan_engine(
+    prep: Prepared,
+    name: str,
+    budget: int,
+    max_batch: int | None,
+    waste_target: float,
+    chunks: list[Chunk] | None = None,
+) -> Plan:
+    """How one engine's chunks (default: all) would be batched; a chunk that cannot fit the budget alone
+    is bad input, for `plan` and, before any synthesis, for `run`."""
+    cls = engine_class(name)
+    cost = cls.cost_model()
+    chunks = prep.chunks_for(name) if chunks is None else chunks
+    try:
+        return plan_batches(
+            chunks,
+            cost,
+            budget,
+            max_batch or cls.default_batch_size(),
+            prefix_tokens(cls, cost, prep.voices, chunks),
+            waste_target=waste_target,
+        )
+    except PlanError as exc:
+        raise InputError(prep.job_file, None, None, str(exc)) from None
 
 
 class Scheduler:

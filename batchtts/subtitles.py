@@ -11,6 +11,7 @@ from pathlib import Path
 
 from batchtts.atomic import atomic_write_bytes
 from batchtts.stitch import Cue
+from batchtts.targets import timing_files
 
 
 def _stamp(seconds: float, sep: str) -> str:
@@ -41,7 +42,7 @@ def manifest(cues: list[Cue], info: dict) -> str:
 
 def write_timings(output: Path, cues: list[Cue], info: dict) -> list[Path]:
     """Write <stem>.srt, <stem>.vtt and <stem>.json beside the chapter file."""
-    paths = [output.with_suffix(".srt"), output.with_suffix(".vtt"), output.with_suffix(".json")]
+    paths = timing_files(output)
     for path, text in zip(paths, (srt(cues), vtt(cues), manifest(cues, info)), strict=True):
         atomic_write_bytes(path, text.encode("utf-8"))
     return paths

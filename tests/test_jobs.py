@@ -47,12 +47,42 @@ CASES = [
     ([_case(seed=True)], 1, "seed", "must be an integer"),
     ([_case(sample_rate=1000)], 1, "sample_rate", "outside 8000-192000"),
     ([GOOD, "", _case(id="ch2", output="b.wav", title=3)], 3, "title", "must be a string"),
+    # issue 16: hostile values get one line before synthesis
+    ([_case(text="Hi there. [pause:100000] Bye now.")], 1, "text", "[pause:100000] is outside 0-60 seconds"),
+    ([_case(text=..., text_file="long_pause.txt")], 1, "text_file", "[pause:61] is outside 0-60 seconds"),
+    ([_case(output="a\u0000.wav")], 1, "output", "NUL character"),
+    ([_case(title="x\u0000y")], 1, "title", "NUL character"),
+    ([_case(pronunciations={"Hello": "He\u0000llo"})], 1, "pronunciations.Hello", "NUL character"),
+    (['{"id": "ch1", "text": "Hello \\ud800 there.", "output": "ch1.wav"}'], 1, "text", "lone surrogate"),
+    (['{"id": "ch1", "text": "Hi.", "output": "a.wav", "title": "\\udfff"}'], 1, "title", "lone surrogate"),
+    (['{"id": "ch1", "text": "Hi.", "output": "a.wav", "\\ud800": 1}'], 1, None, "lone surrogate"),
+    (
+        ['{"id": "ch1", "text": "Hi.", "output": "a.wav", "sampling": ' + "[" * 100000 + "]" * 100000 + "}"],
+        1,
+        None,
+        "nested too deeply",
+    ),
+    (
+        ['{"id": "ch1", "text": "Hi.", "output": "a.wav", "sampling": ' + "[" * 500 + "]" * 500 + "}"],
+        1,
+        None,
+        "nested too deeply",
+    ),
+    ([_case(cover="chapter.txt.png")], 1, "cover", "not a JPEG or PNG image"),
+    ([_case(cover="broken.jpg")], 1, "cover", "cannot be decoded"),
+    ([_case(pauses={"sentence": None})], 1, "pauses.sentence", "must be a number, got null"),
+    ([_case(sampling={"speed": None})], 1, "sampling.speed", "must be a number, got null"),
+    ([_case(output="ch1.mp3", sample_rate=96000)], 1, "sample_rate", "mp3 cannot hold 96000 Hz"),
+    ([_case(output="ch1.ogg", sample_rate=44100)], 1, "sample_rate", "opus cannot hold 44100 Hz"),
 ]
 
 
 @pytest.fixture
 def job_dir(tmp_path: Path) -> Path:
     (tmp_path / "chapter.txt").write_text("A chapter.", encoding="utf-8")
+    (tmp_path / "long_pause.txt").write_text("A chapter.\n[pause:61]\nThe end.", encoding="utf-8")
+    (tmp_path / "chapter.txt.png").write_text("not a picture", encoding="utf-8")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(60))  # a JPEG's first bytes, then nothing
     return tmp_path
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchtts.atomic import atomic_path, atomic_write_bytes
-from batchtts.book import book_slug
 from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.importer.model import Book
 from batchtts.importer.report import as_dict, markdown_report, table
+from batchtts.targets import book_slug
 
 # --format -> the chapters' suffix. "m4b": chapters in AAC (.m4a); `batchtts run` joins the chapters of
 # a book into one <book>.m4b with a marker per chapter, whatever their format.

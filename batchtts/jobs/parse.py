@@ -7,8 +7,11 @@ strings them together.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,10 @@ import jsonlines
 import soundfile as sf
 
 from batchtts.errors import InputError
-from batchtts.formats import OUTPUT_FORMATS
+from batchtts.formats import OUTPUT_FORMATS, SAMPLE_RATES
 from batchtts.jobs.text import normalize_text, read_text_file
 from batchtts.jobs.types import CONTEXTS, LANGUAGES, Job, Loudness, Pauses, Source, Voice
-from batchtts.split import speakable, strip_markers
+from batchtts.split import PAUSE_MARKER_RE, speakable, strip_markers
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_KEYS = {
@@ -31,6 +34,10 @@ _TOP_KEYS = {
 _LOUDNESS_KEYS = {"target", "true_peak"}
 _VOICE_KEYS = {"prompt_audio", "prompt_text"}
 _PAUSE_KEYS = set(Pauses.__dataclass_fields__)
+MAX_PAUSE = 60.0  # seconds, for `pauses` and inline [pause:N] markers alike
+MAX_DEPTH = 32  # nesting of JSON arrays and objects; no field needs more than 2
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG: what ffmpeg attaches as a cover
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,29 @@ def _typed(src: Source, obj: dict, key: str, types: type | tuple[type, ...], pre
 _JSON_TYPES = {str: "a string", dict: "an object", int: "an integer", float: "a number"}
 
 
+def _strings(src: Source, obj: dict) -> None:
+    """Every key and string, walked without recursion: lone surrogates cannot be written anywhere (UTF-8
+    file names, tags, logs), NUL cannot be in a path or a tag; `text` alone is cleaned of control
+    characters instead. Nesting is bounded so that no later reader recurses without limit."""
+    stack: list[tuple[str | None, object, int]] = [(None, obj, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise src.error(None, f"nested too deeply (over {MAX_DEPTH} levels)")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE_RE.search(key) or "\0" in key:
+                    raise src.error(where, "a key holds a lone surrogate or a NUL character")
+                stack.append((f"{where}.{key}" if where else key, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((where, item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if _SURROGATE_RE.search(value):
+                raise src.error(where, "holds a lone surrogate (half of a UTF-16 pair), which is not text")
+            if "\0" in value and where != "text":
+                raise src.error(where, "holds a NUL character")
+
+
 def _unknown(src: Source, obj: dict, allowed: set[str], prefix: str = "") -> None:
     for key in obj:
         if key not in allowed:
@@ -77,22 +107,28 @@ def _id(line: _Line) -> str:
     return job_id
 
 
-def _text(line: _Line) -> str:
+def _text(line: _Line) -> tuple[str, Path | None]:
     text = line.typed("text", str)
     text_file = line.typed("text_file", str)
     if text is not None and text_file is not None:
         raise line.src.error("text_file", "give either 'text' or 'text_file', not both")
     if text is None and text_file is None:
         raise line.src.error("text", "missing (give 'text' or 'text_file')")
-    if text_file is not None:
-        text = read_text_file(line.src, line.base_dir / text_file)
+    path = (line.base_dir / text_file).resolve() if text_file is not None else None
+    if path is not None:
+        text = read_text_file(line.src, path)
     text = normalize_text(text)
     name = "text_file" if text_file is not None else "text"
     if not strip_markers(text).strip():
         raise line.src.error(name, "is empty")
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
-    return text
+    for marker in PAUSE_MARKER_RE.finditer(text):
+        if float(marker.group(1)) > MAX_PAUSE:
+            raise line.src.error(
+                name, f"pause marker [pause:{marker.group(1)}] is outside 0-{MAX_PAUSE:g} seconds (like 'pauses')"
+            )
+    return text, path
 
 
 def _output(line: _Line) -> Path:
@@ -139,25 +175,33 @@ def _choice(line: _Line, key: str, choices: tuple[str, ...], default: str) -> st
     return value
 
 
-def _sample_rate(line: _Line) -> int | None:
+def _sample_rate(line: _Line, output: Path) -> int | None:
     rate = line.typed("sample_rate", int)
     if rate is not None and not 8000 <= rate <= 192000:
         raise line.src.error("sample_rate", f"{rate} is outside 8000-192000")
+    fmt = OUTPUT_FORMATS[output.suffix.lower()]
+    if rate is not None and fmt in SAMPLE_RATES and rate not in SAMPLE_RATES[fmt]:
+        rates = ", ".join(map(str, SAMPLE_RATES[fmt]))
+        raise line.src.error("sample_rate", f"{fmt} cannot hold {rate} Hz ({output.suffix} allows {rates})")
     return rate
 
 
 def _numbers(line: _Line, key: str) -> dict[str, float]:
     obj = line.typed(key, dict) or {}
+    for k, value in obj.items():
+        if value is None:  # `typed` reads null as "not given"; inside these objects it is a wrong value
+            raise line.src.error(f"{key}.{k}", "must be a number, got null")
     return {k: float(line.typed(k, (int, float), obj, f"{key}.")) for k in obj}
 
 
 def _pauses(line: _Line) -> Pauses:
     obj = line.typed("pauses", dict) or {}
     _unknown(line.src, obj, _PAUSE_KEYS, "pauses.")
+    _numbers(line, "pauses")
     for key in obj:
         value = line.typed(key, (int, float), obj, "pauses.")
-        if not 0 <= value <= 60:
-            raise line.src.error(f"pauses.{key}", f"{value} is outside 0-60 seconds")
+        if not 0 <= value <= MAX_PAUSE:
+            raise line.src.error(f"pauses.{key}", f"{value} is outside 0-{MAX_PAUSE:g} seconds")
     return Pauses(**_numbers(line, "pauses"))
 
 
@@ -179,7 +223,30 @@ def _cover(line: _Line) -> Path | None:
         raise line.src.error("cover", f"file not found: {path}")
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise line.src.error("cover", "must be a .jpg or .png image")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise line.src.error("cover", f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head.startswith(_IMAGE_MAGIC):
+        raise line.src.error("cover", f"{path} is not a JPEG or PNG image")
+    stat = path.stat()
+    if problem := _undecodable(path, stat.st_size, stat.st_mtime_ns):
+        raise line.src.error("cover", f"{path} cannot be decoded: {problem}")
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _undecodable(path: Path, _size: int, _mtime: int) -> str | None:
+    """Decode the picture with the ffmpeg that will embed it (once per file version), so a damaged one
+    fails here rather than after synthesis; without ffmpeg the run stops on that anyway."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "null", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    return (lines[-1] if lines else f"ffmpeg exit {proc.returncode}") if proc.returncode else None
 
 
 def _loudness(line: _Line) -> Loudness:
@@ -206,16 +273,21 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
     """One record to a Job; the engine name is only type-checked here (prepare resolves it)."""
     if not isinstance(obj, dict):
         raise src.error(None, "each line must be a JSON object")
+    _strings(src, obj)
     _unknown(src, obj, _TOP_KEYS)
     line = _Line(src, obj, base_dir, out_dir, allow_abs_paths)
+    job_id = _id(line)
+    text, text_file = _text(line)
+    output = _output(line)
     return Job(
-        id=_id(line),
-        text=_text(line),
-        output=_output(line),
+        id=job_id,
+        text=text,
+        text_file=text_file,
+        output=output,
         source=src,
         voice=_voice(line),
         language=_choice(line, "language", LANGUAGES, "auto"),
-        sample_rate=_sample_rate(line),
+        sample_rate=_sample_rate(line, output),
         seed=line.typed("seed", int) or 0,
         engine=line.typed("engine", str),
         sampling=_numbers(line, "sampling"),
@@ -244,21 +316,12 @@ def load_jobs(job_file: Path, out_dir: Path | None = None, allow_abs_paths: bool
         raise InputError(job_file, None, None, "job file not found")
     jobs: list[Job] = []
     seen_ids: dict[str, int] = {}
-    seen_outputs: dict[Path, tuple[int, Path]] = {}  # by name without suffix: timings files share it
     for lineno, obj in _records(job_file):
         src = Source(job_file, lineno)
         job = parse_job(src, obj, base_dir, out_dir, allow_abs_paths)
         if job.id in seen_ids:
             raise src.error("id", f"duplicate id '{job.id}' (first on line {seen_ids[job.id]})")
-        other = seen_outputs.get(job.output.with_suffix(""))
-        if other and other[1] == job.output:
-            raise src.error("output", f"same output as line {other[0]}")
-        if other:
-            raise src.error(
-                "output", f"same name as the output on line {other[0]} (their .srt/.vtt/.json would collide)"
-            )
         seen_ids[job.id] = lineno
-        seen_outputs[job.output.with_suffix("")] = (lineno, job.output)
         jobs.append(job)
     if not jobs:
         raise InputError(job_file, None, None, "holds no jobs")
@@ -280,6 +343,8 @@ def _records(job_file: Path) -> Iterator[tuple[int, Any]]:
             obj = reader.read(skip_empty=True)
         except EOFError:
             return
+        except RecursionError:
+            raise InputError(job_file, counter["line"], None, "not valid JSON: nested too deeply") from None
         except jsonlines.InvalidLineError as exc:
             cause = exc.__cause__
             if isinstance(cause, UnicodeDecodeError):

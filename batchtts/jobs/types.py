@@ -69,3 +69,4 @@ class Job:
     cover: Path | None = None
     loudness: Loudness = Loudness()
     context: str = "prompt"  # or "rolling": each sentence also prompted by the sentences before it
+    text_file: Path | None = None  # where `text` was read from: an input no output may replace
