@@ -6,9 +6,9 @@ ckpt/speech_tokenizer (Whisper-VQ), ckpt/flow (flow.pt, config.yaml), ckpt/hift 
 frontend/campplus.onnx (speaker encoder; also found in a GLM-TTS checkout).
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
-CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
-cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then flow and
-vocoder per row (the official flow takes one sequence at a time).
+CAM++ embedding. Per batch: the LLM decodes the rows with continuous batching over a slot KV cache
+(decode.py; `GLMTTS_DECODE` picks another path, decoders.py: the same tokens), then flow and vocoder
+per row (the official flow takes one sequence at a time).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
 
 MODEL_ENV = "GLMTTS_MODEL_DIR"
-DECODE_ENV = "GLMTTS_DECODE"  # dynamic (default), static, compile or graphs: see glmtts_static.py
+DECODE_ENV = "GLMTTS_DECODE"  # auto (default), slots, graphs, dynamic, static or compile: see decoders.py
 DEFAULT_MODEL_DIR = Path("models") / "GLM-TTS"
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
-DECODE_VERSION = 2  # bump when decoding changes what a chunk sounds like
+DECODE_VERSION = 3  # bump when decoding changes what a chunk sounds like
 MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
@@ -88,12 +88,12 @@ class GlmttsEngine(Engine):
     }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, official):
-        from batchtts.engines.glmtts.static import StaticDecoder
+        from batchtts.engines.glmtts.decoders import EngineDecoder
 
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
         try:
-            self.decoder = StaticDecoder(llm, os.environ.get(DECODE_ENV) or "dynamic")
+            self.decoder = EngineDecoder(llm, special, os.environ.get(DECODE_ENV) or "auto")
         except ValueError as exc:
             raise EnvironmentProblem(f"{DECODE_ENV}: {exc}") from None
         self.speaker, self.official = speaker, official
@@ -236,17 +236,10 @@ class GlmttsEngine(Engine):
         )
 
     def activation_reserve(self) -> int:
-        """On CUDA, the peak of one worst-case prefill (a long prompt and sentence), measured."""
-        if self.device != "cuda":
-            return 0
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        length = 750 + 60 + 60  # 30 s of prompt speech, prompt text, a long sentence
-        with torch.inference_mode():
-            self.llm(input_ids=torch.full((1, length), self.special.pad, device="cuda"), use_cache=True)
-        return int(torch.cuda.max_memory_allocated() - base)
+        """On CUDA, the measured peak of the decoder's largest prefill (decoders.py)."""
+        return self.decoder.activation_reserve()
 
     def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
         self.llm = self.decoder = None

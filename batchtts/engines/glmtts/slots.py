@@ -11,7 +11,9 @@ device's memory bandwidth. `batchtts plan` can print it without loading a model.
 from __future__ import annotations
 
 import heapq
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 MAX_SLOTS = 64
 H100_BYTES_PER_S = 2.995e12  # a device-to-device copy measured on the GPU test machine (read + write)
@@ -44,6 +46,11 @@ class DecodePlan:
             f"{self.sentences} sentences, {self.speech_tokens} speech tokens in about {self.decode_steps} "
             f"decode steps{time}"
         )
+
+
+def default_config() -> dict:
+    """GLM-TTS's published LLM config, shipped with the package (llm-config.md says where it comes from)."""
+    return json.loads((Path(__file__).with_name("llm-config.json")).read_text(encoding="utf-8"))
 
 
 def slots_for_budget(budget: int, bytes_per_token: int, slot_tokens: int, max_slots: int = MAX_SLOTS) -> int:
