@@ -78,6 +78,7 @@ class SlotDecoder:
         self._rows = torch.arange(slots, **long)
         self._graphs: dict[tuple[int, int, int], torch.cuda.CUDAGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None  # one pool for the decoder's life
+        self.steps_run = 0  # decode steps run (each for the whole bucket), for benchmarks
 
     def kv_bytes(self) -> int:
         return 2 * self.keys.numel() * self.keys.element_size()
@@ -117,6 +118,7 @@ class SlotDecoder:
 
     def decode_n_tokens(self, steps: int, n: int, span: int, k_cap: int) -> None:
         graph = self._graphs.get((n, span, k_cap))
+        self.steps_run += steps
         for _ in range(steps):
             if graph is not None:
                 graph.replay()

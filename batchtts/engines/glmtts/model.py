@@ -89,16 +89,14 @@ class FusedLlama:
         gate, up = F.linear(_rms_norm(h, ln2, self.eps), w13).chunk(2, dim=-1)
         return h + F.linear(F.silu(gate) * up, w2)
 
-    def _qkv(self, x: torch.Tensor, wqkv: torch.Tensor, pos: torch.Tensor):
-        """q (b, heads, t, d), k and v (b, kv_heads, t, d) of x (b, t, hidden) at positions pos (b, t)."""
+    def _qkv(self, x: torch.Tensor, wqkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """q (b, heads, t, d), k and v (b, kv_heads, t, d) of x (b, t, hidden); cos/sin (b, 1, t, d) of its
+        positions. RoPE turns q and k in one pass (the same element-wise operations as one at a time)."""
         b, t = x.shape[:2]
-        q, k, v = F.linear(x, wqkv).split(
-            [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1
-        )
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]
-        q = _rotate(q.view(b, t, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-        k = _rotate(k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
-        return q, k, v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        qk_heads = self.heads + self.kv_heads
+        qkv = F.linear(x, wqkv).view(b, t, qk_heads + self.kv_heads, self.head_dim).transpose(1, 2)
+        qk = _rotate(qkv[:, :qk_heads], cos, sin)
+        return qk[:, : self.heads], qk[:, self.heads :], qkv[:, qk_heads:]
 
     def prefill(
         self, ids: torch.Tensor, lens: torch.Tensor, slots: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
@@ -110,9 +108,10 @@ class FusedLlama:
         pos = torch.arange(width, device=ids.device).expand(rows, width)
         valid = pos < lens[:, None]
         mask = (pos[:, None, :] <= pos[:, :, None]) & valid[:, None, :]  # (rows, query, key): causal, unpadded
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]
         h = F.embedding(ids, self.embed)
         for i, (ln1, wqkv, wo, ln2, w13, w2) in enumerate(self.layers):
-            q, k, v = self._qkv(_rms_norm(h, ln1, self.eps), wqkv, pos)
+            q, k, v = self._qkv(_rms_norm(h, ln1, self.eps), wqkv, cos, sin)
             keys[i, slots, :, :width] = k
             values[i, slots, :, :width] = v
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale, enable_gqa=True)
@@ -130,16 +129,19 @@ class FusedLlama:
         rows = torch.arange(n, device=ids.device)
         col = lens.clamp(max=keys.shape[3] - 1)
         visible = torch.arange(span, device=ids.device)[None, :] <= lens[:, None]  # (n, span)
+        bias = torch.zeros(visible.shape, dtype=self.dtype, device=ids.device).masked_fill_(~visible, float("-inf"))
+        bias = bias[:, None, None]  # built once per step, shared by every layer
+        cos, sin = self.cos[lens][:, None, None], self.sin[lens][:, None, None]
         groups = self.heads // self.kv_heads
         h = F.embedding(ids[:, None], self.embed)
         for i, (ln1, wqkv, wo, ln2, w13, w2) in enumerate(self.layers):
-            q, k, v = self._qkv(_rms_norm(h, ln1, self.eps), wqkv, lens[:, None])
+            q, k, v = self._qkv(_rms_norm(h, ln1, self.eps), wqkv, cos, sin)
             keys[i, rows, :, col] = k[:, :, 0]
             values[i, rows, :, col] = v[:, :, 0]
             # Grouped-query attention: a KV head's query heads act as a query length of `groups`.
             q = q.reshape(n, self.kv_heads, groups, self.head_dim)
             o = F.scaled_dot_product_attention(
-                q, keys[i, :n, :, :span], values[i, :n, :, :span], attn_mask=visible[:, None, None], scale=self.scale
+                q, keys[i, :n, :, :span], values[i, :n, :, :span], attn_mask=bias, scale=self.scale
             )
             h = h + F.linear(o.reshape(n, 1, self.heads * self.head_dim), wo)
             h = self._mlp(h, ln2, w13, w2)
