@@ -55,7 +55,7 @@ bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (th
 bench-ray: setup  ## the example book on 1 and 2 Ray CPU actors against the local executor
 	$(BIN)/python bench/bench_ray.py --jobs $(JOBS)
 
-bench-gpu: setup  ## on a CUDA machine: LLM stage at full dimensions in bf16, with the HBM bound
+bench-gpu: setup  ## on a CUDA machine: LLM stage at GLM-TTS's dimensions in bf16 (bench/gpu_check.sh: the 8-minute check)
 	$(BIN)/python bench/bench_llm.py --device cuda $(BENCH_ARGS)
 
 clean-audio:

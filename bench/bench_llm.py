@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from batchtts.chunks import Chunk  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
 from batchtts.engines.glmtts.decode import SlotDecoder  # noqa: E402
-from batchtts.engines.glmtts.llm import Sampling, SpecialIds, decode_batch, output_ids  # noqa: E402
+from batchtts.engines.glmtts.llm import Sampling, SpecialIds, output_ids  # noqa: E402
 from batchtts.engines.glmtts.model import FusedLlama  # noqa: E402
 from batchtts.engines.glmtts.slots import slots_for_budget  # noqa: E402
 from batchtts.engines.glmtts.static import StaticDecoder  # noqa: E402
@@ -166,14 +166,18 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=6.5, help="speech tokens decoded per text token")
     parser.add_argument("--repeat", type=int, default=32, help="copies of the example book (32 x 32 sentences)")
     parser.add_argument("--small", action="store_true", help="small dimensions (always on a CPU)")
-    parser.add_argument("--alone", type=int, default=64, help="sentences for one-at-a-time (reference loop)")
-    parser.add_argument("--fixed", type=int, default=None, help="sentences for fixed batches of 16 (default all)")
-    parser.add_argument("--static", type=int, default=None, help="sentences for planner + static cache")
-    parser.add_argument("--identical", type=int, default=64, help="sentences compared alone vs continuous")
+    parser.add_argument("--alone", type=int, help="sentences one at a time, reference loop (64 CUDA, 8 CPU)")
+    parser.add_argument("--fixed", type=int, help="sentences in fixed batches of 16 (all on CUDA, 64 CPU)")
+    parser.add_argument("--static", type=int, help="sentences for planner + static cache (all CUDA, 256 CPU)")
+    parser.add_argument("--identical", type=int, help="sentences compared alone vs continuous (64 CUDA, 16 CPU)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sentences (smoke runs)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     device = args.device
+    defaults = {"alone": 64, "identical": 64} if device == "cuda" else {"alone": 8, "fixed": 64, "static": 256}
+    for name, value in (defaults | ({} if device == "cuda" else {"identical": 16})).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     small = args.small or device == "cpu"
     model, dims = build_model(json.loads(args.config.read_text()), device, small)
     sp = specials(dims["vocab_size"])

@@ -12,11 +12,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from batchtts.engines.glmtts import llm_cost
 from batchtts.engines.glmtts.decode import SlotDecoder, buckets
 from batchtts.engines.glmtts.llm import Sampling, decode_batch, output_ids, special_ids
 from batchtts.engines.glmtts.model import FusedLlama
 from batchtts.engines.glmtts.sampling import HISTORY, RowParams, k_cap_for, sample, uniform, uniform_bits
-from batchtts.engines.glmtts.slots import Row, decode_plan, default_config, slots_for_budget, step_weight_bytes
+from batchtts.engines.glmtts.slots import (
+    Row,
+    decode_plan,
+    default_config,
+    engine_decode_plan,
+    slots_for_budget,
+    step_weight_bytes,
+)
 from tests.tiny_glmtts import build_checkpoint
 
 SEEDS = [11, 22, 33, 44, 55, 66]
@@ -278,6 +286,9 @@ def test_decode_plan_at_the_real_dimensions():
     assert plan.decode_steps == 15 * 152 + 150  # 16 waves, each refilled at the host's next check
     assert 0 < plan.seconds < 60 and "64 decode slots" in plan.describe()
     assert buckets(64) == [1, 2, 4, 8, 16, 32, 64] and buckets(5) == [1, 2, 4, 5]
+    cost = llm_cost(config, 2)  # what `batchtts plan` can show for the engine on an H100
+    engine = engine_decode_plan(cost, [(171, 10, "en")] * 1000, budget=40 << 30)
+    assert engine.slots == 64 and engine.slot_tokens == 4096 and engine.speech_tokens == 65 * 1000
 
 
 # -- GPU: graphs, bf16 ------------------------------------------------------------------------------

@@ -11,12 +11,11 @@ from __future__ import annotations
 from batchtts.engines.glmtts.decode import RowDone, SlotDecoder
 from batchtts.engines.glmtts.llm import Sampling, SpecialIds, output_ids
 from batchtts.engines.glmtts.model import FusedLlama
-from batchtts.engines.glmtts.slots import MAX_SLOTS, slots_for_budget
+from batchtts.engines.glmtts.slots import MAX_SLOTS, SLOT_TOKENS, slots_for_budget
 from batchtts.errors import EnvironmentProblem
 
 MODES = ("auto", "slots", "graphs", "dynamic", "static", "compile")
-SLOT_TOKENS = 4096  # a slot's worst case: 30 s of rolling prompt speech, its text, and 20x a long sentence
-PREFILL_TOKENS = 8192  # refill prompts go through the model in groups of at most this many tokens
+PREFILL_TOKENS = 4096  # refill prompts go through the model in groups of at most this many tokens
 CUDA_MARGIN = 0.9  # of free memory after the activation reserve and the graphs' pool
 GRAPH_POOL_BYTES = 512 << 20  # the captured steps' working memory (sampling over 64 x 32,769 logits and so on)
 CPU_SHARE = 0.25  # of available RAM for the KV cache on a CPU

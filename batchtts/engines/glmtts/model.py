@@ -114,7 +114,9 @@ class FusedLlama:
             q, k, v = self._qkv(_rms_norm(h, ln1, self.eps), wqkv, cos, sin)
             keys[i, slots, :, :width] = k
             values[i, slots, :, :width] = v
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale, enable_gqa=True)
+            groups = self.heads // self.kv_heads  # K/V repeated per query head: the masked kernels take no GQA
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale)
             h = h + F.linear(o.transpose(1, 2).reshape(rows, width, -1), wo)
             h = self._mlp(h, ln2, w13, w2)
         last = h[torch.arange(rows, device=ids.device), lens - 1]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_SLOTS = 64
+SLOT_TOKENS = 4096  # the engine's slot: 30 s of rolling prompt speech, its text, and 20x a long sentence
 H100_BYTES_PER_S = 2.995e12  # a device-to-device copy measured on the GPU test machine (read + write)
 EXPECTED_BOUND_FRACTION = 0.5  # the share of the bandwidth floor the graphed decode step is built to reach
 
@@ -103,3 +104,27 @@ def step_weight_bytes(config: dict, dtype_bytes: int, outputs: int = 32769) -> i
     kv_heads = config.get("num_key_value_heads") or heads
     per_layer = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * inter
     return (layers * (per_layer + 2 * hidden) + hidden + outputs * hidden) * dtype_bytes
+
+
+def engine_decode_plan(
+    cost,
+    sentences: list[tuple[int, int, str]],
+    budget: int,
+    bandwidth: float | None = H100_BYTES_PER_S,
+    config: dict | None = None,
+) -> DecodePlan:
+    """What the GLM-TTS engine's decoder will do with `sentences` = (prefix tokens, text tokens, language)
+    in queue order, under `budget` bytes of KV: the engine's slot length, predicted lengths from the cost
+    model (a `CostModel`), steps priced at the published config's weights (or `config`) in bf16."""
+    rows = [
+        Row(prefix + n, cost.predicted_decode(n, cost.speech_ratio.get(lang, 6.5)), cost.worst_decode(n))
+        for prefix, n, lang in sentences
+    ]
+    return decode_plan(
+        rows,
+        cost.bytes_per_token,
+        budget,
+        step_weight_bytes=step_weight_bytes(config or default_config(), 2),
+        bandwidth=bandwidth,
+        slot_tokens=SLOT_TOKENS,
+    )
