@@ -227,6 +227,7 @@ class SlotDecoder:
             if len(p) >= self.length:
                 raise ValueError(f"a prompt of {len(p)} tokens does not fit a slot of {self.length}")
             limits.append((int(t * min_ratio), max(1, min(int(t * max_ratio), self.length - len(p)))))
+        self.live.fill_(False)  # nothing survives an earlier call that failed midway (say, out of memory)
         self.capture(k_cap)
         queue = deque(order if order is not None else range(n))
         row_of: list[int | None] = [None] * self.slots  # slot -> request index
