@@ -263,7 +263,7 @@ def main() -> None:
     warm = time.perf_counter() - t0
     steps0 = decoder.steps_run
     (toks, _), wall, peak = timed(device, lambda: decoder.decode(*work.args(queue)))
-    name = "continuous batching" + (", CUDA graphs" if graphs else ", eager steps")
+    name = "continuous batching" + (", CUDA graphs" if decoder.use_graphs else ", eager steps")
     r = row(toks, decoder.steps_run - steps0, wall, peak, len(queue), slots=slots, slot_tokens=length)
     r["warm_up_s"] = round(warm, 2)
     r["kv_cache_bytes"] = decoder.kv_bytes()

@@ -20,6 +20,7 @@ same tokens in any batch; in bf16 on a GPU, matrix kernels chosen by row count m
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from batchtts.engines.glmtts.llm import Sampling, SpecialIds
 from batchtts.engines.glmtts.model import FusedLlama
 from batchtts.engines.glmtts.sampling import HISTORY, RowParams, k_cap_for, push_history, sample, uniform
 
+log = logging.getLogger(__name__)
 RowDone = Callable[[int, list[int], bool], None]  # (request index, speech tokens, truncated)
 
 
@@ -142,12 +144,17 @@ class SlotDecoder:
             for _ in range(2):
                 self.decode_one_token(*shapes[0], k_cap)
         torch.cuda.current_stream().wait_stream(side)
-        for n, span in shapes:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                self.decode_one_token(n, span, k_cap)
-            self._graphs[(n, span, k_cap)] = graph
-        torch.cuda.synchronize()
+        try:
+            for n, span in shapes:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool):
+                    self.decode_one_token(n, span, k_cap)
+                self._graphs[(n, span, k_cap)] = graph
+            torch.cuda.synchronize()
+        except RuntimeError as exc:  # the same tokens, only slower: say so and decode eagerly
+            log.warning("CUDA graph capture failed (%s); decoding with eager steps", str(exc).splitlines()[0])
+            self._graphs.clear()
+            self.use_graphs = False
 
     # -- refills --------------------------------------------------------------------------------------
 
