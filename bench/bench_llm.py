@@ -262,12 +262,18 @@ def main() -> None:
     decoder.decode(*work.args(queue[:2]))  # warm-up (and, on CUDA, the graphs' capture)
     warm = time.perf_counter() - t0
     steps0 = decoder.steps_run
+    decoder.prefill_seconds()
     (toks, _), wall, peak = timed(device, lambda: decoder.decode(*work.args(queue)))
+    prefill = decoder.prefill_seconds()
     name = "continuous batching" + (", CUDA graphs" if decoder.use_graphs else ", eager steps")
     r = row(toks, decoder.steps_run - steps0, wall, peak, len(queue), slots=slots, slot_tokens=length)
     r["warm_up_s"] = round(warm, 2)
     r["kv_cache_bytes"] = decoder.kv_bytes()
+    r["prefill_s"] = round(prefill, 3)
     record(name, r, queue)
+    floor = r["bound_fraction"] * r["wall_s"]
+    r["decode_bound_fraction"] = round(floor / max(1e-9, r["wall_s"] - prefill), 4)  # decode steps' time only
+    write(result, out, device)
     continuous = dict(zip((c.key for c in queue), toks, strict=True))
 
     # Honest determinism: the same sentences decoded alone (one slot) against continuous batching.
@@ -322,6 +328,14 @@ def write(result: dict, out: Path, device: str) -> None:
             f"{100 * same['continuous_vs_reference_loop_alone']:.1f}%; mean length difference "
             f"{same['mean_abs_length_difference']} tokens (lengths forced here).",
         ]
+    for name, r in result["strategies"].items():
+        if "prefill_s" in r:
+            md += [
+                "",
+                f"{name}: {r['slots']} slots of {r['slot_tokens']} tokens, graphs/warm-up {r['warm_up_s']} s; "
+                f"refill prefills took {r['prefill_s']} s of {r['wall_s']} s; the decode steps alone ran at "
+                f"{r.get('decode_bound_fraction', '-')} of the bandwidth floor.",
+            ]
     md += ["", f"Command: `python bench/{result['command']}`"]
     (out / f"llm-{device}.md").write_text("\n".join(md) + "\n")
 

@@ -21,6 +21,7 @@ same tokens in any batch; in bf16 on a GPU, matrix kernels chosen by row count m
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -41,6 +42,15 @@ def buckets(slots: int) -> list[int]:
         out.append(n)
         n *= 2
     return [*out, slots]
+
+
+def _mark(device):
+    """A point in time on the device's stream (a CUDA event), or on the host's clock elsewhere."""
+    if device.type != "cuda":
+        return time.perf_counter()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
 
 
 class SlotDecoder:
@@ -81,6 +91,7 @@ class SlotDecoder:
         self._graphs: dict[tuple[int, int, int], torch.cuda.CUDAGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None  # one pool for the decoder's life
         self.steps_run = 0  # decode steps run (each for the whole bucket), for benchmarks
+        self.prefill_marks: list = []  # (start, end) CUDA events or perf_counter() pairs of each prefill group
 
     def kv_bytes(self) -> int:
         return 2 * self.keys.numel() * self.keys.element_size()
@@ -194,8 +205,18 @@ class SlotDecoder:
         put(self.ended, [False] * len(group))
         self.history.index_fill_(0, index, -1)
         self.params.put(index, RowParams.of([e[5] for e in group], dev))
+        start = _mark(dev)
         logits = self.model.prefill(ids, lens, index, self.keys, self.values)
         self._choose(index, logits, k_cap)
+        self.prefill_marks.append((start, _mark(dev)))
+
+    def prefill_seconds(self) -> float:
+        """Time spent in refill prefills since the last call (waits for the device once)."""
+        marks, self.prefill_marks = self.prefill_marks, []
+        if marks and not isinstance(marks[0][0], float):
+            torch.cuda.synchronize()
+            return sum(a.elapsed_time(b) for a, b in marks) / 1000
+        return sum(b - a for a, b in marks)
 
     def _move(self, src: int, dst: int, columns: int) -> None:
         """Move a live row from slot src to the free slot dst (to shrink the step's bucket)."""
