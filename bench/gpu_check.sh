@@ -8,6 +8,8 @@
 # Packages the GPU machine lacks travel as wheels in the git-ignored .whl/ folder: fill it beforehand on a machine
 # with PyPI (from the project root: ../shared/device/wheels.sh) and send .whl with the checkout; this script installs
 # them into /tmp/site. `--device cpu` runs the same steps on a CPU at small dimensions (to exercise the script).
+# Through the session `run` tool: command `bash bench/gpu_check.sh "$OUT/gpu"`, carry [".whl"], timeout_s 540;
+# then copy llm-cuda.json/.md from the returned files into bench/results/ and commit them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: bench/gpu_check.sh RESULTS_DIR [--device cpu]" >&2; exit 2; }

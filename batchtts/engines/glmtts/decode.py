@@ -249,6 +249,8 @@ class SlotDecoder:
         if sp != self.sp:
             raise ValueError("the decoder was built for other special token ids")
         n = len(prompts)
+        if n == 0:
+            return [], []
         k_cap = k_cap_for(sampling)
         limits = []
         for p, t in zip(prompts, text_lens, strict=True):
