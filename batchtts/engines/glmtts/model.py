@@ -27,9 +27,10 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * h.to(x.dtype)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as Hugging Face's x*cos + rotate_half(x)*sin, with the minus sign moved into the sine table
+    (the same products bit for bit) so the rotation is one roll instead of a negation and a concatenation."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class FusedLlama:
@@ -72,7 +73,9 @@ class FusedLlama:
             rope = m.rotary_emb
             positions = torch.arange(cfg.max_position_embeddings, device=self.device)
             cos, sin = rope(torch.zeros((), dtype=self.dtype, device=self.device), positions[None])
-            self.cos, self.sin = cos[0], sin[0]  # (max positions, head_dim), Hugging Face's own values
+            half = self.head_dim // 2
+            self.cos = cos[0]  # (max positions, head_dim), Hugging Face's own values
+            self.sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)  # sign of rotate_half folded in
         self.scale = self.head_dim**-0.5
         self.max_positions = cfg.max_position_embeddings
 
