@@ -98,11 +98,20 @@ class SlotDecoder:
 
     # -- one step, all on the device -------------------------------------------------------------------
 
-    def _choose(self, index: torch.Tensor, logits: torch.Tensor, k_cap: int) -> None:
-        """Sample the next token of rows `index` from their logits and apply EOA and the length rules."""
+    def _choose(self, rows: torch.Tensor | int, logits: torch.Tensor, k_cap: int) -> None:
+        """Sample the next token of some rows from their logits and apply EOA and the length rules: rows is
+        an index tensor (refills) or n, the first n slots (a step: views, fewer kernels)."""
+        first = isinstance(rows, int)
+        index = self._rows[:rows] if first else rows
 
         def g(t):
-            return t.index_select(0, index)
+            return t[:rows] if first else t.index_select(0, index)
+
+        def put(t, value):
+            if first:
+                t[:rows].copy_(value)
+            else:
+                t.index_copy_(0, index, value)
 
         live, n_dec, seed, hist = g(self.live), g(self.n_dec), g(self.seed), g(self.history)
         params = RowParams(*(g(getattr(self.params, f)) for f in self.params.fields()))
@@ -113,21 +122,22 @@ class SlotDecoder:
         emit = live & ~is_eoa
         col = n_dec.clamp(max=self.length - 1)
         self.out[index, col] = torch.where(emit, picked, self.out[index, col])
-        push_history(hist, picked, emit)
+        push_history(hist, picked, emit)  # in place: on a view, that is the slots' own history
+        if not first:
+            put(self.history, hist)
         n_dec = n_dec + emit
         finished = live & (is_eoa | (n_dec >= g(self.max_len)))
-        self.history.index_copy_(0, index, hist)
-        self.n_dec.index_copy_(0, index, n_dec)
-        self.ended.index_copy_(0, index, g(self.ended) | (live & is_eoa))
-        self.live.index_copy_(0, index, live & ~finished)
-        self.ids.index_copy_(0, index, torch.where(emit, picked + self.sp.ats, g(self.ids)))
+        put(self.n_dec, n_dec)
+        put(self.ended, g(self.ended) | (live & is_eoa))
+        put(self.live, live & ~finished)
+        put(self.ids, torch.where(emit, picked + self.sp.ats, g(self.ids)))
 
     def decode_one_token(self, n: int, span: int, k_cap: int) -> None:
         """Slots 0..n-1 feed their token, attend over `span` columns and choose the next (dead rows idle)."""
         live = self.live[:n]
         logits = self.model.step(self.ids[:n], self.lens[:n], self.keys, self.values, span)
         self.lens[:n] += live
-        self._choose(self._rows[:n], logits, k_cap)
+        self._choose(n, logits, k_cap)
 
     def decode_n_tokens(self, steps: int, n: int, span: int, k_cap: int) -> None:
         graph = self._graphs.get((n, span, k_cap))
