@@ -112,9 +112,10 @@ class GlmttsEngine(Engine):
 
     @classmethod
     def default_batch_size(cls) -> int:
-        # Decode reads every weight once per step whatever the batch holds, so rows are nearly free
-        # until the KV budget binds; the planner sizes batches against that budget up to this cap.
-        return 64
+        # A batch is the decoder's queue: its slots (at most 64, as many as the KV budget holds) are
+        # refilled from it as sentences end, so a queue longer than the slots keeps them all busy; the
+        # planner still caps a batch by the KV budget's worst case.
+        return 256
 
     @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:
