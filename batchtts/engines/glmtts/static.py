@@ -15,7 +15,7 @@ its modules (projections, norms, MLP, rotary embedding), with grouped-query atte
 
 Modes: `static` (eager), `compile` (`torch.compile` of the step), `graphs` (the step captured as a
 CUDA graph per shape and replayed). Every mode decodes the same tokens as `decode_batch`: the same
-prompts, positions, sampling rules and per-row generators.
+prompts, positions, sampling rules and counter-based random numbers.
 """
 
 from __future__ import annotations
