@@ -74,7 +74,7 @@ bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (th
 bench-ray: setup  ## the example book on 1 and 2 Ray CPU actors against the local executor
 	$(BIN)/python bench/bench_ray.py --jobs $(JOBS)
 
-bench-gpu: setup  ## on a CUDA machine: LLM stage at full dimensions in bf16, with the HBM bound; then end to end
+bench-gpu: setup  ## on a CUDA machine: LLM stage at GLM-TTS's dimensions in bf16, then end to end (bench/gpu_check.sh: the 8-minute check)
 	$(BIN)/python bench/bench_llm.py --device cuda $(BENCH_ARGS)
 	$(BIN)/python bench/bench_e2e.py --device cuda $(E2E_ARGS)
 

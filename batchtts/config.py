@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 GLMTTS_MODEL_DIR = "GLMTTS_MODEL_DIR"  # the downloaded GLM-TTS model folder (default: models/GLM-TTS)
-GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: dynamic, static, compile or graphs
+GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: auto, slots, graphs, dynamic, static or compile
 GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cross-checks, and its CAM++ model
 GLMTTS_CAMPPLUS = "GLMTTS_CAMPPLUS"  # GLM-TTS's CAM++ speaker model (campplus.onnx), wherever it is
 GLMTTS_AUDIO_MEMORY = "GLMTTS_AUDIO_MEMORY"  # bytes for GLM-TTS's flow and vocoder batches on CUDA
@@ -29,7 +29,7 @@ def glmtts_model_dir() -> Path:
 
 
 def glmtts_decode() -> str:
-    return _get(GLMTTS_DECODE) or "dynamic"
+    return _get(GLMTTS_DECODE) or "auto"
 
 
 def glmtts_home() -> Path | None:

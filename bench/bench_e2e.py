@@ -8,7 +8,7 @@
 
 Per strategy: audio seconds per second, time per stage (where stages run in turn), GPU busy fraction
 (`nvidia-smi` utilisation sampled every 100 ms), peak memory. LLM dimensions from
-bench/glmtts-llm-config.json (GLM-TTS's published llm/config.json); flow and vocoder at the official code's
+batchtts/engines/glmtts/llm-config.json (GLM-TTS's published llm/config.json); flow and vocoder at the official code's
 defaults (DiT 768 wide, 18 blocks, 12 heads; HiFT 512 channels). Decoded lengths are forced to `--ratio`
 speech tokens per text token so every strategy does the same work. `--device cpu` runs small dimensions,
 for smoke runs. Writes bench/results/e2e-<device>.{json,md}.
@@ -35,16 +35,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from batchtts import config  # noqa: E402
 from batchtts.chunks import Chunk  # noqa: E402
 from batchtts.engines.glmtts import llm_cost  # noqa: E402
+from batchtts.engines.glmtts.decoders import EngineDecoder  # noqa: E402
 from batchtts.engines.glmtts.flow import FlowModel, parse_flow_config  # noqa: E402
 from batchtts.engines.glmtts.hift import HiFT  # noqa: E402
-from batchtts.engines.glmtts.static import StaticDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm import Sampling  # noqa: E402
 from batchtts.engines.glmtts.token2wav import TokenToWave  # noqa: E402
 from batchtts.plan import plan_batches  # noqa: E402
 from batchtts.sizes import format_size, parse_size  # noqa: E402
 from batchtts.split import detect_language  # noqa: E402
-from bench.bench_llm import PROMPT_SPEECH, PROMPT_TEXT, SAMPLING, book_sentences, build_model, specials  # noqa: E402
+from bench.bench_llm import PROMPT_SPEECH, PROMPT_TEXT, book_sentences, build_model, specials  # noqa: E402
 
 SAMPLE_RATE = 24000
 FLOW_CONFIG = """flow: !new:flow.flow.Flow
@@ -151,7 +153,7 @@ def run(name, decoder, audio, sp, voice, batches, lens_of, ratio, device, overla
             feed = pipe.decode_kwargs(decoder) if overlap else {}
             td = _sync(device)
             out, _ = decoder.decode(
-                prompts, [lens_of[c.key] for c in batch], sp, [SAMPLING] * len(batch), seeds, ratio, ratio, **feed
+                prompts, [lens_of[c.key] for c in batch], sp, [Sampling()] * len(batch), seeds, ratio, ratio, **feed
             )
             stages["decode"] += _sync(device) - td
             tokens += sum(len(o) for o in out)
@@ -185,7 +187,7 @@ def run(name, decoder, audio, sp, voice, batches, lens_of, ratio, device, overla
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=Path, default=ROOT / "bench" / "glmtts-llm-config.json")
+    parser.add_argument("--config", type=Path, default=ROOT / "batchtts" / "engines" / "glmtts" / "llm-config.json")
     parser.add_argument("--jobs", type=Path, default=ROOT / "jobs" / "book.jsonl")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sentences", type=int, default=None, help="default: 1000 on CUDA, 8 on CPU")
@@ -194,7 +196,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--audio-memory", default=None, help="flow + vocoder activations (default: the engine's)")
     parser.add_argument("--ratio", type=float, default=6.5, help="speech tokens decoded per text token")
-    parser.add_argument("--decode", default=os.environ.get("GLMTTS_DECODE") or "static", help="decode mode")
+    parser.add_argument("--decode", default=config.glmtts_decode(), help="decode mode (decoders.py)")
     parser.add_argument("--prompt-tokens", type=int, default=PROMPT_SPEECH, help="the voice's prompt (25 a second)")
     parser.add_argument("--small", action="store_true", help="small dimensions (default on CPU)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -205,7 +207,7 @@ def main() -> None:
 
     model, dims = build_model(json.loads(args.config.read_text()), device, small)
     sp = specials(dims["vocab_size"])
-    decoder = StaticDecoder(model, args.decode)
+    decoder = EngineDecoder(model, sp, args.decode)
     audio = build_audio(device, small, parse_size(args.audio_memory) if args.audio_memory else None)
     voice = random_voice(args.prompt_tokens)
     book = book_sentences(args.jobs, 1)

@@ -9,7 +9,22 @@ from tests.conftest import ROOT
 
 def test_llm_benchmark_smoke_run(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "bench/bench_llm.py", "--device", "cpu", "--limit", "6", "--results", str(tmp_path)],
+        [
+            sys.executable,
+            "bench/bench_llm.py",
+            "--device",
+            "cpu",
+            "--repeat",
+            "1",
+            "--limit",
+            "6",
+            "--alone",
+            "2",
+            "--identical",
+            "3",
+            "--results",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -18,18 +33,17 @@ def test_llm_benchmark_smoke_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "llm-cpu.json").read_text())
     rows = result["strategies"]
-    assert set(rows) == {"one at a time (official)", "fixed batch of 16, book order", "batchtts planner"}
-    work = {r["speech_tokens"] for r in rows.values()}
-    assert len(work) == 1  # every strategy decodes the same tokens
-    assert rows["one at a time (official)"]["batches"] == 6 and result["planner_vs_one_at_a_time"] > 0
-    assert "| batchtts planner |" in (tmp_path / "llm-cpu.md").read_text()
-    steps = result["decode_steps_ablation"]
-    assert list(steps) == [
-        "eager attention",
-        "+ SDPA attention (default)",
-        "+ preallocated KV cache",
-        "+ torch.compile step",
-    ]  # CUDA graphs only on a GPU
-    assert {r["speech_tokens"] for r in steps.values()} == work  # every technique does the same work
-    assert result["memory_bytes_per_s"] > 0
-    assert all(0 < r["bound_fraction"] for r in [*rows.values(), *steps.values()])
+    assert list(rows) == [
+        "one at a time, reference loop",
+        "fixed batches of 16, reference loop",
+        "planner batches, static cache",
+        "continuous batching, eager steps",
+    ]
+    assert rows["one at a time, reference loop"]["sentences"] == 2
+    full = {name: r["speech_tokens"] for name, r in rows.items() if r["sentences"] == 6}
+    assert len(full) == 3 and len(set(full.values())) == 1  # every strategy decodes the same work
+    assert result["identical_tokens"]["continuous_vs_alone_same_loop"] == 1.0  # fp32 on a CPU: batch-invariant
+    assert result["identical_tokens"]["continuous_vs_reference_loop_alone"] == 1.0
+    assert result["dims"]["small"] and result["config"].endswith("llm-config.json")
+    assert all(0 < r["bound_fraction"] and r["tokens_per_s"] > 0 for r in rows.values())
+    assert "| continuous batching, eager steps |" in (tmp_path / "llm-cpu.md").read_text()

@@ -131,6 +131,9 @@ class _ReportingDecoder:
             on_row_done(i, tokens[i], cut[i])
         return tokens, cut
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_engine_audio_is_the_same_batched_alone_and_overlapped_with_decode(tmp_path, monkeypatch):
     model = build_checkpoint(tmp_path / "model")
@@ -150,8 +153,8 @@ def test_engine_audio_is_the_same_batched_alone_and_overlapped_with_decode(tmp_p
     alone = eng.synthesize(reqs[1:2], voice)[0]
     # Through both stages the flow's 1e-7 rounding reaches F0, whose phase integrates over the sentence.
     assert np.abs(alone.audio - batch[1].audio).max() <= 1e-4 and alone.speech_tokens == batch[1].speech_tokens
-    for r in batch:
-        assert r.sample_rate == 24000 and len(r.audio) == 960 * r.tokens and np.isfinite(r.audio).all()
+    for r in batch:  # 960 samples a token, less a frame where the official int(n / 25 * 50) rounds down
+        assert r.sample_rate == 24000 and 0 <= 960 * r.tokens - len(r.audio) <= 480 and np.isfinite(r.audio).all()
     eng.decoder = _ReportingDecoder(eng.decoder)
     eng.audio.memory_bytes = 40 * eng.audio.bytes_per_frame[0]  # small flow batches: the worker runs several
     overlapped = eng.synthesize(reqs, voice)
@@ -286,6 +289,6 @@ def test_a_failed_decode_ends_the_audio_worker_and_the_cost_model_counts_the_aud
         Failing().decode(**feed)
     pipe.abort()
     assert not pipe.thread.is_alive()
-    config = json.loads((ROOT / "bench" / "glmtts-llm-config.json").read_text())
+    config = json.loads((ROOT / "batchtts" / "engines" / "glmtts" / "llm-config.json").read_text())
     flow, vocoder = audio_bytes_per_frame(dtype_bytes=2)
     assert llm_cost(config, 2).audio_bytes_per_frame == flow + vocoder > 0

@@ -13,7 +13,8 @@ import torch
 
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
 from batchtts.engines.glmtts.frontend import mel_filterbank, prompt_mel
-from batchtts.engines.glmtts.llm import Sampling, decode_batch, sample
+from batchtts.engines.glmtts.llm import Sampling, decode_batch
+from batchtts.engines.glmtts.sampling import HISTORY, RowParams, sample, uniform
 from batchtts.engines.glmtts.static import StaticDecoder
 from batchtts.voice import load_voice
 from tests.conftest import ROOT, write_jobs
@@ -115,15 +116,24 @@ def test_cuda_graph_decode_matches_the_dynamic_path_on_the_tiny_checkpoint(tiny,
 
 
 def test_sampling_follows_ras_rules():
-    gen = torch.Generator().manual_seed(0)
-    logp = torch.log_softmax(torch.tensor([5.0, 4.0, 1.0, 0.0, -1.0]), 0)
+    n = 4000
+    logits = torch.tensor([5.0, 4.0, 1.0, 0.0, -1.0]).expand(n, 5)  # the last column is EOA
+    u = uniform(torch.arange(n), torch.zeros(n, dtype=torch.long), 0)
+    ok = torch.ones(n, dtype=torch.bool)
     s = Sampling(top_k=2, top_p=0.99)
-    draws = [sample(logp, [], s, gen) for _ in range(4000)]
+    empty = torch.full((n, HISTORY), -1)
+
+    def draw(history, sampling=s, eoa_ok=ok):
+        return sample(logits, eoa_ok, RowParams.of([sampling] * n, "cpu"), history, u, u.flip(0), 32).tolist()
+
+    draws = draw(empty)
     assert set(draws) == {0, 1}  # only the top-k survive when nothing repeats
-    assert abs(draws.count(0) / len(draws) - math.e / (math.e + 1)) < 0.03  # in proportion to their probability
-    repeated = [sample(logp, [0] * 10, s, gen) for _ in range(400)]
-    assert set(repeated) - {0, 1}  # a repeat triggers a draw from the whole distribution
-    assert sample(logp, [], Sampling(greedy=True), gen) == 0
+    assert abs(draws.count(0) / n - math.e / (math.e + 1)) < 0.03  # in proportion to their probability
+    assert set(draw(torch.zeros((n, HISTORY), dtype=torch.long))) - {0, 1}  # a repeat: draw from everything
+    assert set(draw(empty, Sampling(greedy=True))) == {0}
+    late = torch.tensor([0.0, 0.0, 0.0, 0.0, 9.0]).expand(n, 5)
+    barred = sample(late, ~ok, RowParams.of([Sampling(greedy=True)] * n, "cpu"), empty, u, u, 32)
+    assert 4 not in barred.tolist()  # EOA is barred before the minimum length
 
 
 def test_cost_model_comes_from_the_llm_config(tiny, engine):

@@ -7,10 +7,9 @@ flow/ (flow.pt, config.yaml) and hift/ (vocoder). The CAM++ speaker encoder is n
 see assets.campplus_path.
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
-CAM++ embedding. Per batch: one padded LLM decode for all rows (glmtts_llm.py, or over a preallocated
-cache with `GLMTTS_DECODE=static|compile|graphs`, glmtts_static.py: the same tokens), then batchtts's own
-flow and vocoder over many rows per forward (token2wav.py), overlapped with the decode when the decoder
-reports finished rows.
+CAM++ embedding. Per batch: the LLM decodes the rows with continuous batching over a slot KV cache
+(decode.py; `GLMTTS_DECODE` picks another path, decoders.py: the same tokens), then batchtts's own flow
+and vocoder over many rows per forward (token2wav.py), fed as rows finish when the decoder reports them.
 """
 
 from __future__ import annotations
@@ -31,7 +30,9 @@ from batchtts.voice import VoiceAudio
 
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
-DECODE_VERSION = 3  # bump when decoding changes what a chunk sounds like (3: normalised prompt text, own tokenizer)
+# Bump when decoding changes what a chunk sounds like (3: normalised prompt text, own speech tokenizer, own
+# flow and vocoder, counter-based sampling).
+DECODE_VERSION = 3
 MAX_PROMPT_SPEECH = 750  # the official rolling context keeps at most ~30 s of speech tokens in the prompt
 
 
@@ -104,12 +105,12 @@ class GlmttsEngine(Engine):
     }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, speech_tokenizer, audio):
-        from batchtts.engines.glmtts.static import StaticDecoder
+        from batchtts.engines.glmtts.decoders import EngineDecoder
 
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
         try:
-            self.decoder = StaticDecoder(llm, config.glmtts_decode())
+            self.decoder = EngineDecoder(llm, special, config.glmtts_decode())
         except ValueError as exc:
             raise EnvironmentProblem(f"{config.GLMTTS_DECODE}: {exc}") from None
         self.speaker, self.speech_tokenizer, self.audio = speaker, speech_tokenizer, audio
@@ -128,9 +129,10 @@ class GlmttsEngine(Engine):
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
-        # Decode reads every weight once per step whatever the batch holds, so rows are nearly free
-        # until the KV budget binds; the planner sizes batches against that budget up to this cap.
-        return 64
+        # A batch is the decoder's queue: its slots (at most 64, as many as the KV budget holds) are
+        # refilled from it as sentences end, so a queue longer than the slots keeps them all busy; the
+        # planner still caps a batch by the KV budget's worst case.
+        return 256
 
     @classmethod
     def speakable_text(cls, text: str, language: str) -> str:
@@ -269,19 +271,13 @@ class GlmttsEngine(Engine):
         )
 
     def activation_reserve(self) -> int:
-        """On CUDA, the peak of one worst-case prefill (a long prompt and sentence), measured."""
-        if self.device != "cuda":
-            return 0
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        length = 750 + 60 + 60  # 30 s of prompt speech, prompt text, a long sentence
-        with torch.inference_mode():
-            self.llm(input_ids=torch.full((1, length), self.special.pad, device="cuda"), use_cache=True)
-        return int(torch.cuda.max_memory_allocated() - base) + self.audio.reserve_bytes()  # + flow and vocoder
+        """On CUDA, the measured peak of the decoder's largest prefill (decoders.py), plus the flow and
+        vocoder batches' memory."""
+        return self.decoder.activation_reserve() + self.audio.reserve_bytes()
 
     def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
         self.llm = self.decoder = None
         self.audio = None
 

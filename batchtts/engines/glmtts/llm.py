@@ -4,16 +4,18 @@ GLM-TTS's LLM is a plain `LlamaForCausalLM` fed [prompt text, text, BOA, prompt 
 decoding speech tokens until EOA (`<|user|>`), at least `min_ratio` and at most `max_ratio` times the
 text-token count. The official code decodes one sentence at a time; here every row of a batch is
 left-padded with an attention mask and explicit position ids (so a row's positions are the same as
-when it runs alone), shares one KV cache, samples with its own seeded generator, and leaves the
-batch (and the cache) as soon as it has finished, so finished rows cost nothing.
+when it runs alone), shares one KV cache, samples with counter-based random numbers of its own
+(sampling.py), and leaves the batch (and the cache) as soon as it has finished. This is the reference
+the slot decoder (decode.py) is tested against: Hugging Face's forward, the same sampler.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from batchtts.engines.glmtts.sampling import DRAW_PICK, DRAW_REPEAT, HISTORY, RowParams, k_cap_for, sample, uniform
 
 SPECIAL_TOKENS = {"ats": "<|audio_0|>", "boa": "<|begin_of_audio|>", "eoa": "<|user|>", "pad": "<|endoftext|>"}
 
@@ -57,53 +59,10 @@ class Sampling:
     greedy: bool = False
 
 
-def sample_rows(
-    logp: torch.Tensor, decoded: list[list[int]], sampling: list[Sampling], gens: list[torch.Generator]
-) -> list[int]:
-    """One token per row of log-probs over the vocabulary, with the official sampling rules, for all
-    rows at once: a step costs a few batched kernels and one host sync, not a sort and a sync per row.
-
-    Randomness comes from each row's own CPU generator (one uniform per step, and one more when a
-    repetition forces a redraw), so a row draws the same tokens in any batch. A uniform picks a token by
-    inverse CDF over the kept, unnormalised probabilities, the distribution torch.multinomial samples.
-    `decoded` holds each row's recent ids (at least its repetition window).
-    """
-    device = logp.device
-    temperature = torch.tensor([s.temperature for s in sampling], device=device)[:, None]
-    probs = torch.softmax(logp / temperature, dim=-1)
-    ranked, ids = probs.topk(min(max(s.top_k for s in sampling), probs.shape[-1]), dim=-1)
-    rank = torch.arange(ranked.shape[-1], device=device)
-    before = ranked.cumsum(-1) - ranked  # mass of the tokens ranked above each token
-    top_k = torch.tensor([s.top_k for s in sampling], device=device)[:, None]
-    nucleus = [s.top_p if s.ras else math.inf for s in sampling]  # plain top-k keeps no nucleus
-    top_p = torch.tensor(nucleus, device=device)[:, None]
-    keep = (rank < top_k) & (before < top_p)
-    u = torch.tensor([torch.rand(1, generator=g).item() for g in gens], device=device)
-    tokens = ids.gather(1, _inverse_cdf(ranked * keep, u)[:, None])[:, 0].tolist()
-    again = [
-        r
-        for r, (s, t) in enumerate(zip(sampling, tokens, strict=True))
-        if s.ras and decoded[r][-s.window :].count(t) >= s.window * s.tau_r
-    ]
-    if again:  # repetition: draw from the whole distribution
-        u = torch.tensor([torch.rand(1, generator=gens[r]).item() for r in again], device=device)
-        for r, t in zip(again, _inverse_cdf(probs[again], u).tolist(), strict=True):
-            tokens[r] = t
-    return tokens
-
-
-def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Per row, the index where the running sum of `weights` first exceeds u x their total."""
-    running = weights.cumsum(-1)
-    picks = torch.searchsorted(running, (u * running[:, -1])[:, None], right=True)[:, 0]
-    return picks.clamp(max=weights.shape[-1] - 1)
-
-
-def sample(logp: torch.Tensor, decoded: list[int], s: Sampling, gen: torch.Generator) -> int:
-    """One token from one row of log-probs (see sample_rows)."""
-    if s.greedy:
-        return int(torch.argmax(logp))
-    return sample_rows(logp[None], [decoded], [s], [gen])[0]
+def output_ids(sp: SpecialIds) -> torch.Tensor:
+    """Vocabulary ids a row may emit, speech tokens then EOA: nothing else can become audio (vllm-omni
+    restricts the same way; the official loop samples the whole vocabulary)."""
+    return torch.cat([torch.arange(sp.ats, sp.ats + sp.n_speech), torch.tensor([sp.eoa])])
 
 
 def left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,42 +78,39 @@ def left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, 
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def allowed_ids(vocab_size: int, sp: SpecialIds, device) -> torch.Tensor:
-    """0 for speech tokens and EOA, -inf elsewhere: other ids cannot be turned into audio (vllm-omni
-    restricts the same way)."""
-    allowed = torch.full((vocab_size,), float("-inf"), device=device)
-    allowed[sp.ats : sp.ats + sp.n_speech] = 0.0
-    allowed[sp.eoa] = 0.0
-    return allowed
-
-
 def choose(
     logits: torch.Tensor,
     rows: list[int],
     tokens: list[list[int]],
     min_len: list[int],
     sampling: list[Sampling],
-    gens: list[torch.Generator],
+    seeds: list[int],
     sp: SpecialIds,
-    allowed: torch.Tensor,
+    out_ids: torch.Tensor,
 ) -> list[int]:
-    """The next id of each row (logits row i belongs to request rows[i]); EOA is barred before min_len."""
-    logp = torch.log_softmax(logits.float(), dim=-1) + allowed
-    early = [len(tokens[row]) < min_len[row] for row in rows]
-    logp[:, sp.eoa].masked_fill_(torch.tensor(early, device=logp.device), float("-inf"))
-    greedy = [sampling[row].greedy for row in rows]
-    out = logp.argmax(-1).tolist() if any(greedy) else [sp.eoa] * len(rows)
-    drawn = [r for r, g in enumerate(greedy) if not g]
-    if drawn:
-        picks = sample_rows(
-            logp[drawn],
-            [[sp.ats + t for t in tokens[rows[r]][-sampling[rows[r]].window :]] for r in drawn],
-            [sampling[rows[r]] for r in drawn],
-            [gens[rows[r]] for r in drawn],
-        )
-        for r, t in zip(drawn, picks, strict=True):
-            out[r] = t
-    return out
+    """The next vocabulary id of each row (logits row i belongs to request rows[i]), by the device sampler
+    of sampling.py over the speech tokens and EOA, with uniforms hashed from (seed, step, draw): the same
+    rules and numbers as the slot decoder, fed from host lists here. EOA is barred before min_len."""
+    device = logits.device
+    history = torch.full((len(rows), HISTORY), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        recent = tokens[row][-HISTORY:]
+        if recent:
+            history[r, HISTORY - len(recent) :] = torch.tensor(recent)
+    step = torch.tensor([len(tokens[row]) for row in rows], device=device)
+    seed = torch.tensor([seeds[row] for row in rows], device=device)
+    eoa_ok = step >= torch.tensor([min_len[row] for row in rows], device=device)
+    chosen = [sampling[row] for row in rows]
+    picked = sample(
+        logits[:, out_ids],
+        eoa_ok,
+        RowParams.of(chosen, device),
+        history.to(device),
+        uniform(seed, step, DRAW_PICK),
+        uniform(seed, step, DRAW_REPEAT),
+        k_cap_for(chosen),
+    ).tolist()
+    return [sp.eoa if p == sp.n_speech else sp.ats + p for p in picked]
 
 
 @torch.inference_mode()
@@ -174,8 +130,7 @@ def decode_batch(
     device = model.device
     rows = len(prompts)
     ids, mask, positions = left_pad(prompts, sp.pad, device)
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    allowed = allowed_ids(model.config.vocab_size, sp, device)
+    out_ids = output_ids(sp).to(device)
 
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, logits = out.cache, out.logits[:, -1, :]
@@ -187,7 +142,7 @@ def decode_batch(
     max_len = [int(n * max_ratio) for n in text_lens]
     while active:
         chosen, keep = [], []
-        picks = choose(logits, active, tokens, min_len, sampling, gens, sp, allowed)
+        picks = choose(logits, active, tokens, min_len, sampling, seeds, sp, out_ids)
         for r, (row, t) in enumerate(zip(active, picks, strict=True)):
             if t == sp.eoa:
                 ended[row] = True

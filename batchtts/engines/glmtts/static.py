@@ -15,7 +15,7 @@ its modules (projections, norms, MLP, rotary embedding), with grouped-query atte
 
 Modes: `static` (eager), `compile` (`torch.compile` of the step), `graphs` (the step captured as a
 CUDA graph per shape and replayed). Every mode decodes the same tokens as `decode_batch`: the same
-prompts, positions, sampling rules and per-row generators.
+prompts, positions, sampling rules and counter-based random numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from batchtts.engines.glmtts.llm import Sampling, SpecialIds, allowed_ids, choose, decode_batch, left_pad
+from batchtts.engines.glmtts.llm import Sampling, SpecialIds, choose, decode_batch, left_pad, output_ids
 
 MODES = ("dynamic", "static", "compile", "graphs")
 
@@ -124,8 +124,7 @@ class StaticDecoder:
         rows = len(prompts)
         ids, mask, positions = left_pad(prompts, sp.pad, device)
         width = ids.shape[1]
-        gens = [torch.Generator().manual_seed(s) for s in seeds]  # CPU: a row's draws are its own
-        allowed = allowed_ids(model.config.vocab_size, sp, device)
+        out_ids = output_ids(sp).to(device)
         min_len = [int(n * min_ratio) for n in text_lens]
         max_len = [int(n * max_ratio) for n in text_lens]
         length = width + max(max_len)
@@ -151,13 +150,14 @@ class StaticDecoder:
         state["mask"][:, :width] = mask.bool()
         del out
         self._graphs.clear()
+        self._pool = None  # the cleared graphs were the pool's last users: a stale handle fails the next capture
 
         slots: list[int | None] = list(range(rows))  # slot -> request row; None once the row is done
         tokens: list[list[int]] = [[] for _ in range(rows)]
         ended = [False] * rows
         while True:
             live = [s for s, row in enumerate(slots) if row is not None]
-            picks = choose(logits[live], [slots[s] for s in live], tokens, min_len, sampling, gens, sp, allowed)
+            picks = choose(logits[live], [slots[s] for s in live], tokens, min_len, sampling, seeds, sp, out_ids)
             nxt = [sp.pad] * len(slots)
             for s, t in zip(live, picks, strict=True):
                 row = slots[s]
@@ -187,4 +187,5 @@ class StaticDecoder:
             state["col"] += 1
             col += 1
         self._graphs.clear()
+        self._pool = None
         return tokens, [not e for e in ended]
