@@ -145,6 +145,7 @@ class EnginePlan:
     cost: CostModel
     already_done: int  # distinct chunks needing no synthesis
     plan: Plan
+    outlook: dict | None = None  # the engine's own view (GLM-TTS: decode slots, steps, time), if it has one
 
     def as_dict(self) -> dict:
         """The plan as `batchtts plan --json` prints it."""
@@ -153,6 +154,7 @@ class EnginePlan:
             "already_done": self.already_done,
             "bytes_per_token": self.cost.bytes_per_token,
             **self.plan.summary(),
+            **({"decode": self.outlook} if self.outlook else {}),
             "batches": [
                 {
                     "voice": b.voice,
@@ -196,7 +198,10 @@ def plan(
         except (RuntimeError, AssertionError) as exc:
             raise EnvironmentProblem(f"cannot read free CUDA memory ({exc}); pass --kv-budget") from None
         batches = plan_engine(prep, name, budget, max_batch, waste_target, pending)
-        plans.append(EnginePlan(name, cost, len({c.key for c in chunks}) - len({c.key for c in pending}), batches))
+        queue = [(b.prefix_tokens, i.text_tokens, i.chunk.language) for b in batches.batches for i in b.items]
+        outlook = cls.decode_outlook(queue, budget, device)
+        done_here = len({c.key for c in chunks}) - len({c.key for c in pending})
+        plans.append(EnginePlan(name, cost, done_here, batches, outlook))
     return plans
 
 

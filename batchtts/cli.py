@@ -266,6 +266,8 @@ def _print_plan(p: api.EnginePlan) -> None:
         f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
         f"({s['step_saving']}x fewer)"
     )
+    if p.outlook:
+        click.echo(f"engine's decoder: {p.outlook['summary']}")
 
 
 @main.command("chunks")

@@ -20,7 +20,7 @@ from batchtts.engines.glmtts.assets import git_blob_id
 from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
 from tests.conftest import ROOT, write_jobs
 from tests.hubserver import FakeHub
-from tests.tiny_glmtts import DATA, N_SPEECH, build_campplus, build_hub_files
+from tests.tiny_glmtts import LLM_CONFIG, N_SPEECH, build_campplus, build_hub_files
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def test_own_speech_tokenizer_loads_the_official_layout_and_gives_25_tokens_a_se
 
 def test_published_config_costs_56_kib_per_token_and_1_55_b_parameters(tmp_path):
     (tmp_path / "m" / "llm").mkdir(parents=True)
-    shutil.copy(DATA / "llm-config.json", tmp_path / "m" / "llm" / "config.json")
-    config = json.loads((DATA / "llm-config.json").read_text())
+    shutil.copy(LLM_CONFIG, tmp_path / "m" / "llm" / "config.json")
+    config = json.loads(LLM_CONFIG.read_text())
     assert llm_cost(config, 4).weights_bytes == 6_208_036_864  # the index's total_size: fp32, tied embeddings
     proc = subprocess.run(
         [sys.executable, "-m", "batchtts", "plan", str(ROOT / "jobs" / "book.jsonl"), "--engine", "glmtts"],
@@ -60,6 +60,18 @@ def test_published_config_costs_56_kib_per_token_and_1_55_b_parameters(tmp_path)
     )
     assert proc.returncode == 0, proc.stderr
     assert "56.0 KiB per token" in proc.stdout
+    plan = subprocess.run(  # continuous batching's outlook: slots of the KV budget, fewer steps than one at a time
+        [sys.executable, "-m", "batchtts", "plan", str(ROOT / "jobs" / "book.jsonl"), "--engine", "glmtts"]
+        + ["--json", "--all", "--kv-budget", "10GiB", "--device", "cuda"],
+        cwd=ROOT,
+        env={**os.environ, "GLMTTS_MODEL_DIR": str(tmp_path / "m")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    [decode] = [p["decode"] for p in json.loads(plan.stdout)]
+    assert decode["slots"] * decode["slot_tokens"] * 57344 == decode["kv_bytes"] <= 10 * 2**30
+    assert decode["decode_steps"] < json.loads(plan.stdout)[0]["sequential_decode_steps"] and decode["seconds"] > 0
 
 
 def test_download_from_the_hub_stand_in_then_run_glmtts_end_to_end(hub_files, tmp_path, voice_wav):

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.tiny_glmtts_audio import build_audio_stages
 
 DATA = Path(__file__).parent / "data" / "glmtts"
+LLM_CONFIG = Path(__file__).parent.parent / "batchtts" / "engines" / "glmtts" / "llm-config.json"  # the published one
 N_SPEECH = 64
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 .,!?'-:;") + list(
     "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年。，？"
@@ -44,7 +45,7 @@ def build_tokenizer(folder: Path) -> None:
 
 def tiny_llm_config(vocab_size: int) -> dict:
     """The published llm/config.json with its sizes scaled down; every other field as published."""
-    config = json.loads((DATA / "llm-config.json").read_text())
+    config = json.loads(LLM_CONFIG.read_text())
     config.update(
         vocab_size=vocab_size,
         hidden_size=64,

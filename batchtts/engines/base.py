@@ -175,6 +175,13 @@ class Engine(ABC):
         """Memory and length model for the planner, read from configs, never from loaded weights."""
 
     @classmethod
+    def decode_outlook(cls, sentences: list[tuple[int, int, str]], budget: int, device: str) -> dict | None:
+        """What the engine's own scheduler will make of `sentences` (prefix tokens, text tokens, language; in
+        queue order) under `budget` bytes, for `batchtts plan`: e.g. decode slots, predicted steps and time,
+        with a one-line "summary". None when the planner's batches are the whole story."""
+        return None
+
+    @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:
         """(what, ok, detail) for `batchtts doctor`: model files present and complete, and so on."""
         return []

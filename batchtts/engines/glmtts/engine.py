@@ -24,6 +24,7 @@ from batchtts import config
 from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
 from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
+from batchtts.engines.glmtts.slots import H100_BYTES_PER_S
 from batchtts.engines.glmtts.text import CHUNK_RULE, normalize
 from batchtts.errors import EnvironmentProblem
 from batchtts.voice import VoiceAudio
@@ -133,6 +134,23 @@ class GlmttsEngine(Engine):
         # refilled from it as sentences end, so a queue longer than the slots keeps them all busy; the
         # planner still caps a batch by the KV budget's worst case.
         return 256
+
+    @classmethod
+    def decode_outlook(cls, sentences: list[tuple[int, int, str]], budget: int, device: str) -> dict | None:
+        """Continuous batching's slots, predicted decode steps and, on CUDA, time (at H100 bandwidth)."""
+        from dataclasses import asdict
+
+        from batchtts.engines.glmtts.slots import engine_decode_plan
+
+        if not sentences:
+            return None
+        try:
+            plan = engine_decode_plan(
+                cls.cost_model(), sentences, budget, bandwidth=None if device == "cpu" else H100_BYTES_PER_S
+            )
+        except ValueError as exc:  # not even one slot fits the budget
+            return {"summary": f"no decode slot fits: {exc}"}
+        return {**asdict(plan), "summary": plan.describe() + (" on an H100" if device != "cpu" else "")}
 
     @classmethod
     def speakable_text(cls, text: str, language: str) -> str:
