@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchtts.split import COMMA, HARD, PARAGRAPH, PAUSE, Segment, detect_language, strip_markers
+from batchtts.split import COMMA, HARD, PARAGRAPH, PAUSE, Segment, detect_language, split_text, strip_markers
 
 # A clause may end after these: full-width marks anywhere, ASCII ones before a space or the end.
 _CLAUSE_END_RE = re.compile(r"(?:[，、；：]|[,;:](?=\s|$))[\"'”’」』）》】)\]]*\s*")
@@ -114,6 +114,11 @@ def _group(text: str, segs: list[Segment], rule: ChunkRule) -> list[Segment]:
             )
         )
     return result
+
+
+def split_by_rule(text: str, rule: ChunkRule, min_speakable: int = 3) -> list[Segment]:
+    """Segments covering all of `text`, sentences grouped to the engine's rule instead of a character limit."""
+    return apply_rule(text, split_text(text, 1 << 30, min_speakable), rule)
 
 
 def apply_rule(text: str, segments: list[Segment], rule: ChunkRule) -> list[Segment]:

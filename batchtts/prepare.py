@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchtts.chunkrule import split_by_rule
 from batchtts.chunks import Chunk, make_chunks
 from batchtts.engines import DEFAULT_ENGINE, engine_class, engine_names
 from batchtts.engines.base import Engine, OptionError
@@ -68,7 +69,8 @@ def prepare(
         if key not in voices_by_path:
             voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
         voice = voices_by_path[key]
-        segments = split_text(job.text, cls.max_chars, rule=cls.chunk_rule)
+        rule = cls.chunk_rule
+        segments = split_by_rule(job.text, rule) if rule else split_text(job.text, cls.max_chars)
         engine_of[job.id] = name
         chunks[job.id] = make_chunks(
             job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text

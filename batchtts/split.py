@@ -176,18 +176,14 @@ def _hard_cut(text: str, start: int, end: int, max_chars: int) -> int:
     return _extend_ws(text, cut, end)
 
 
-def split_text(text: str, max_chars: int = 300, min_speakable: int = 3, rule=None) -> list[Segment]:
+def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[Segment]:
     """Segments covering all of `text`.
 
     `max_chars` is the engine's limit on one chunk's spoken text; fragments with fewer than
     `min_speakable` letters/digits are merged into a neighbour so no chunk is a lone "Oh." or "……".
     Pause markers ("[pause:1.5]") end a segment and set the pause after it; fragments never merge
-    across them. An engine's `rule` (chunkrule.ChunkRule) replaces `max_chars` with lengths in its units.
+    across them. An engine with a chunk rule in its own units uses chunkrule.split_by_rule instead.
     """
-    if rule is not None:
-        from batchtts.chunkrule import apply_rule
-
-        return apply_rule(text, split_text(text, 1 << 30, min_speakable), rule)
     if max_chars < 8:
         raise ValueError("max_chars must be at least 8")
     out: list[Segment] = []

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.chunkrule import ChunkRule
+from batchtts.chunkrule import ChunkRule, split_by_rule
 from batchtts.chunks import make_chunks
 from batchtts.engines.glmtts import GlmttsEngine
 from batchtts.engines.glmtts.text import CHUNK_RULE, PUNCT, length_units, normalize
@@ -134,7 +134,7 @@ ZH_BOOK = (
 
 
 def test_chinese_chunks_stay_within_the_engines_maximum_and_end_at_punctuation():
-    segs = split_text(ZH_BOOK, 300, rule=CHUNK_RULE)
+    segs = split_by_rule(ZH_BOOK, CHUNK_RULE)
     assert "".join(ZH_BOOK[s.start : s.end] for s in segs) == ZH_BOOK  # every character, in order
     for s in segs:
         assert length_units(s.text) <= CHUNK_RULE.max_units
@@ -147,7 +147,7 @@ def test_chinese_chunks_stay_within_the_engines_maximum_and_end_at_punctuation()
 
 def test_short_english_sentences_merge_and_paragraphs_and_pauses_are_never_crossed():
     text = "Yes. No. Maybe so. I will go now. [pause:2] Then it rained.\n\nA new paragraph starts here."
-    segs = split_text(text, 300, rule=CHUNK_RULE)
+    segs = split_by_rule(text, CHUNK_RULE)
     assert [s.text for s in segs] == [
         "Yes. No. Maybe so. I will go now.",
         "Then it rained.",
@@ -158,7 +158,7 @@ def test_short_english_sentences_merge_and_paragraphs_and_pauses_are_never_cross
 
 def test_a_long_unpunctuated_run_is_cut_within_the_maximum():
     text = " ".join(["word"] * 200) + "."
-    segs = split_text(text, 300, rule=ChunkRule(length_units, 30, 60))
+    segs = split_by_rule(text, ChunkRule(length_units, 30, 60))
     assert len(segs) > 1 and all(length_units(s.text) <= 60 for s in segs)
     assert "".join(text[s.start : s.end] for s in segs) == text
 
@@ -166,14 +166,13 @@ def test_a_long_unpunctuated_run_is_cut_within_the_maximum():
 def test_other_engines_split_exactly_as_before():
     sample = "One. Two is here, and three, and four.\n\nFive " + "x" * 400 + " six."
     assert [s.text for s in split_text(sample, 150)] == texts(sample, 150)
-    assert split_text(sample, 150, rule=None) == split_text(sample, 150)
 
 
 def test_chunk_text_is_the_normalised_text_and_goes_into_the_key():
     from batchtts.jobs.types import Job
 
     job = Job("j", "", Path("j.wav"), None)
-    segs = split_text("It cost $5 in 1999.\n\n价格是12元。", 300, rule=GlmttsEngine.chunk_rule)
+    segs = split_by_rule("It cost $5 in 1999.\n\n价格是12元。", GlmttsEngine.chunk_rule)
     plain = make_chunks(job, segs, "v", "glmtts", "r", {})
     spoken = make_chunks(job, segs, "v", "glmtts", "r", {}, GlmttsEngine.speakable_text)
     assert [c.text for c in spoken] == [normalize(c.text, c.language) for c in plain]
@@ -182,6 +181,6 @@ def test_chunk_text_is_the_normalised_text_and_goes_into_the_key():
 
 
 def test_a_chinese_sentence_is_not_merged_with_english_ones_so_each_takes_its_own_path():
-    segs = split_text("Good morning, Mr. Linn. 早上好，林老板。 He laughed.", 300, rule=CHUNK_RULE)
+    segs = split_by_rule("Good morning, Mr. Linn. 早上好，林老板。 He laughed.", CHUNK_RULE)
     assert [s.text for s in segs] == ["Good morning, Mr. Linn.", "早上好，林老板。", "He laughed."]
     assert normalize(segs[0].text, "en") == "good morning, mister linn."
