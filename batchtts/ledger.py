@@ -6,8 +6,10 @@ so editing one sentence changes one key and leaves every other finished chunk in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -34,6 +36,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_key ON chunks(key);
 CREATE TABLE IF NOT EXISTS books (book TEXT PRIMARY KEY, sig TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, nbytes INTEGER NOT NULL, sha256 TEXT NOT NULL, updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audio (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT,
     duration REAL, nbytes INTEGER, sha256 TEXT, error TEXT, run_id INTEGER, updated REAL NOT NULL
@@ -200,6 +205,23 @@ class Ledger:
             "UPDATE jobs SET stitched_sig=?, stitched_at=? WHERE job_id=?", (signature, time.time(), job_id)
         )
 
+    def record_files(self, paths: Iterable[Path]) -> None:
+        """Size and hash of files just written (chapters, timings, chapter PCM, books), to check them later."""
+        rows = [(str(p), *_digest(p), time.time()) for p in paths]
+        self.db.executemany("INSERT OR REPLACE INTO files(path, nbytes, sha256, updated) VALUES (?,?,?,?)", rows)
+
+    def files_intact(self, paths: Iterable[Path]) -> bool:
+        """Every file is there with the size and hash recorded when batchtts wrote it: a truncated, emptied or
+        replaced output is not up to date, so it is written again from the chunk store."""
+        for path in paths:
+            row = self.db.execute("SELECT nbytes, sha256 FROM files WHERE path=?", (str(path),)).fetchone()
+            try:
+                if row is None or Path(path).stat().st_size != row[0] or _digest(Path(path))[1] != row[1]:
+                    return False
+            except OSError:
+                return False
+        return True
+
     def stitched_signature(self, job_id: str) -> str | None:
         row = self.db.execute("SELECT stitched_sig FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return row[0] if row else None
@@ -214,3 +236,8 @@ class Ledger:
             "sig=excluded.sig, updated=excluded.updated",
             (book, signature, time.time()),
         )
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as fh:
+        return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()

@@ -14,7 +14,7 @@ from batchtts.prepare import Prepared
 from batchtts.stitch import Piece, build_chapter, signature
 from batchtts.store import ChunkStore
 from batchtts.subtitles import write_timings
-from batchtts.targets import book_files
+from batchtts.targets import book_files, timing_files
 from batchtts.workspace import Workspace
 
 log = logging.getLogger("batchtts")
@@ -63,7 +63,8 @@ class Writer:
             tags,
         )
         pcm = self.space.chapter_pcm(job.id)
-        if job.output.is_file() and pcm.is_file() and self.ledger.stitched_signature(job.id) == sig:
+        files = [job.output, pcm, *timing_files(job.output)]
+        if self.ledger.stitched_signature(job.id) == sig and self.ledger.files_intact(files):
             self.up_to_date.append(str(job.output))
             self.events.emit("job", job=job.id, output=str(job.output), state="up_to_date")
             return
@@ -81,6 +82,7 @@ class Writer:
             "true_peak_db": chapter.loudness and round(chapter.loudness.true_peak_db, 2),
         }
         write_timings(job.output, chapter.cues, info)
+        self.ledger.record_files(files)
         self.ledger.mark_stitched(job.id, sig)
         self.written.append(str(job.output))
         self.chapters[job.id] = info
@@ -115,10 +117,11 @@ class Writer:
             tags = Tags(book, jobs[0].author, book, None, None, cover)
             m4b, m3u = book_files(self.space.out_dir, book)
             sig = book_signature(chapters, tags)
-            if m4b.is_file() and m3u.is_file() and self.ledger.book_signature(book) == sig:
+            if self.ledger.book_signature(book) == sig and self.ledger.files_intact([m4b, m3u]):
                 continue
             marks = write_book(m4b, chapters, tags)
             write_playlist(m3u, chapters, marks)
+            self.ledger.record_files([m4b, m3u])
             self.ledger.mark_book(book, sig)
             self.written.append(str(m4b))
             self.events.emit("book", book=book, output=str(m4b), chapters=len(marks))
