@@ -1,5 +1,6 @@
 """GLM-TTS's text frontend (official text_normalize via wetext) and its chunk rule (30-60 units), without weights."""
 
+import json
 import re
 from pathlib import Path
 
@@ -184,3 +185,19 @@ def test_a_chinese_sentence_is_not_merged_with_english_ones_so_each_takes_its_ow
     segs = split_by_rule("Good morning, Mr. Linn. 早上好，林老板。 He laughed.", CHUNK_RULE)
     assert [s.text for s in segs] == ["Good morning, Mr. Linn.", "早上好，林老板。", "He laughed."]
     assert normalize(segs[0].text, "en") == "good morning, mister linn."
+
+
+def test_batchtts_chunks_shows_the_example_book_with_every_number_spelled_out(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from batchtts.cli import main
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("GLMTTS_MODEL_DIR", str(tmp_path / "no-weights-needed"))
+    result = CliRunner().invoke(main, ["chunks", str(ROOT / "jobs" / "book.jsonl"), "--engine", "glmtts", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    sources = "".join(r["source"] for r in rows)
+    assert re.search(r"\d", sources) and not any(re.search(r"\d", r["text"]) for r in rows)
+    assert "one hundred and twelve" in " ".join(r["text"] for r in rows)
+    assert all(r["text"][-1] in ".?。？" for r in rows)
