@@ -22,7 +22,7 @@ ifdef EPUB
   endif
 endif
 
-.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-ray bench-gpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -63,13 +63,16 @@ test: setup
 lint: setup
 	$(BIN)/ruff check batchtts tests bench
 
-bench: bench-cpu bench-llm  ## CPU benchmarks; tables in bench/results/
+bench: bench-cpu bench-llm bench-split  ## CPU benchmarks; tables in bench/results/
 
 bench-cpu: setup  ## the default engine end to end: batched vs one chunk at a time, RTF, peak memory, WER
 	$(BIN)/python bench/bench_cpu.py --jobs $(JOBS)
 
 bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (the code path bench-gpu runs)
 	$(BIN)/python bench/bench_llm.py --device cpu
+
+bench-split: setup  ## sentence splitting: seconds per MB of text at 0.1, 1 and 10 MB (linear, not quadratic)
+	$(BIN)/python bench/bench_split.py
 
 bench-ray: setup  ## the example book on 1 and 2 Ray CPU actors against the local executor
 	$(BIN)/python bench/bench_ray.py --jobs $(JOBS)
