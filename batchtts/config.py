@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from batchtts.errors import EnvironmentProblem
+from batchtts.sizes import parse_size
+
 GLMTTS_MODEL_DIR = "GLMTTS_MODEL_DIR"  # the downloaded GLM-TTS model folder (default: models/GLM-TTS)
 GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: auto, slots, graphs, dynamic, static or compile
 GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cross-checks, and its CAM++ model
@@ -44,7 +47,10 @@ def glmtts_campplus() -> Path | None:
 
 def glmtts_audio_memory() -> int | None:
     value = _get(GLMTTS_AUDIO_MEMORY)
-    return int(value) if value else None
+    try:
+        return parse_size(value) if value else None
+    except ValueError as exc:
+        raise EnvironmentProblem(f"{GLMTTS_AUDIO_MEMORY}: {exc}") from None
 
 
 def hf_endpoint() -> str | None:

@@ -162,4 +162,4 @@ def _ffmpeg(dest: Path, fmt: str, audio: np.ndarray, rate: int, tags: Tags, chap
         if proc.returncode != 0:
             if "No space left on device" in proc.stderr:
                 raise write_failure(dest, "no space left on device", full=True)
-            raise RuntimeError(f"ffmpeg could not write {dest.name}: {proc.stderr.strip()[-300:]}")
+            raise write_failure(dest, f"ffmpeg: {proc.stderr.strip()[-300:]}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from batchtts.engines.base import CostModel
+if TYPE_CHECKING:  # only a type: the engines themselves ask this module for free RAM
+    from batchtts.engines.base import CostModel
 
 CPU_SHARE = 0.5  # of available RAM, when the user sets no budget on a CPU
 CUDA_SAFETY = 0.9  # of free device memory left after weights and the activation reserve

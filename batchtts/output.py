@@ -50,7 +50,7 @@ class Writer:
     def _chapter(self, job: Job) -> None:
         chunks = self.prep.chunks[job.id]
         rate = job.sample_rate or self.store.sample_rate(chunks[0].key)
-        lead = chunks[0].pause_before if chunks else None
+        lead = chunks[0].pause_before
         tags = job_tags(job)
         sig = signature(
             [c.key for c in chunks],

@@ -331,13 +331,20 @@ def load_jobs(job_file: Path, out_dir: Path | None = None, allow_abs_paths: bool
 def _records(job_file: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, object), skipping blank lines and turning bad lines into InputError."""
     counter = {"line": 0}
+    try:
+        fh = open(job_file, "rb")  # noqa: SIM115 - closed below, whatever the reader raises
+    except OSError as exc:  # there, but unreadable
+        raise InputError(job_file, None, None, f"cannot read it: {exc.strerror or exc}") from None
 
     def lines():
-        with open(job_file, "rb") as fh:
-            for counter["line"], raw in enumerate(fh, 1):
-                yield raw
+        for counter["line"], raw in enumerate(fh, 1):
+            yield raw
 
-    reader = jsonlines.Reader(lines())
+    with fh:
+        yield from _objects(job_file, jsonlines.Reader(lines()), counter)
+
+
+def _objects(job_file: Path, reader: jsonlines.Reader, counter: dict) -> Iterator[tuple[int, Any]]:
     while True:
         try:
             obj = reader.read(skip_empty=True)
