@@ -22,7 +22,7 @@ from batchtts.download import DEFAULT_REPO, LOCK_NAME, ModelLock
 from batchtts.download import download as fetch_model
 from batchtts.engines import DEFAULT_ENGINE, engine_class
 from batchtts.engines.base import CostModel
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.executors import ExecutorOptions
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.memory import memory_budget
@@ -35,7 +35,10 @@ from batchtts.worker import SynthSettings
 from batchtts.workspace import Workspace
 
 PathLike = str | Path
-__all__ = ["DEFAULT_WASTE_TARGET", "RunSummary", "chunks", "doctor", "download", "plan", "retry", "run", "status"]
+__all__ = [
+    *("DEFAULT_WASTE_TARGET", "RunSummary", "chunks", "doctor", "download", "import_book", "plan", "retry", "run"),
+    *("status", "waveform"),
+]
 
 
 def run(
@@ -248,6 +251,23 @@ def download(
     folder, lock, fetched = fetch_model(repo, revision, _path(local_dir), endpoint, max_workers)
     note = campplus_after_download(repo, folder, campplus_url)
     return Downloaded(folder, lock, fetched, (note.rstrip("\n"),) if note else ())
+
+
+def waveform(chapter: PathLike, *, png: PathLike | None = None, seconds: float | None = None) -> Path:
+    """A picture of a chapter's waveform with its chunk boundaries and pauses (needs the chapter's .json)."""
+    from batchtts.plot import waveform_png
+
+    chapter = Path(chapter)
+    if not chapter.with_suffix(".json").is_file():
+        raise InputError(chapter, None, None, "no timings beside it (.json); was it written by batchtts run?")
+    return waveform_png(chapter, _path(png) or chapter.with_suffix(".png"), seconds)
+
+
+def import_book(source: PathLike, jobs_out: PathLike, **options):
+    """An EPUB, Markdown or text source (or a folder of them) to a job file; see importer.import_source."""
+    from batchtts.importer import import_source
+
+    return import_source(Path(source), Path(jobs_out), **options)
 
 
 def _done(prep: Prepared) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from batchtts import __version__, api
-from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem, InputError
+from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem
 from batchtts.sizes import format_size, parse_size
 
 log = logging.getLogger("batchtts")
@@ -299,11 +299,7 @@ def chunks_cmd(jobs: Path, as_json: bool, **options) -> None:
 @click.option("--seconds", type=click.FloatRange(min=1), default=None, help="Show only the first N seconds.")
 def waveform_cmd(chapter: Path, png: Path | None, seconds: float | None) -> None:
     """Draw a chapter's waveform with its chunk boundaries and pauses (needs its .json timings)."""
-    from batchtts.plot import waveform_png
-
-    if not chapter.with_suffix(".json").is_file():
-        _fail(InputError(chapter, None, None, "no timings beside it (.json); was it written by batchtts run?"))
-    click.echo(str(_call(waveform_png, chapter, png or chapter.with_suffix(".png"), seconds)))
+    click.echo(str(_call(api.waveform, chapter, png=png, seconds=seconds)))
 
 
 @main.command("doctor")
@@ -381,9 +377,7 @@ def download_cmd(repo: str, **options) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the table; write nothing.")
 def import_cmd(source: Path, jobs_out: Path, dry_run: bool, **kw) -> None:
     """Turn an EPUB, a Markdown or text file, or a folder of them into a job file, one job per chapter."""
-    from batchtts.importer import import_source
-
-    report = _call(import_source, source, jobs_out, dry_run=dry_run, **kw)
+    report = _call(api.import_book, source, jobs_out, dry_run=dry_run, **kw)
     click.echo(report.table())
     if dry_run:
         click.echo("dry run: nothing written")
