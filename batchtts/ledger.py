@@ -6,10 +6,8 @@ so editing one sentence changes one key and leaves every other finished chunk in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchtts.errors import EnvironmentProblem
-from batchtts.store import ChunkStore, StoredAudio
+from batchtts.store import ChunkStore, StoredAudio, digest
 
 log = logging.getLogger("batchtts")
 
@@ -207,7 +205,7 @@ class Ledger:
 
     def record_files(self, paths: Iterable[Path]) -> None:
         """Size and hash of files just written (chapters, timings, chapter PCM, books), to check them later."""
-        rows = [(str(p), *_digest(p), time.time()) for p in paths]
+        rows = [(str(p), *digest(p), time.time()) for p in paths]
         self.db.executemany("INSERT OR REPLACE INTO files(path, nbytes, sha256, updated) VALUES (?,?,?,?)", rows)
 
     def files_intact(self, paths: Iterable[Path]) -> bool:
@@ -216,7 +214,7 @@ class Ledger:
         for path in paths:
             row = self.db.execute("SELECT nbytes, sha256 FROM files WHERE path=?", (str(path),)).fetchone()
             try:
-                if row is None or Path(path).stat().st_size != row[0] or _digest(Path(path))[1] != row[1]:
+                if row is None or Path(path).stat().st_size != row[0] or digest(Path(path))[1] != row[1]:
                     return False
             except OSError:
                 return False
@@ -237,7 +235,3 @@ class Ledger:
             (book, signature, time.time()),
         )
 
-
-def _digest(path: Path) -> tuple[int, str]:
-    with open(path, "rb") as fh:
-        return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchtts.commit import Committer, SynthStats
+from batchtts.encode import write_failure
 from batchtts.errors import EnvironmentProblem, InputError
 from batchtts.events import EventLog
 from batchtts.executors import ExecutorOptions, Work, executor
@@ -141,11 +142,7 @@ def _environment(exc: Exception) -> EnvironmentProblem:
     """Disk full, permissions and the like: exit 4 with what to do; finished chunks stay finished."""
     full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "disk is full" in str(exc)
     where = getattr(exc, "filename", None) or "the output folder"
-    if full:
-        return EnvironmentProblem(
-            f"disk full while writing {where}; free some space and run again (finished chunks are kept)"
-        )
-    return EnvironmentProblem(f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}")
+    return write_failure(Path(where), getattr(exc, "strerror", None) or exc, full)
 
 
 def _check_owner(prep: Prepared, ledger: Ledger) -> None:

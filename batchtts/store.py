@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,8 @@ class ChunkStore:
 
     def intact(self, key: str, nbytes: int, sha256: str) -> bool:
         """The file is there and is the one the ledger recorded (not truncated, not replaced)."""
-        path = self.path_for(key)
         try:
-            if path.stat().st_size != nbytes:
-                return False
-            return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+            return digest(self.path_for(key)) == (nbytes, sha256)
         except OSError:
             return False
 
@@ -99,3 +97,9 @@ class ChunkStore:
     def read(self, key: str) -> tuple[np.ndarray, int]:
         audio, rate = sf.read(str(self.path_for(key)), dtype="float32")
         return audio, rate
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, streamed: what the ledger records and checks for every file batchtts writes."""
+    with open(path, "rb") as fh:
+        return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()

@@ -23,6 +23,7 @@ from batchtts.voice import VoiceAudio, VoiceCache
 from batchtts.worker import BatchOutcome, History, SynthSettings, Worker
 
 log = logging.getLogger("batchtts")
+MAX_DEATHS = 3  # actors a work unit may take down before the run gives up on it
 UNIT_BATCHES = 2  # batches of work per unit: small enough to rebalance, big enough to fill a batch
 
 
@@ -118,6 +119,7 @@ def _drive(
     )
     inflight: dict = {}  # object ref -> (actor slot, unit)
     shared = (ray.put(work.attempts), ray.put(work.history))  # sent to the object store once, not with every unit
+    deaths: dict[int, int] = {}  # work unit -> actors that died running it
     try:
         while (units or inflight) and not stop():
             busy = {slot for slot, _ in inflight.values()}
@@ -137,6 +139,12 @@ def _drive(
                     raise exc.cause from None
                 raise
             except RayActorError as exc:  # the actor's process died (killed, out of memory, node lost)
+                deaths[id(unit)] = deaths.get(id(unit), 0) + 1
+                if deaths[id(unit)] > MAX_DEATHS:  # not a lost node: this work kills every actor that takes it
+                    raise EnvironmentProblem(
+                        f"Ray actors died {deaths[id(unit)]} times on the same {len(unit[1])} chunks "
+                        f"({type(exc).__name__}); check the actors' memory and logs (`ray logs`)"
+                    ) from None
                 log.warning(
                     "Ray actor %d died (%s); its %d chunks go to a fresh actor", slot, type(exc).__name__, len(unit[1])
                 )
