@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 from batchtts.api import ChunkFailure, EnginePlan, JobStatus, chunks, plan, retry, run, status  # noqa: E402
 from batchtts.errors import BatchttsError, EnvironmentProblem, InputError  # noqa: E402
-from batchtts.runner import RunSummary  # noqa: E402
+from batchtts.synthesis.runner import RunSummary  # noqa: E402
 
 __all__ = [
     "BatchttsError",

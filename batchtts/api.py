@@ -16,23 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.chunks import Chunk
-from batchtts.doctor import Check, run_checks
-from batchtts.download import DEFAULT_REPO, LOCK_NAME, ModelLock
-from batchtts.download import download as fetch_model
 from batchtts.engines import DEFAULT_ENGINE, engine_class
 from batchtts.engines.base import CostModel
+from batchtts.engines.download import DEFAULT_REPO, LOCK_NAME, ModelLock
+from batchtts.engines.download import download as fetch_model
 from batchtts.errors import EnvironmentProblem, InputError
-from batchtts.executors import ExecutorOptions
 from batchtts.jobs.parse import default_out_dir, load_jobs
-from batchtts.memory import memory_budget
-from batchtts.plan import DEFAULT_WASTE_TARGET, Plan
-from batchtts.prepare import Prepared, prepare
-from batchtts.runner import RunOptions, RunSummary
-from batchtts.runner import run as _run
-from batchtts.schedule import plan_engine
-from batchtts.worker import SynthSettings
-from batchtts.workspace import Workspace
+from batchtts.planning.memory import memory_budget
+from batchtts.planning.plan import DEFAULT_WASTE_TARGET, Plan
+from batchtts.planning.prepare import Prepared, prepare
+from batchtts.planning.schedule import plan_engine
+from batchtts.state.workspace import Workspace
+from batchtts.synthesis.doctor import Check, run_checks
+from batchtts.synthesis.executors import ExecutorOptions
+from batchtts.synthesis.runner import RunOptions, RunSummary
+from batchtts.synthesis.runner import run as _run
+from batchtts.synthesis.worker import SynthSettings
+from batchtts.text.chunks import Chunk
 
 PathLike = str | Path
 __all__ = [
@@ -255,7 +255,7 @@ def download(
 
 def waveform(chapter: PathLike, *, png: PathLike | None = None, seconds: float | None = None) -> Path:
     """A picture of a chapter's waveform with its chunk boundaries and pauses (needs the chapter's .json)."""
-    from batchtts.plot import waveform_png
+    from batchtts.output.plot import waveform_png
 
     chapter = Path(chapter)
     if not chapter.with_suffix(".json").is_file():

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from batchtts import __version__, api
+from batchtts.config import format_size, parse_size
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem
-from batchtts.sizes import format_size, parse_size
 
 log = logging.getLogger("batchtts")
 

@@ -56,7 +56,7 @@ def _run(jobs: Path, out: Path, extra: list[str]) -> dict:
 def chapter_wer(out: Path, chapter: str) -> float:
     """WER of one English chapter: each sentence cut from the stitched file by its cue, transcribed."""
     sys.path.insert(0, str(ROOT))
-    from batchtts.plot import read_any
+    from batchtts.output.plot import read_any
     from bench.asr import transcribe, wer
 
     path = next(out.rglob(f"{chapter}.mp3"))

@@ -36,16 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from batchtts import config  # noqa: E402
-from batchtts.chunks import Chunk  # noqa: E402
+from batchtts.config import format_size, parse_size  # noqa: E402
 from batchtts.engines.glmtts import llm_cost  # noqa: E402
-from batchtts.engines.glmtts.decoders import EngineDecoder  # noqa: E402
-from batchtts.engines.glmtts.flow import FlowModel, parse_flow_config  # noqa: E402
-from batchtts.engines.glmtts.hift import HiFT  # noqa: E402
-from batchtts.engines.glmtts.llm import Sampling  # noqa: E402
-from batchtts.engines.glmtts.token2wav import TokenToWave  # noqa: E402
-from batchtts.plan import plan_batches  # noqa: E402
-from batchtts.sizes import format_size, parse_size  # noqa: E402
-from batchtts.split import detect_language  # noqa: E402
+from batchtts.engines.glmtts.audio.flow import FlowModel, parse_flow_config  # noqa: E402
+from batchtts.engines.glmtts.audio.hift import HiFT  # noqa: E402
+from batchtts.engines.glmtts.audio.token2wav import TokenToWave  # noqa: E402
+from batchtts.engines.glmtts.llm.decoders import EngineDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm.reference import Sampling  # noqa: E402
+from batchtts.planning.plan import plan_batches  # noqa: E402
+from batchtts.text.chunks import Chunk  # noqa: E402
+from batchtts.text.split import detect_language  # noqa: E402
 from bench.bench_llm import PROMPT_SPEECH, PROMPT_TEXT, book_sentences, build_model, specials  # noqa: E402
 
 SAMPLE_RATE = 24000

@@ -33,17 +33,17 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batchtts.chunks import Chunk  # noqa: E402
+from batchtts.config import format_size, parse_size  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
-from batchtts.engines.glmtts.decode import SlotDecoder  # noqa: E402
-from batchtts.engines.glmtts.llm import Sampling, SpecialIds, output_ids  # noqa: E402
-from batchtts.engines.glmtts.model import FusedLlama  # noqa: E402
-from batchtts.engines.glmtts.slots import slots_for_budget  # noqa: E402
-from batchtts.engines.glmtts.static import StaticDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm.capacity import slots_for_budget  # noqa: E402
+from batchtts.engines.glmtts.llm.llama import FusedLlama  # noqa: E402
+from batchtts.engines.glmtts.llm.reference import Sampling, SpecialIds, output_ids  # noqa: E402
+from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm.static import StaticDecoder  # noqa: E402
 from batchtts.jobs.parse import load_jobs  # noqa: E402
-from batchtts.plan import plan_batches  # noqa: E402
-from batchtts.sizes import format_size, parse_size  # noqa: E402
-from batchtts.split import detect_language, split_text  # noqa: E402
+from batchtts.planning.plan import plan_batches  # noqa: E402
+from batchtts.text.chunks import Chunk  # noqa: E402
+from batchtts.text.split import detect_language, split_text  # noqa: E402
 
 CONFIG = ROOT / "batchtts" / "engines" / "glmtts" / "llm-config.json"
 PROMPT_SPEECH = 150  # a 6 s reference clip at 25 tokens a second

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batchtts.split import split_text  # noqa: E402
+from batchtts.text.split import split_text  # noqa: E402
 
 KINDS = {
     "book": lambda: "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples/book").glob("*.txt"))),

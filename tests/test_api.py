@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import batchtts
 from batchtts.cli import main
-from batchtts.workspace import Workspace
+from batchtts.state.workspace import Workspace
 from tests.conftest import ROOT, write_jobs
 from tests.fakes import ToneEngine
 
@@ -103,8 +103,9 @@ def _imports(path: Path) -> set[str]:
 
 def test_the_cli_only_parses_and_prints():
     internals = (
-        *("batchtts.ledger", "batchtts.plan", "batchtts.schedule", "batchtts.worker", "batchtts.commit"),
-        *("batchtts.executors", "batchtts.runner", "batchtts.prepare", "batchtts.store", "batchtts.workspace"),
+        *("batchtts.state.ledger", "batchtts.planning.plan", "batchtts.planning.schedule"),
+        *("batchtts.synthesis.worker", "batchtts.synthesis.commit", "batchtts.synthesis.executors"),
+        *("batchtts.synthesis.runner", "batchtts.planning.prepare", "batchtts.state.store", "batchtts.state.workspace"),
     )
     bad = sorted(n for n in _imports(PACKAGE / "cli.py") if n.startswith(internals))
     assert bad == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import batchtts
-from batchtts.workspace import Workspace
+from batchtts.state.workspace import Workspace
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 

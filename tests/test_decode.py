@@ -13,11 +13,7 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from batchtts.engines.glmtts import llm_cost
-from batchtts.engines.glmtts.decode import SlotDecoder, buckets
-from batchtts.engines.glmtts.llm import Sampling, decode_batch, output_ids, special_ids
-from batchtts.engines.glmtts.model import FusedLlama
-from batchtts.engines.glmtts.sampling import HISTORY, RowParams, k_cap_for, sample, uniform, uniform_bits
-from batchtts.engines.glmtts.slots import (
+from batchtts.engines.glmtts.llm.capacity import (
     Row,
     decode_plan,
     default_config,
@@ -25,6 +21,10 @@ from batchtts.engines.glmtts.slots import (
     slots_for_budget,
     step_weight_bytes,
 )
+from batchtts.engines.glmtts.llm.llama import FusedLlama
+from batchtts.engines.glmtts.llm.reference import Sampling, decode_batch, output_ids, special_ids
+from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, sample, uniform, uniform_bits
+from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder, buckets
 from tests.tiny_glmtts import build_checkpoint
 
 SEEDS = [11, 22, 33, 44, 55, 66]

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchtts.cli import main
-from batchtts.download import LOCK_NAME
+from batchtts.engines.download import LOCK_NAME
 from tests.hubserver import FakeHub
 
 # The hub layout: the repository's root is the official ckpt/ folder.

@@ -15,11 +15,11 @@ import torch
 
 from batchtts.engines.base import SynthRequest
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost
-from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
-from batchtts.engines.glmtts.flow import FlowModel, load_state, parse_flow_config
-from batchtts.engines.glmtts.hift import HiFT, fold_weight_norm
-from batchtts.engines.glmtts.token2wav import TokenToWave, hift_seed
-from batchtts.voice import load_voice
+from batchtts.engines.glmtts.audio.cost import audio_bytes_per_frame
+from batchtts.engines.glmtts.audio.flow import FlowModel, load_state, parse_flow_config
+from batchtts.engines.glmtts.audio.hift import HiFT, fold_weight_norm
+from batchtts.engines.glmtts.audio.token2wav import TokenToWave, hift_seed
+from batchtts.state.voice import load_voice
 from tests.conftest import ROOT
 from tests.tiny_glmtts import build_checkpoint
 from tests.tiny_glmtts_audio import FLOW_CONFIG, TINY_DIT, build_audio_stages, tiny_hift, weight_normed_state
@@ -209,7 +209,7 @@ def test_our_flow_and_vocoder_give_the_official_modules_output(ckpt, capsys):
     cfg = {k: v for k, v in parse_flow_config(FLOW_CONFIG).items() if k not in ("t_scheduler", "spk_embed_dim")}
     # The official default sizes (DiT 768 x 18, HiFT 512) load unchanged into our modules.
     official = flow_cls(**cfg)
-    from batchtts.engines.glmtts.dit import dit_sizes
+    from batchtts.engines.glmtts.audio.dit import dit_sizes
 
     FlowModel(parse_flow_config(FLOW_CONFIG), dit_sizes(official.state_dict())).load_state_dict(
         official.state_dict(), strict=True

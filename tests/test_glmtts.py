@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
-from batchtts.engines.glmtts.frontend import mel_filterbank, prompt_mel
-from batchtts.engines.glmtts.llm import Sampling, decode_batch
-from batchtts.engines.glmtts.sampling import HISTORY, RowParams, sample, uniform
-from batchtts.engines.glmtts.static import StaticDecoder
-from batchtts.voice import load_voice
+from batchtts.engines.glmtts.llm.reference import Sampling, decode_batch
+from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, sample, uniform
+from batchtts.engines.glmtts.llm.static import StaticDecoder
+from batchtts.engines.glmtts.voice.features import mel_filterbank, prompt_mel
+from batchtts.state.voice import load_voice
 from tests.conftest import ROOT, write_jobs
 from tests.tiny_glmtts import build_checkpoint
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost
 from batchtts.engines.glmtts.assets import git_blob_id
-from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
+from batchtts.engines.glmtts.voice.speech_tokenizer import SpeechTokenizer
 from tests.conftest import ROOT, write_jobs
 from tests.hubserver import FakeHub
 from tests.tiny_glmtts import LLM_CONFIG, N_SPEECH, build_campplus, build_hub_files

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.chunkrule import ChunkRule, split_by_rule
-from batchtts.chunks import make_chunks
 from batchtts.engines.glmtts import GlmttsEngine
-from batchtts.engines.glmtts.text import CHUNK_RULE, PUNCT, length_units, normalize
-from batchtts.split import COMMA, PARAGRAPH, PAUSE, split_text
+from batchtts.engines.glmtts.text_frontend import CHUNK_RULE, PUNCT, length_units, normalize
+from batchtts.text.chunkrule import ChunkRule, split_by_rule
+from batchtts.text.chunks import make_chunks
+from batchtts.text.split import COMMA, PARAGRAPH, PAUSE, split_text
 from tests.test_split import texts
 
 

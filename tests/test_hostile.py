@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import batchtts
-import batchtts.prepare
+import batchtts.planning.prepare
 from batchtts.cli import main
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
@@ -77,13 +77,13 @@ def test_waveform_on_a_bad_manifest_is_one_line_exit_2(tmp_path, manifest):
 
 
 def test_sigint_while_inputs_are_checked_is_one_line_exit_130(tmp_path, monkeypatch):
-    check = batchtts.prepare.check_targets
+    check = batchtts.planning.prepare.check_targets
 
     def interrupted(*args):
         os.kill(os.getpid(), signal.SIGINT)  # Python's own handler raises KeyboardInterrupt here
         return check(*args)
 
-    monkeypatch.setattr(batchtts.prepare, "check_targets", interrupted)
+    monkeypatch.setattr(batchtts.planning.prepare, "check_targets", interrupted)
     jobs, out = write_jobs(tmp_path / "b.jsonl", [JOB]), tmp_path / "out"
     _one_line(CliRunner().invoke(main, ["run", str(jobs), "--out", str(out)]), 130, "interrupted")
     assert not out.exists()

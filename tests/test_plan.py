@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchtts import run
-from batchtts.chunks import Chunk
 from batchtts.cli import main
+from batchtts.config import parse_size
 from batchtts.engines import register_engine
 from batchtts.engines.base import CostModel, SynthRequest, SynthResult, llama_kv_bytes_per_token
 from batchtts.jobs.parse import load_jobs
-from batchtts.plan import LengthPredictor, PlanError, batch_bytes, plan_batches
-from batchtts.sizes import parse_size
-from batchtts.split import detect_language, split_text
+from batchtts.planning.plan import LengthPredictor, PlanError, batch_bytes, plan_batches
+from batchtts.text.chunks import Chunk
+from batchtts.text.split import detect_language, split_text
 from tests.conftest import ROOT, write_jobs
 from tests.fakes import ToneEngine
 
@@ -93,7 +93,7 @@ def test_every_chunk_planned_once_and_no_batch_over_budget(texts, voices, max_ba
 
 
 def _item(chunk):
-    from batchtts.plan import Item
+    from batchtts.planning.plan import Item
 
     n = COST.text_tokens(chunk.text, chunk.language)
     return Item(chunk, n, COST.predicted_decode(n, COST.speech_ratio[chunk.language]), COST.worst_decode(n))

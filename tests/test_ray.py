@@ -121,8 +121,8 @@ def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, fir
 
 
 def test_work_units_keep_rolling_chapters_whole_and_cut_the_rest_small():
-    from batchtts.chunks import Chunk
-    from batchtts.executors.ray import work_units
+    from batchtts.synthesis.executors.ray import work_units
+    from batchtts.text.chunks import Chunk
 
     def chunk(job, i, rolling, voice="v"):
         return Chunk(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batchtts.atomic import atomic_path, atomic_write_bytes, is_temp_name, remove_stale_temps
 from batchtts.cli import main
+from batchtts.state.atomic import atomic_path, atomic_write_bytes, is_temp_name, remove_stale_temps
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 
@@ -247,7 +247,7 @@ def test_a_broken_voice_cache_is_rebuilt(tmp_path, content, voice_wav):
 
 
 def test_english_chunk_keys_do_not_depend_on_espeak_ng_being_on_path(tmp_path, monkeypatch):
-    from batchtts.prepare import prepare
+    from batchtts.planning.prepare import prepare
 
     jobs = write_jobs(
         tmp_path / "book.jsonl",
@@ -270,7 +270,7 @@ def test_espeak_ng_version_is_asked_once_per_process(tmp_path, monkeypatch):
     import subprocess
 
     from batchtts.engines.embedded import espeak
-    from batchtts.prepare import prepare
+    from batchtts.planning.prepare import prepare
 
     calls = []
     real = subprocess.run

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from batchtts import run
 from batchtts.cli import main
-from batchtts.workspace import Workspace
+from batchtts.state.workspace import Workspace
 from tests.conftest import write_jobs
 from tests.fakes import ToneEngine
 

@@ -1,7 +1,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE, speakable, split_text, strip_markers
+from batchtts.jobs.markup import speakable, strip_markers
+from batchtts.text.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE, split_text
 
 
 def texts(text: str, max_chars: int = 300) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts import split
+from batchtts.text import split
 from tests.conftest import ROOT
 
 SAMPLE = (

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchtts.encode import ChapterMark, Tags, write_audio
 from batchtts.jobs.types import Loudness, Pauses
-from batchtts.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE
-from batchtts.stitch import FADE_SECONDS, HARD_CUT_PAUSE, TRIM_MARGIN, Piece, assemble, build_chapter, trim
+from batchtts.output.encode import ChapterMark, Tags, write_audio
+from batchtts.output.stitch import FADE_SECONDS, HARD_CUT_PAUSE, TRIM_MARGIN, Piece, assemble, build_chapter, trim
+from batchtts.text.split import COMMA, END, HARD, PARAGRAPH, PAUSE, SENTENCE
 
 RATE = 8000
 PAUSES = Pauses(sentence=0.5, comma=0.25, paragraph=1.0, chapter_start=0.125, chapter_end=0.75)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from batchtts.cli import main
 from batchtts.jobs import text as jobs_module
-from batchtts.quality import check
+from batchtts.verify.quality import check
 from tests.conftest import ROOT, run_cli, write_jobs
 from tests.fakes import ToneEngine
 

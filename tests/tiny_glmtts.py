@@ -92,7 +92,7 @@ def tiny_speech_tokenizer_config() -> dict:
 
 def speech_tokenizer_state_dict(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random tensors under the official names, including the ones the tokenizer never uses."""
-    from batchtts.engines.glmtts.speech_tokenizer import WhisperVQEncoder
+    from batchtts.engines.glmtts.voice.speech_tokenizer import WhisperVQEncoder
 
     torch.manual_seed(seed)
     used = {**config, "encoder_layers": config["quantize_position"]}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from batchtts.engines.glmtts.flow import FlowModel, parse_flow_config
-from batchtts.engines.glmtts.hift import HiFT
+from batchtts.engines.glmtts.audio.flow import FlowModel, parse_flow_config
+from batchtts.engines.glmtts.audio.hift import HiFT
 
 # The published flow/config.yaml (see /work/shared/glmtts/flow-config.yaml).
 FLOW_CONFIG = """flow: !new:flow.flow.Flow

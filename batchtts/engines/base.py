@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from batchtts.voice import VoiceAudio
+from batchtts.state.voice import VoiceAudio
 
 if TYPE_CHECKING:
-    from batchtts.chunkrule import ChunkRule
+    from batchtts.text.chunkrule import ChunkRule
 
 VoiceState = dict[str, np.ndarray]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchtts.errors import InputError
+from batchtts.importer.document import Block, Book, Chapter, LeftOut, nonspace
 from batchtts.importer.jobfile import ImportReport, JobOptions, write_import
-from batchtts.importer.model import Block, Book, Chapter, LeftOut, nonspace
-from batchtts.importer.text import _paragraphs, _pretty, is_heading, read_text, read_utf8
+from batchtts.importer.plaintext import _paragraphs, _pretty, is_heading, read_text, read_utf8
 
 __all__ = ["ImportReport", "JobOptions", "import_source", "read_source"]
 
@@ -82,7 +82,7 @@ def _text_lesson(path: Path) -> Chapter:
 
 def _finish(book: Book) -> None:
     """Chapters with nothing to speak are listed as left out; every other one opens with its title."""
-    from batchtts.split import speakable
+    from batchtts.jobs.markup import speakable
 
     kept = []
     for n, ch in enumerate(book.chapters, 1):

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from batchtts.errors import InputError
-from batchtts.importer.model import Book, Chapter, LeftOut
+from batchtts.importer.document import Book, Chapter, LeftOut
 from batchtts.importer.xhtml import Segment, Walker, document_matter, parse
 
 # OPF 2 guide reference types that mark front/back matter.

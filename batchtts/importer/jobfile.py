@@ -14,11 +14,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchtts.atomic import atomic_path, atomic_write_bytes
 from batchtts.errors import EnvironmentProblem, InputError
-from batchtts.importer.model import Book
+from batchtts.importer.document import Book
 from batchtts.importer.report import as_dict, markdown_report, table
-from batchtts.targets import book_slug
+from batchtts.jobs.targets import book_slug
+from batchtts.state.atomic import atomic_path, atomic_write_bytes
 
 # --format -> the chapters' suffix. "m4b": chapters in AAC (.m4a); `batchtts run` joins the chapters of
 # a book into one <book>.m4b with a marker per chapter, whatever their format.

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchtts.errors import InputError
-from batchtts.importer.model import Book, Chapter, LeftOut
-from batchtts.importer.text import _pretty, read_utf8
+from batchtts.importer.document import Book, Chapter, LeftOut
+from batchtts.importer.plaintext import _pretty, read_utf8
 from batchtts.importer.xhtml import HEADINGS, Walker, parse
-from batchtts.split import speakable
+from batchtts.jobs.markup import speakable
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from batchtts.importer.model import Book, Chapter
+from batchtts.importer.document import Book, Chapter
 
 _TITLE_WIDTH = 34
 

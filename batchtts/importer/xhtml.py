@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from bs4 import BeautifulSoup, CData, NavigableString, Tag
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
-from batchtts.importer.model import Block, clean, join_heading, nonspace
-from batchtts.split import speakable
+from batchtts.importer.document import Block, clean, join_heading, nonspace
+from batchtts.jobs.markup import speakable
 
 # EPUB 3 structural semantics (and their DPUB-ARIA roles) that are not read aloud by default.
 MATTER_TYPES = {

@@ -21,10 +21,10 @@ import jsonlines
 import soundfile as sf
 
 from batchtts.errors import InputError
-from batchtts.formats import OUTPUT_FORMATS, SAMPLE_RATES
-from batchtts.jobs.text import normalize_text, read_text_file
+from batchtts.jobs.formats import OUTPUT_FORMATS, SAMPLE_RATES
+from batchtts.jobs.markup import PAUSE_MARKER_RE, speakable, strip_markers
+from batchtts.jobs.textfile import normalize_text, read_text_file
 from batchtts.jobs.types import CONTEXTS, LANGUAGES, Job, Loudness, Pauses, Source, Voice
-from batchtts.split import PAUSE_MARKER_RE, speakable, strip_markers
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_KEYS = {

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from batchtts import config
-from batchtts.atomic import atomic_write_bytes
 from batchtts.errors import EnvironmentProblem
+from batchtts.state.atomic import atomic_write_bytes
 
 GITHUB_COMMIT = "c5dc7aecc3b4032032d631b271e767893984f821"
 CAMPPLUS_BLOB = "d0678e51f871c8365a1bf60606f6358619af4cb6"  # git's id of frontend/campplus.onnx at that commit
@@ -72,7 +72,7 @@ def fetch_campplus(model_folder: Path, url: str | None = None, timeout: float = 
 def campplus_after_download(repo: str, folder: Path, url: str | None) -> str | None:
     """`batchtts download`'s second step for GLM-TTS: the speaker model beside the hub files. `url` '' skips it;
     offline, an absent file is left for later. Returns a line to print, or None."""
-    from batchtts.download import DEFAULT_REPO, offline
+    from batchtts.engines.download import DEFAULT_REPO, offline
 
     if repo != DEFAULT_REPO or url == "" or (offline() and url is None):
         return None

@@ -21,13 +21,13 @@ from typing import ClassVar
 import numpy as np
 
 from batchtts import config
-from batchtts.download import ModelLock
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
-from batchtts.engines.glmtts.audio_cost import audio_bytes_per_frame
-from batchtts.engines.glmtts.slots import H100_BYTES_PER_S
-from batchtts.engines.glmtts.text import CHUNK_RULE, normalize
+from batchtts.engines.download import ModelLock
+from batchtts.engines.glmtts.audio.cost import audio_bytes_per_frame
+from batchtts.engines.glmtts.llm.capacity import H100_BYTES_PER_S
+from batchtts.engines.glmtts.text_frontend import CHUNK_RULE, normalize
 from batchtts.errors import EnvironmentProblem
-from batchtts.voice import VoiceAudio
+from batchtts.state.voice import VoiceAudio
 
 SAMPLE_RATE = 24000  # HiFT; the 32 kHz vocoder is not published yet
 TOKENS_PER_SECOND = 25
@@ -106,7 +106,7 @@ class GlmttsEngine(Engine):
     }
 
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, speech_tokenizer, audio):
-        from batchtts.engines.glmtts.decoders import EngineDecoder
+        from batchtts.engines.glmtts.llm.decoders import EngineDecoder
 
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
@@ -140,7 +140,7 @@ class GlmttsEngine(Engine):
         """Continuous batching's slots, predicted decode steps and, on CUDA, time (at H100 bandwidth)."""
         from dataclasses import asdict
 
-        from batchtts.engines.glmtts.slots import engine_decode_plan
+        from batchtts.engines.glmtts.llm.capacity import engine_decode_plan
 
         if not sentences:
             return None
@@ -186,9 +186,9 @@ class GlmttsEngine(Engine):
         from transformers import AutoTokenizer, LlamaForCausalLM
 
         from batchtts.engines.glmtts.assets import campplus_path
-        from batchtts.engines.glmtts.frontend import SpeakerEncoder
-        from batchtts.engines.glmtts.llm import special_ids
-        from batchtts.engines.glmtts.speech_tokenizer import SpeechTokenizer
+        from batchtts.engines.glmtts.llm.reference import special_ids
+        from batchtts.engines.glmtts.voice.features import SpeakerEncoder
+        from batchtts.engines.glmtts.voice.speech_tokenizer import SpeechTokenizer
 
         folder = model_dir()
         lock = ModelLock.read(folder)
@@ -217,7 +217,7 @@ class GlmttsEngine(Engine):
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:
-        from batchtts.engines.glmtts.frontend import prompt_mel
+        from batchtts.engines.glmtts.voice.features import prompt_mel
 
         if voice.path is None:
             raise EnvironmentProblem("GLM-TTS clones a voice: give each job voice.prompt_audio and voice.prompt_text")
@@ -231,7 +231,7 @@ class GlmttsEngine(Engine):
         }
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        from batchtts.engines.glmtts.llm import Sampling
+        from batchtts.engines.glmtts.llm.reference import Sampling
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
@@ -302,7 +302,7 @@ class GlmttsEngine(Engine):
 
 def _load_audio_stages(folder: Path, device: str):
     """batchtts's flow and vocoder, loading the official flow/ and hift/ weights of the model folder."""
-    from batchtts.engines.glmtts.token2wav import TokenToWave
+    from batchtts.engines.glmtts.audio.token2wav import TokenToWave
 
     try:
         return TokenToWave.load(folder, device)

@@ -1,0 +1,1 @@
+"""GLM-TTS's LLM stage: fused Llama, slot KV cache decode, sampling, capacity."""

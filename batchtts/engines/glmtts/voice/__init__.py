@@ -1,0 +1,1 @@
+"""GLM-TTS voice preparation: speech tokens, prompt mel, speaker embedding."""

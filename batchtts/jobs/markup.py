@@ -1,0 +1,21 @@
+"""The inline syntax of a job's text: `[pause:N]` markers, and what counts as speakable.
+
+Part of the job-file format, so the job parser can check a job's text without the text stage.
+"""
+
+from __future__ import annotations
+
+import re
+
+PAUSE_MARKER_RE = re.compile(r"\[pause:\s*(\d+(?:\.\d+)?)\s*s?\]\s*", re.IGNORECASE)
+_SPEAKABLE_RE = re.compile(r"[^\W_]")
+
+
+def strip_markers(text: str) -> str:
+    """`text` with every `[pause:N]` marker replaced by one space."""
+    return PAUSE_MARKER_RE.sub(" ", text)
+
+
+def speakable(text: str) -> int:
+    """Letters and digits in any script: what an engine can actually say."""
+    return len(_SPEAKABLE_RE.findall(text))

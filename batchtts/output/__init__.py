@@ -1,0 +1,1 @@
+"""Chunks to files: stitching, loudness, encoding, subtitles, books."""

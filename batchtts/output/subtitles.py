@@ -1,0 +1,48 @@
+"""Where each sentence sits in its chapter: SRT and WebVTT cues and a JSON manifest.
+
+The manifest (chunk key, text, start, end) is what read-along players and "redo this one sentence"
+tools need; subtitles are the same data for ordinary players.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from batchtts.jobs.targets import timing_files
+from batchtts.output.stitch import Cue
+from batchtts.state.atomic import atomic_write_bytes
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def srt(cues: list[Cue]) -> str:
+    blocks = [f"{n}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n" for n, c in enumerate(cues, 1)]
+    return "\n".join(blocks)
+
+
+def vtt(cues: list[Cue]) -> str:
+    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}\n" for c in cues]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def manifest(cues: list[Cue], info: dict) -> str:
+    rows = [
+        {"index": c.index, "key": c.key, "text": c.text, "start": round(c.start, 4), "end": round(c.end, 4)}
+        for c in cues
+    ]
+    return json.dumps({**info, "chunks": rows}, ensure_ascii=False, indent=1)
+
+
+def write_timings(output: Path, cues: list[Cue], info: dict) -> list[Path]:
+    """Write <stem>.srt, <stem>.vtt and <stem>.json beside the chapter file."""
+    paths = timing_files(output)
+    for path, text in zip(paths, (srt(cues), vtt(cues), manifest(cues, info)), strict=True):
+        atomic_write_bytes(path, text.encode("utf-8"))
+    return paths

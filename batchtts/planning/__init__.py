@@ -1,0 +1,1 @@
+"""Chunks to work: the prepared job file, batches or a queue under the memory budget, the scheduler."""

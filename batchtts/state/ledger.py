@@ -1,0 +1,237 @@
+"""The checkpoint log: SQLite in WAL mode beside the outputs.
+
+Synthesis state is kept per content key (table `audio`), chapter layout per job (table `chunks`),
+so editing one sentence changes one key and leaves every other finished chunk in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.errors import EnvironmentProblem
+from batchtts.state.store import ChunkStore, StoredAudio, digest
+
+log = logging.getLogger("batchtts")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+    status TEXT NOT NULL DEFAULT 'running', job_file TEXT, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, job_file TEXT NOT NULL, output TEXT NOT NULL, n_chunks INTEGER NOT NULL,
+    stitched_sig TEXT, stitched_at REAL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL, idx INTEGER NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL,
+    brk TEXT NOT NULL, PRIMARY KEY (job_id, idx)
+);
+CREATE INDEX IF NOT EXISTS chunks_key ON chunks(key);
+CREATE TABLE IF NOT EXISTS books (book TEXT PRIMARY KEY, sig TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, nbytes INTEGER NOT NULL, sha256 TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audio (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT,
+    duration REAL, nbytes INTEGER, sha256 TEXT, error TEXT, run_id INTEGER, updated REAL NOT NULL
+);
+"""
+
+DONE, FAILED = "done", "failed"
+
+
+@dataclass(frozen=True)
+class DoneChunk:
+    key: str
+    nbytes: int
+    sha256: str
+    duration: float
+
+
+class LedgerUnreadable(EnvironmentProblem):
+    """The ledger file is not a readable SQLite database; the message says how to get out."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(
+            f"{path} cannot be read ({reason}); move it aside (mv {path} {path}.bad) and run again, which "
+            "recovers finished chunks from the chunk store, or run with --fresh to start over"
+        )
+
+
+def ledger_problem(path: Path) -> str | None:
+    """Why the ledger at `path` cannot be used (not a database, damaged), or None; it is opened read-only."""
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "unable to open" in str(exc):
+            return None  # busy or unreadable for other reasons: the writer reports those as it always did
+        return str(exc)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows != [("ok",)]:
+        return "damaged: " + "; ".join(str(r[0]) for r in rows[:3])
+    return None
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        problem = ledger_problem(self.path)
+        if problem:
+            raise LedgerUnreadable(self.path, problem)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "full" in str(exc)):
+                raise
+            raise LedgerUnreadable(self.path, str(exc)) from None
+
+    def recover_from(self, store: ChunkStore, keys: Iterable[str]) -> int:
+        """Mark done every chunk the ledger does not call done whose stored file proves its key.
+
+        An emptied or replaced ledger then costs no synthesis: chunk files are written (atomically)
+        before the ledger marks them, and each carries a tag that verifies its key and samples.
+        """
+        keys = set(keys)
+        missing = keys - set(self.done_chunks(keys))
+        found = {k: s for k in sorted(missing) if (s := store.proven(k)) is not None}
+        if found:
+            self.mark_done(None, found)
+            log.info("recovered %d finished chunks from the chunk store (the ledger did not list them)", len(found))
+        return len(found)
+
+    def job_files(self) -> dict[str, str]:
+        """The job file each job id was last run from."""
+        return dict(self.db.execute("SELECT job_id, job_file FROM jobs").fetchall())
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_run(self, job_file: Path) -> int:
+        cur = self.db.execute("INSERT INTO runs(started, job_file) VALUES (?, ?)", (time.time(), str(job_file)))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+            (time.time(), status, json.dumps(summary), run_id),
+        )
+
+    def set_layout(self, job_id: str, job_file: Path, output: Path, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        """Record a job's chunks (idx, key, text, brk); replaces an older layout in one transaction."""
+        rows = list(rows)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            old = self.db.execute("SELECT idx, key, brk FROM chunks WHERE job_id=? ORDER BY idx", (job_id,)).fetchall()
+            if old != [(i, k, b) for i, k, _, b in rows]:
+                self.db.execute("DELETE FROM chunks WHERE job_id=?", (job_id,))
+                self.db.executemany(
+                    "INSERT INTO chunks(job_id, idx, key, text, brk) VALUES (?,?,?,?,?)",
+                    [(job_id, *row) for row in rows],
+                )
+                self.db.execute("UPDATE jobs SET stitched_sig=NULL WHERE job_id=?", (job_id,))
+            self.db.execute(
+                "INSERT INTO jobs(job_id, job_file, output, n_chunks, updated) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(job_id) DO UPDATE SET job_file=excluded.job_file, output=excluded.output, "
+                "n_chunks=excluded.n_chunks, updated=excluded.updated",
+                (job_id, str(job_file), str(output), len(rows), time.time()),
+            )
+
+    def _by_key(self, columns: str, state: str, keys: Iterable[str]) -> list[tuple]:
+        """Rows of `audio` in `state` for these keys, queried in slices (SQLite caps bound parameters)."""
+        keys = list(set(keys))
+        rows: list[tuple] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = f"SELECT key, {columns} FROM audio WHERE state=? AND key IN ({','.join('?' * len(part))})"
+            rows += self.db.execute(q, [state, *part]).fetchall()
+        return rows
+
+    def done_chunks(self, keys: Iterable[str]) -> dict[str, DoneChunk]:
+        return {r[0]: DoneChunk(*r) for r in self._by_key("nbytes, sha256, duration", DONE, keys)}
+
+    def failed_attempts(self, keys: Iterable[str]) -> dict[str, int]:
+        """Failed chunks and how many attempts they have had (retries continue with new seeds)."""
+        return dict(self._by_key("attempts", FAILED, keys))
+
+    def failures(self, keys: Iterable[str]) -> dict[str, str]:
+        return dict(self._by_key("error", FAILED, keys))
+
+    def mark_done(self, run_id: int | None, stored: dict[str, StoredAudio]) -> None:
+        """Mark a whole batch done in one transaction, after its audio files are safely on disk."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO audio(key, state, attempts, path, duration, nbytes, sha256, error, run_id, updated) "
+                "VALUES (?, ?, 1, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(key) DO UPDATE SET state=excluded.state, "
+                "attempts=audio.attempts+1, path=excluded.path, duration=excluded.duration, "
+                "nbytes=excluded.nbytes, sha256=excluded.sha256, error=NULL, run_id=excluded.run_id, "
+                "updated=excluded.updated",
+                [(k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now) for k, s in stored.items()],
+            )
+
+    def mark_failed(self, run_id: int, key: str, error: str, tries: int = 1) -> None:
+        self.db.execute(
+            "INSERT INTO audio(key, state, attempts, error, run_id, updated) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state=excluded.state, attempts=audio.attempts+excluded.attempts, "
+            "error=excluded.error, run_id=excluded.run_id, updated=excluded.updated",
+            (key, FAILED, tries, error, run_id, time.time()),
+        )
+
+    def mark_stitched(self, job_id: str, signature: str) -> None:
+        self.db.execute(
+            "UPDATE jobs SET stitched_sig=?, stitched_at=? WHERE job_id=?", (signature, time.time(), job_id)
+        )
+
+    def record_files(self, paths: Iterable[Path]) -> None:
+        """Size and hash of files just written (chapters, timings, chapter PCM, books), to check them later."""
+        rows = [(str(p), *digest(p), time.time()) for p in paths]
+        self.db.executemany("INSERT OR REPLACE INTO files(path, nbytes, sha256, updated) VALUES (?,?,?,?)", rows)
+
+    def files_intact(self, paths: Iterable[Path]) -> bool:
+        """Every file is there with the size and hash recorded when batchtts wrote it: a truncated, emptied or
+        replaced output is not up to date, so it is written again from the chunk store."""
+        for path in paths:
+            row = self.db.execute("SELECT nbytes, sha256 FROM files WHERE path=?", (str(path),)).fetchone()
+            try:
+                if row is None or Path(path).stat().st_size != row[0] or digest(Path(path))[1] != row[1]:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def stitched_signature(self, job_id: str) -> str | None:
+        row = self.db.execute("SELECT stitched_sig FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return row[0] if row else None
+
+    def book_signature(self, book: str) -> str | None:
+        row = self.db.execute("SELECT sig FROM books WHERE book=?", (book,)).fetchone()
+        return row[0] if row else None
+
+    def mark_book(self, book: str, signature: str) -> None:
+        self.db.execute(
+            "INSERT INTO books(book, sig, updated) VALUES (?, ?, ?) ON CONFLICT(book) DO UPDATE SET "
+            "sig=excluded.sig, updated=excluded.updated",
+            (book, signature, time.time()),
+        )
+

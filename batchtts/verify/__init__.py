@@ -1,0 +1,1 @@
+"""Takes checked before commit: duration and silence checks."""
