@@ -19,3 +19,11 @@ def strip_markers(text: str) -> str:
 def speakable(text: str) -> int:
     """Letters and digits in any script: what an engine can actually say."""
     return len(_SPEAKABLE_RE.findall(text))
+
+# A scene break: this marker alone on a line (a paragraph of its own). `batchtts import` writes it for `* * *`, `⁂`,
+# `<hr/>` and the like; the splitter turns it, or such a line in a job's own text, into a `scene` pause (the job's
+# `pauses.scene`), never read aloud.
+SCENE_MARKER = "[scene]"
+# A verse line break: written after each line of a stanza but the last. The splitter gives it the `line` pause
+# (`pauses.line`) and invents no sentence-final stop there.
+LINE_MARKER = "[line]"
