@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchtts.cli import main
-from batchtts.jobs import text as jobs_module
+from batchtts.jobs import textfile as jobs_module
 from batchtts.verify.quality import check
 from tests.conftest import ROOT, run_cli, write_jobs
 from tests.fakes import ToneEngine
