@@ -111,7 +111,7 @@ def test_the_cli_only_parses_and_prints():
     assert bad == []
     # and, lazily or not, it reaches no module but the library, the errors and the size parser
     reached = {n.split(".")[1] for n in _imports(PACKAGE / "cli.py") if n.startswith("batchtts.")}
-    assert reached <= {"__version__", "api", "errors", "sizes"}
+    assert reached <= {"__version__", "api", "errors", "config"}
 
 
 def test_only_the_workspace_knows_the_state_folder_layout_and_no_module_is_long():
