@@ -7,7 +7,9 @@ footnotes, index; non-linear spine items) is left out by default and listed in t
 
 from __future__ import annotations
 
+import io
 import posixpath
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,11 +17,38 @@ from urllib.parse import unquote
 
 from batchtts.errors import InputError
 from batchtts.importer.document import Book, Chapter, LeftOut
-from batchtts.importer.xhtml import Segment, Walker, document_matter, parse
+from batchtts.importer.xhtml import Segment, Walker, doc_title, document_matter, parse
 
 # OPF 2 guide reference types that mark front/back matter.
 _GUIDE_MATTER = {"toc", "copyright-page", "index", "cover", "title-page", "colophon", "loi", "lot", "notes"}
-_GUIDE_MATTER |= {"bibliography"}
+_GUIDE_MATTER |= {"bibliography", "glossary"}
+# XML comments and processing instructions are valid anywhere in the package, NCX and nav (EPUB 3.3 §3.1);
+# ebooklib takes a comment in <spine> for an itemref, so they are taken out before it reads them.
+_COMMENT_RE = re.compile(rb"<!--.*?-->|<\?(?!xml[\s?])[^>]*\?>", re.DOTALL)
+_PACKAGE_SUFFIXES = (".opf", ".ncx")
+
+
+def _without_comments(path: Path):
+    """PATH itself, or an in-memory copy whose package, NCX and nav documents hold no comments or PIs."""
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        changed: dict[str, bytes] = {}
+        for info in infos:
+            name = info.filename.lower()
+            if not name.endswith((*_PACKAGE_SUFFIXES, ".xhtml", ".html", ".htm")):
+                continue
+            data = zf.read(info)
+            if not name.endswith(_PACKAGE_SUFFIXES) and b"<nav" not in data:
+                continue
+            if _COMMENT_RE.search(data):
+                changed[info.filename] = _COMMENT_RE.sub(b"", data)
+        if not changed:
+            return path
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+            for info in infos:
+                dst.writestr(info.filename, changed.get(info.filename) or zf.read(info))
+    return out
 
 
 def _open(path: Path):
@@ -38,11 +67,14 @@ def _open(path: Path):
     if "META-INF/encryption.xml" in names and _encrypted_text(path):
         raise InputError(path, None, None, "the EPUB's text is encrypted (DRM); only DRM-free books can be read")
     error: Exception | None = None
+    source = _without_comments(path)
     for ignore_ncx in (True, False):  # the EPUB 3 nav first; a nav ebooklib cannot parse falls back to the NCX
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return epub.read_epub(str(path), {"ignore_ncx": ignore_ncx})
+                if isinstance(source, io.BytesIO):
+                    source.seek(0)
+                return epub.read_epub(source if isinstance(source, io.BytesIO) else str(path), {"ignore_ncx": ignore_ncx})
         except KeyError as exc:  # a file the package document names is not in the zip
             raise InputError(path, None, None, f"malformed EPUB: {exc.args[0]!s} is missing from the zip") from None
         except Exception as exc:  # ebooklib raises whatever its XML walk hits; any of it means a broken file
@@ -52,11 +84,11 @@ def _open(path: Path):
 
 def _encrypted_text(path: Path) -> bool:
     """True when META-INF/encryption.xml covers documents, not only fonts (font obfuscation is harmless)."""
-    from bs4 import BeautifulSoup
+    from lxml import etree
 
     with zipfile.ZipFile(path) as zf:
-        soup = BeautifulSoup(zf.read("META-INF/encryption.xml"), "lxml-xml")
-    uris = [ref.get("URI", "") for ref in soup.find_all("CipherReference")]
+        root = etree.fromstring(zf.read("META-INF/encryption.xml"), etree.XMLParser(recover=True, no_network=True))
+    uris = [ref.get("URI", "") for ref in root.iter("{*}CipherReference")] if root is not None else []
     return any(uri.lower().endswith((".xhtml", ".html", ".htm", ".xml")) for uri in uris)
 
 
@@ -149,22 +181,22 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             continue
         name = item.file_name
         spine_docs.add(name)
-        soup = parse(item.get_content(), xml=True)
+        root = parse(item.content or item.get_content(), xml=True)  # raw: get_content() rewrites <body>
         reason = None
         if isinstance(item, epub.EpubNav):
             reason = "toc (navigation document)"
         elif name in guide:
             reason = f"{guide[name]} (OPF guide)"
-        elif (kind := document_matter(soup)) is not None:
+        elif (kind := document_matter(root)) is not None:
             reason = f"{kind} (epub:type)"
         elif linear == "no":
             reason = "non-linear (outside the reading order)"
         if reason and not include_matter:
-            seg = Walker(keep_matter=True).walk(soup)[0]
+            seg = Walker(keep_matter=True).walk(root)[0]
             result.left_out.append(LeftOut(name, reason, seg.source_chars))
             continue
         frags = {frag for (doc, frag) in titles if doc == name and frag}
-        segments = Walker(cut_ids=frags, keep_matter=include_matter).walk(soup)
+        segments = Walker(cut_ids=frags, keep_matter=include_matter).walk(root)
         found = {s.anchor for s in segments}
         for frag in sorted(frags - found):
             result.notes.append(
@@ -179,7 +211,7 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             part = _chapter(seg, title or "", name)
             if title is not None or current is None:
                 if title is None:  # text before the first named document
-                    part.title = seg.first_heading() or _doc_title(soup) or "Opening"
+                    part.title = seg.first_heading() or doc_title(root) or "Opening"
                 current = part
                 result.chapters.append(current)
             else:
@@ -194,9 +226,3 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
 def _chapter(seg: Segment, title: str, source: str) -> Chapter:
     where = f"{source}#{seg.anchor}" if seg.anchor else source
     return Chapter(title, list(seg.blocks), [where], seg.source_chars, seg.dropped.copy(), seg.added_chars)
-
-
-def _doc_title(soup) -> str | None:
-    tag = soup.find("title")
-    text = " ".join(tag.get_text().split()) if tag else ""
-    return text or None
