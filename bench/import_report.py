@@ -35,7 +35,11 @@ def corpus_dir(given: str | None) -> Path | None:
 
 
 def books(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if (p.is_file() and p.suffix.lower() in KINDS) or p.is_dir())
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if ((p.is_file() and p.suffix.lower() in KINDS) or p.is_dir()) and not p.name.upper().startswith("README")
+    )
 
 
 def size_of(path: Path) -> int:

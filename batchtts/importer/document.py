@@ -58,6 +58,7 @@ class Chapter:
     source_chars: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> characters
     added_chars: int = 0  # punctuation joining heading lines, a title spoken where the text had none
+    link_chars: int = 0  # characters inside links (a contents page is mostly links)
 
     @property
     def text(self) -> str:
@@ -84,6 +85,7 @@ class Chapter:
         self.source_chars += other.source_chars
         self.dropped.update(other.dropped)
         self.added_chars += other.added_chars
+        self.link_chars += other.link_chars
 
     def speak_title_first(self) -> None:
         """Make the chapter open with its heading (then a paragraph pause), adding the title if absent."""

@@ -74,7 +74,8 @@ def _open(path: Path):
                 warnings.simplefilter("ignore")
                 if isinstance(source, io.BytesIO):
                     source.seek(0)
-                return epub.read_epub(source if isinstance(source, io.BytesIO) else str(path), {"ignore_ncx": ignore_ncx})
+                    return epub.read_epub(source, {"ignore_ncx": ignore_ncx})
+                return epub.read_epub(str(path), {"ignore_ncx": ignore_ncx})
         except KeyError as exc:  # a file the package document names is not in the zip
             raise InputError(path, None, None, f"malformed EPUB: {exc.args[0]!s} is missing from the zip") from None
         except Exception as exc:  # ebooklib raises whatever its XML walk hits; any of it means a broken file
@@ -216,6 +217,11 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
                 result.chapters.append(current)
             else:
                 current.absorb(part)
+    if not include_matter:
+        for ch in list(result.chapters):
+            if kind := _matter_chapter(ch, result):
+                result.left_out.append(LeftOut(", ".join(ch.sources), kind, ch.source_chars))
+                result.chapters.remove(ch)
     for _title, doc, _frag in entries:
         if doc not in spine_docs:
             result.notes.append(f"the navigation names {doc}, which is not in the spine; left out")
@@ -225,4 +231,29 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
 
 def _chapter(seg: Segment, title: str, source: str) -> Chapter:
     where = f"{source}#{seg.anchor}" if seg.anchor else source
-    return Chapter(title, list(seg.blocks), [where], seg.source_chars, seg.dropped.copy(), seg.added_chars)
+    return Chapter(
+        title, list(seg.blocks), [where], seg.source_chars, seg.dropped.copy(), seg.added_chars, seg.link_chars
+    )
+
+
+_CONTENTS_RE = re.compile(r"(?i)\s*(?:table\s+of\s+)?contents\.?\s*|\s*目\s*[录錄]\s*")
+_LINKS_SHARE = 0.6  # a chapter whose text is mostly links to elsewhere is a contents page
+_TITLE_PAGE_CHARS = 300
+
+
+def _matter_chapter(ch: Chapter, book: Book) -> str | None:
+    """Matter the markup does not mark: a contents page (titled so, or mostly links), a title page (a short
+    chapter that only names the book and its author)."""
+    if _CONTENTS_RE.fullmatch(ch.title) or (ch.blocks and _CONTENTS_RE.fullmatch(ch.blocks[0].text)):
+        return "contents page"
+    if ch.source_chars and ch.link_chars / ch.source_chars >= _LINKS_SHARE:
+        return "contents page (mostly links)"
+    if ch.source_chars <= _TITLE_PAGE_CHARS:
+        words = " ".join(b.text for b in ch.blocks).casefold()
+        names = [n.casefold() for n in (book.title, book.author) if n]
+        rest = words
+        for n in names:
+            rest = rest.replace(n, " ")
+        if names and any(n in words for n in names) and len(rest.replace("by", " ").split()) <= 3:
+            return "title page"
+    return None

@@ -67,6 +67,9 @@ class Segment:
     def first_heading(self) -> str | None:
         return next((b.text for b in self.blocks if b.heading), None)
 
+    def links_share(self) -> float:
+        return self.link_chars / self.source_chars if self.source_chars else 0.0
+
 
 def parse(data: bytes | str, xml: bool):
     """The document's root element: XHTML through the XML parser (so `<a id="x"/>` stays empty; recovering from
@@ -205,7 +208,7 @@ class Walker:
         if line:
             self._buf.append("\n")  # a line of a poem: ends a verse line, not the stanza
         elif block:
-            self._flush(heading=heading)
+            self._flush(heading=heading, verse=verse)
 
     def _math(self, el) -> None:
         """MathML: its alt text or a plain annotation is read; otherwise the formula is dropped and counted."""
@@ -228,7 +231,7 @@ class Walker:
     def _text_kept(self, text: str) -> None:
         self._buf.append(text)
 
-    def _flush(self, heading: bool = False) -> None:
+    def _flush(self, heading: bool = False, verse: bool = False) -> None:
         raw = "".join(self._buf)
         self._buf = []
         lines = [" ".join(line.split()) for line in raw.split("\n")]
@@ -238,7 +241,7 @@ class Walker:
         added = 0
         if heading or self._heading:
             text, added = join_heading(lines)
-        elif self._verse and len(lines) > 1:
+        elif (verse or self._verse) and len(lines) > 1:
             text = f" {LINE_MARKER}\n".join(lines)
             added = nonspace(LINE_MARKER) * (len(lines) - 1)
         else:
