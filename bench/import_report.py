@@ -28,7 +28,7 @@ KINDS = (".epub", ".txt", ".md")
 
 
 def corpus_dir(given: str | None) -> Path | None:
-    for path in ([Path(given)] if given else list(CANDIDATES)):
+    for path in [Path(given)] if given else list(CANDIDATES):
         if path.is_dir():
             return path
     return None

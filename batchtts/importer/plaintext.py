@@ -253,15 +253,14 @@ def _finish(cut: _Cutter, name: str, book: Book, length: int) -> list[Chapter]:
 def _preamble(pre: Chapter, name: str, book: Book) -> None:
     """Text before the first heading: a title page of short lines at the start is left out; the rest is a
     chapter titled by its own first line when that is short (else the book's title)."""
-    short = 0
-    for n, block in enumerate(pre.blocks):
+    short, n = 0, 0
+    for block in pre.blocks:
         lines = block.text.split("\n")
         if len(lines) > 3 or any(len(ln) > 80 for ln in lines) or short + nonspace(block.text) > _TITLE_PAGE_MAX:
             break
         short += nonspace(block.text)
-    else:
-        n = len(pre.blocks)
-    if n and (n < len(pre.blocks) or short <= _TITLE_PAGE_MAX):
+        n += 1
+    if n:
         gone = pre.blocks[:n]
         chars = sum(nonspace(b.text) for b in gone)
         book.left_out.append(LeftOut(f"{name}: {gone[0].text[:30]}...", "title page", chars))
