@@ -96,7 +96,7 @@ def _gutenberg(text: str, book: Book, name: str) -> str:
         where = f"{name}: lines 1-{_line_of(text, start.end())}"
         book.left_out.append(LeftOut(where, "Project Gutenberg header", nonspace(text[: start.end()])))
     begin = start.end() if start else 0
-    end = next((m for m in _PG_END.finditer(text, begin) if m.start() > len(text) // 3), None)
+    end = _PG_END.search(text, begin)
     if end:
         where = f"{name}: line {_line_of(text, end.start())} on"
         book.left_out.append(LeftOut(where, "Project Gutenberg licence", nonspace(text[end.start() :])))
@@ -225,6 +225,10 @@ def _indents(raw: list[list[str]]) -> tuple[int, int]:
 
 def _finish(cut: _Cutter, name: str, book: Book, length: int) -> list[Chapter]:
     chapters = cut.chapters
+    for ch in [*chapters, cut.preamble]:  # a scene break at a chapter's end is nothing to pause for
+        while ch.blocks and ch.blocks[-1].text == SCENE_MARKER:
+            ch.blocks.pop()
+            ch.added_chars -= nonspace(SCENE_MARKER)
     for ch in [c for c in chapters if len(c.blocks) == 1]:  # a heading with nothing under it
         book.left_out.append(
             LeftOut(f"{name}: {ch.title[:40]}", "heading without text (contents?)", ch.source_chars - ch.dropped_chars)
@@ -234,7 +238,8 @@ def _finish(cut: _Cutter, name: str, book: Book, length: int) -> list[Chapter]:
         chapters.remove(ch)
     pre = cut.preamble
     if pre.blocks or pre.source_chars:
-        _preamble(pre, name, book)
+        if chapters:  # with no heading at all, short opening lines are the text, not a title page
+            _preamble(pre, name, book)
         if pre.blocks:
             if cut.include_matter or chapters:
                 chapters.insert(0, pre)
