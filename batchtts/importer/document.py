@@ -23,7 +23,8 @@ def clean(text: str) -> str:
 
 
 def nonspace(text: str) -> int:
-    return sum(not c.isspace() for c in text)
+    """Characters that are not whitespace (str.split() splits on exactly the str.isspace() characters)."""
+    return len("".join(text.split()))
 
 
 def join_heading(lines: list[str]) -> tuple[str, int]:
