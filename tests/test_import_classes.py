@@ -341,3 +341,22 @@ def test_epub_scene_breaks_and_verse_lines(tmp_path):
     ]
     assert paras[4:] == [BODY, SCENE_MARKER, BODY]  # one marker for <hr/> + "* * *", none at the end
     assert book.chapters[0].dropped["scene break"] == 3
+
+
+def test_epigraph_in_a_title_page_is_read_dedication_and_running_licence_footer_are_not(tmp_path):
+    footer = "<p>From Built Book. © 2004. Licensed under the GNU Free Documentation License.</p>"
+    title_page = (
+        '<section epub:type="titlepage"><h1>Built Book</h1>'
+        '<div epub:type="epigraph"><p>Mottoword: the sea remembers.</p></div></section>'
+        '<p epub:type="dedication">For Dedicateeword.</p>'
+    )
+    docs = [("front.xhtml", _xhtml(title_page), "Front")]
+    docs += [(f"c{i}.xhtml", _xhtml(f"<h1>Chapter {i}</h1><p>{BODY}</p>{footer}"), f"Chapter {i}") for i in (1, 2, 3)]
+    book = epub_book(make_epub(tmp_path / "front.epub", docs))
+    assert [c.title for c in book.chapters] == ["Front", "Chapter 1", "Chapter 2", "Chapter 3"]
+    assert "Mottoword: the sea remembers." in book.chapters[0].text
+    r = reasons(book)
+    assert r["titlepage (epub:type)"] == len("BuiltBook") and r["dedication (epub:type)"] == len("ForDedicateeword.")
+    assert r["licence notice (repeated footer)"] == 3 * len(
+        "FromBuiltBook.©2004.LicensedundertheGNUFreeDocumentationLicense."
+    )

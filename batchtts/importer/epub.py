@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from batchtts.errors import InputError
-from batchtts.importer.document import Book, Chapter, LeftOut
+from batchtts.importer.document import Book, Chapter, LeftOut, nonspace
 from batchtts.importer.xhtml import Segment, Walker, doc_title, document_matter, parse
 
 # OPF 2 guide reference types that mark front/back matter.
@@ -218,8 +218,11 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             else:
                 current.absorb(part)
     if not include_matter:
+        _drop_notices(result.chapters)
+        front = True
         for ch in list(result.chapters):
-            if kind := _matter_chapter(ch, result):
+            front = front and ch.source_chars <= _COPYRIGHT_PAGE_CHARS
+            if kind := _matter_chapter(ch, result, front):
                 result.left_out.append(LeftOut(", ".join(ch.sources), kind, ch.source_chars))
                 result.chapters.remove(ch)
     for _title, doc, _frag in entries:
@@ -239,15 +242,34 @@ def _chapter(seg: Segment, title: str, source: str) -> Chapter:
 _CONTENTS_RE = re.compile(r"(?i)\s*(?:table\s+of\s+)?contents\.?\s*|\s*目\s*[录錄]\s*")
 _LINKS_SHARE = 0.6  # a chapter whose text is mostly links to elsewhere is a contents page
 _TITLE_PAGE_CHARS = 300
+# A short unmarked page holding a copyright notice is the copyright page (publishers rarely mark it).
+_COPYRIGHT_RE = re.compile(r"(?i)copyright\s*©|©\s*\d{4}|all rights reserved|\bISBN(?:-1[03])?[\s:]*[\dX-]{10}")
+_COPYRIGHT_PAGE_CHARS = 4000
 
 
-def _matter_chapter(ch: Chapter, book: Book) -> str | None:
+def _drop_notices(chapters: list[Chapter]) -> None:
+    """A copyright or licence notice repeated as a running footer on three or more chapters is not read."""
+    seen: dict[str, int] = {}
+    for ch in chapters:
+        for text in {b.text for b in ch.blocks if not b.heading and len(b.text) <= 400}:
+            seen[text] = seen.get(text, 0) + 1
+    notices = {t for t, n in seen.items() if n >= 3 and _COPYRIGHT_RE.search(t)}
+    for ch in chapters:
+        for b in [b for b in ch.blocks if b.text in notices and not b.heading]:
+            ch.blocks.remove(b)
+            ch.dropped["licence notice (repeated footer)"] += nonspace(b.text)
+
+
+def _matter_chapter(ch: Chapter, book: Book, front: bool) -> str | None:
     """Matter the markup does not mark: a contents page (titled so, or mostly links), a title page (a short
-    chapter that only names the book and its author)."""
+    chapter that only names the book and its author), a copyright page (a short page at the front holding a
+    copyright notice)."""
     if _CONTENTS_RE.fullmatch(ch.title) or (ch.blocks and _CONTENTS_RE.fullmatch(ch.blocks[0].text)):
         return "contents page"
     if ch.source_chars and ch.link_chars / ch.source_chars >= _LINKS_SHARE:
         return "contents page (mostly links)"
+    if front and ch.source_chars <= _COPYRIGHT_PAGE_CHARS and _COPYRIGHT_RE.search(ch.text):
+        return "copyright page (a copyright notice)"
     if ch.source_chars <= _TITLE_PAGE_CHARS:
         words = " ".join(b.text for b in ch.blocks).casefold()
         names = [n.casefold() for n in (book.title, book.author) if n]

@@ -16,7 +16,7 @@ from batchtts.jobs.markup import LINE_MARKER, SCENE_MARKER, speakable
 MATTER_TYPES = {
     *"toc landmarks page-list loi lot loa lov copyright-page colophon imprint imprimatur errata cover".split(),
     *"titlepage halftitlepage seriespage footnotes endnotes rearnotes footnote endnote rearnote note".split(),
-    *"index bibliography glossary backlink".split(),
+    *"index bibliography glossary backlink dedication".split(),
 }
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 BLOCKS = {

@@ -134,6 +134,19 @@ class Walker:
         if n:
             self._seg.dropped[reason] += n
 
+    def _drop_matter(self, el, reason: str) -> None:
+        """Matter is dropped, but an epigraph inside it (a title page's motto) is book text and is read."""
+        epigraphs = [e for e in el.iter() if e is not el and isinstance(e.tag, str) and has_type(e, "epigraph")]
+        epigraphs = [e for e in epigraphs if not any(o is not e and e in o.iterancestors() for o in epigraphs)]
+        n = _count(el) - sum(_count(e) for e in epigraphs)
+        self._seg.source_chars += n
+        if n:
+            self._seg.dropped[reason] += n
+        for e in epigraphs:
+            self._flush()
+            self._element(e)
+            self._flush()
+
     def _scene(self) -> None:
         """A scene break: the agreed marker as a paragraph, once, and never at a chapter's start."""
         seg = self._seg
@@ -179,7 +192,7 @@ class Walker:
             return self._math(el)
         kind = None if self.keep_matter else matter_type(el) or _GUTENBERG_IDS.get(str(ident))
         if kind:
-            return self._drop(el, kind if kind.startswith("Project") else f"{kind} (epub:type)")
+            return self._drop_matter(el, kind if kind.startswith("Project") else f"{kind} (epub:type)")
         if kind := number_kind(el, name):
             return self._drop(el, kind)
         if name in ("a", "sup", "span") and is_note_mark(el, name):
