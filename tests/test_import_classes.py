@@ -360,3 +360,16 @@ def test_epigraph_in_a_title_page_is_read_dedication_and_running_licence_footer_
     assert r["licence notice (repeated footer)"] == 3 * len(
         "FromBuiltBook.©2004.LicensedundertheGNUFreeDocumentationLicense."
     )
+
+
+def test_epub_note_marks_are_dropped_but_exponents_are_not(tmp_path):
+    body = (
+        "<h1>One</h1><p>As he did.<sup>12</sup> The word<sup>3</sup> stays, as does 2<sup>24</sup> and "
+        'e<sup>x</sup>; a noteref<a epub:type="noteref" href="#n1">*</a> goes.</p>'
+        '<aside epub:type="footnote" id="n1"><p>Noteword text.</p></aside>'
+    )
+    book = epub_book(make_epub(tmp_path / "notes.epub", [("c.xhtml", _xhtml(body), "One")]))
+    text = book.chapters[0].text
+    assert "as does 224 and ex;" in text and "Noteword" not in text  # exponents kept (spoken form: text stage)
+    r = reasons(book)
+    assert r["footnote mark"] == len("123*") and r["footnote (epub:type)"] == len("Notewordtext.")

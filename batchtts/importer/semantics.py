@@ -95,14 +95,25 @@ def is_note_mark(el, name: str) -> bool:
     text = text_of(el)
     if not _NOTE_MARK_RE.fullmatch(text):
         return False
+    before = _text_before(el)
     if name == "sup":
         links = [a for a in el.iter() if local(a.tag) == "a" and a.get("href")]
-        return all("#" in a.get("href") for a in links) and (bool(links) or text.strip("[]()").isdigit())
+        if links:
+            return all("#" in a.get("href") for a in links)
+        # an unlinked mark after a word or a stop ("did.¹²"), not an exponent ("2<sup>24</sup>", "e<sup>x</sup>")
+        return text.strip("[]()*†‡").isdigit() and bool(re.search(r"(?:[^\W\d_]{2}|[.,;:!?”’\"')])$", before))
     if name == "a" and "#" in (el.get("href") or ""):
-        prev = el.getprevious()
-        before = prev.tail if prev is not None else el.getparent().text if el.getparent() is not None else None
         return bool(before) and not before[-1].isspace()
     return False
+
+
+def _text_before(el) -> str:
+    """The text right before EL in its parent (its previous sibling's tail, or the parent's text)."""
+    prev = el.getprevious()
+    if prev is not None:
+        return prev.tail or ""
+    parent = el.getparent()
+    return (parent.text or "") if parent is not None else ""
 
 
 def is_navigation(el, name: str) -> bool:
