@@ -197,8 +197,9 @@ def read_epub(path: Path, include_matter: bool = False) -> Book:
             result.left_out.append(LeftOut(name, reason, seg.source_chars))
             continue
         frags = {frag for (doc, frag) in titles if doc == name and frag}
-        segments = Walker(cut_ids=frags, keep_matter=include_matter).walk(root)
-        found = {s.anchor for s in segments}
+        walker = Walker(cut_ids=frags, keep_matter=include_matter)
+        segments = walker.walk(root)
+        found = {s.anchor for s in segments} | walker.dropped_ids  # a dropped anchor's text is counted there
         for frag in sorted(frags - found):
             result.notes.append(
                 f"{name}#{frag}: anchor not found; '{titles[(name, frag)]}' stays in the chapter before"

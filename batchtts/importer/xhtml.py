@@ -109,6 +109,7 @@ class Walker:
         self._heading = 0
         self._verse = 0
         self._link = 0
+        self.dropped_ids: set[str] = set()  # cut points inside something dropped (a PG licence's heading)
 
     def walk(self, root) -> list[Segment]:
         body = body_of(root)
@@ -129,6 +130,7 @@ class Walker:
         self.segments.append(Segment(anchor, title))
 
     def _drop(self, el, reason: str) -> None:
+        self._note_dropped_ids(el)
         n = _count(el)
         self._seg.source_chars += n
         if n:
@@ -138,6 +140,7 @@ class Walker:
         """Matter is dropped, but an epigraph inside it (a title page's motto) is book text and is read."""
         epigraphs = [e for e in el.iter() if e is not el and isinstance(e.tag, str) and has_type(e, "epigraph")]
         epigraphs = [e for e in epigraphs if not any(o is not e and e in o.iterancestors() for o in epigraphs)]
+        self._note_dropped_ids(el)
         n = _count(el) - sum(_count(e) for e in epigraphs)
         self._seg.source_chars += n
         if n:
@@ -146,6 +149,10 @@ class Walker:
             self._flush()
             self._element(e)
             self._flush()
+
+    def _note_dropped_ids(self, el) -> None:
+        if self.cut_ids:
+            self.dropped_ids.update(e.get("id") for e in el.iter() if e.get("id") in self.cut_ids)
 
     def _scene(self) -> None:
         """A scene break: the agreed marker as a paragraph, once, and never at a chapter's start."""
