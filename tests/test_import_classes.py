@@ -298,7 +298,8 @@ def test_contents_code_line_numbers_navigation_and_mathml(tmp_path):
         '<div class="linegroup"><div>April is the cruellest month<span class="lnum">10</span></div>'
         '<div>Lilacs out of the dead land<span class="pagenum">[p. 7]</span></div></div>'
         '<p>Let <math alttext="x squared"><msup><mi>x</mi><mn>2</mn></msup></math> be given, for '
-        '<math alttext="Alternative text not available"><mi>y</mi></math> all.</p>'
+        '<math alttext="Alternative text not available"><mi>y</mi></math> and '
+        '<math alttext="Alternative text not available"><mfrac><mi>a</mi><mi>b</mi></mfrac></math> , all.</p>'
     )
     path = make_epub(
         tmp_path / "matter.epub",
@@ -315,7 +316,8 @@ def test_contents_code_line_numbers_navigation_and_mathml(tmp_path):
     assert r["code block"] == len("<html>codewordlistingsecondline") + len("codeblockwordonecodeblockwordtwo")
     assert r["navigation"] == len("Nexttopic:Chapter2") + len("Onwardword")
     assert r["line number"] == 2 and r["page number"] == len("[p.7]")
-    assert r["mathml"] == 2 and r["mathml without alt text"] == 1
+    assert r["mathml"] == len("x2y") and r["mathml without alt text"] == len("ab")
+    assert "Let x squared be given, for y and, all." in all_text(book)  # alt text, a simple formula's tokens
     text = all_text(book)
     assert "Keep the inline word." in text and "x squared" in text and "codeword" not in text
     assert "10" not in text and "Onwardword" not in text

@@ -152,8 +152,12 @@ def is_code_block(el, name: str) -> bool:
     return not any(t and t.strip() for t in others) and "\n" in "".join(el.itertext()).strip()
 
 
+_SIMPLE_MATH = {"math", "mrow", "mstyle", "mi", "mn", "mo", "mtext", "mspace", "semantics"}
+
+
 def math_alt(el) -> str:
-    """MathML's own words: `alttext` (not a placeholder), else a plain-text or speech annotation; '' if none."""
+    """MathML's own words: `alttext` (not a placeholder), else a plain-text or speech annotation, else the tokens
+    of a formula that is only a few identifiers, numbers and operators ('r', 'x = 0'); '' if none."""
     alt = " ".join((el.get("alttext") or "").split())
     if alt and not _ALT_PLACEHOLDER_RE.search(alt):
         return alt
@@ -164,6 +168,11 @@ def math_alt(el) -> str:
             "text/speech",
         ):
             return text_of(ann)
+    names = {local(e.tag) for e in el.iter() if isinstance(e.tag, str)}
+    tokens = [" ".join("".join(e.itertext()).split()) for e in el.iter() if local(e.tag) in ("mi", "mn", "mo", "mtext")]
+    tokens = [t for t in tokens if t]
+    if names <= _SIMPLE_MATH and 0 < len(tokens) <= 5:
+        return " ".join(tokens)
     return ""
 
 

@@ -45,6 +45,7 @@ _CELLS = {"td", "th"}
 # Project Gutenberg's EPUBs wrap their header and licence in sections with these ids.
 _GUTENBERG_IDS = {"pg-header": "Project Gutenberg header", "pg-footer": "Project Gutenberg licence"}
 _WS_RE = re.compile(r"\s+")
+_SPACE_BEFORE_STOP_RE = re.compile(r"\s+([,.;:!?])")
 _XML_PARSER = etree.XMLParser(recover=True, no_network=True, huge_tree=True, resolve_entities=False)
 
 
@@ -109,6 +110,7 @@ class Walker:
         self._heading = 0
         self._verse = 0
         self._link = 0
+        self._dangling = False
         self.dropped_ids: set[str] = set()  # cut points inside something dropped (a PG licence's heading)
 
     def walk(self, root) -> list[Segment]:
@@ -239,6 +241,8 @@ class Walker:
             self._seg.dropped["mathml" if alt else "mathml without alt text"] += n
         if alt:
             self._text_kept(f" {alt} ")
+        else:
+            self._dangling = True
 
     def _text(self, raw: str) -> None:
         text = clean(raw)
@@ -266,6 +270,9 @@ class Walker:
             added = nonspace(LINE_MARKER) * (len(lines) - 1)
         else:
             text = "\n".join(lines)
+        if self._dangling:  # a formula dropped before a comma or stop leaves no space before it ("for , for ,")
+            text = _SPACE_BEFORE_STOP_RE.sub(r"\1", text)
+            self._dangling = False
         if not speakable_words(text):
             n = nonspace(text) - added
             if is_scene_break(text):
