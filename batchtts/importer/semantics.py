@@ -36,7 +36,9 @@ _VERSE_TYPES = {"z3998:poem", "z3998:verse", "z3998:stanza", "z3998:song", "z399
 _NOTE_MARK_RE = re.compile(r"[\[(]?(?:\d{1,3}|[*†‡§¶]{1,3}|[a-z])[\])]?")
 _ALT_PLACEHOLDER_RE = re.compile(r"(?i)\b(?:not available|no alt(?:ernative)? text|unavailable)\b")
 # A line of only decoration ("* * *", "***", "⁂", "#", "~~~", "——", "o o o", "-----", "§"): a scene break.
-_SCENE_RE = re.compile(r"(?:[*∗⁂#~=·•.×+§—–_\-]\s*){1,20}|(?:[oOx0]\s+){2,8}[oOx0]|(?:[❧☙✻✱◇◆■□○●]\s*){1,10}")
+_SCENE_RE = re.compile(
+    r"[⁂❧☙§#*∗✻✱]|(?:[*∗⁂#~=·•×+§—–_\-]\s*){2,20}|(?:[oOx0]\s+){2,8}[oOx0]|(?:[❧☙✻✱◇◆■□○●]\s*){2,10}"
+)
 
 
 def local(tag) -> str:

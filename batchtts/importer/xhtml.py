@@ -236,9 +236,12 @@ class Walker:
         """MathML: its alt text or a plain annotation is read; otherwise the formula is dropped and counted."""
         n = _count(el)
         alt = clean(math_alt(el))
-        self._seg.source_chars += n + nonspace(alt)
-        if n:
-            self._seg.dropped["mathml" if alt else "mathml without alt text"] += n
+        if alt and nonspace(alt) == n and "".join(alt.split()) == "".join("".join(el.itertext()).split()):
+            self._seg.source_chars += n  # a simple formula read as its own tokens: nothing dropped
+        else:
+            self._seg.source_chars += n + nonspace(alt)  # the alt text is read in place of the markup
+            if n:
+                self._seg.dropped["mathml" if alt else "mathml without alt text"] += n
         if alt:
             self._text_kept(f" {alt} ")
         else:
