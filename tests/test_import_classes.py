@@ -375,3 +375,17 @@ def test_epub_note_marks_are_dropped_but_exponents_are_not(tmp_path):
     assert "as does 224 and ex;" in text and "Noteword" not in text  # exponents kept (spoken form: text stage)
     r = reasons(book)
     assert r["footnote mark"] == len("123*") and r["footnote (epub:type)"] == len("Notewordtext.")
+
+
+def test_wrapped_capital_headings_join_and_a_wrapped_sentence_is_not_a_heading(tmp_path):
+    text = (
+        "CHAPTER I. IN WHICH PHILEAS FOGG AND PASSEPARTOUT ACCEPT EACH OTHER, THE\nONE AS MASTER, THE OTHER AS MAN\n\n"
+        f"{BODY}\n\nChapter 3 of the report says that the lamp was lit every\nnight without fail, in any weather.\n\n"
+        f"CHAPTER II.\n\n{BODY}\n"
+    )
+    book = txt(tmp_path, text)
+    assert [c.title for c in book.chapters] == [
+        "CHAPTER I. IN WHICH PHILEAS FOGG AND PASSEPARTOUT ACCEPT EACH OTHER, THE ONE AS MASTER, THE OTHER AS MAN",
+        "CHAPTER II",
+    ]
+    assert "Chapter 3 of the report says" in book.chapters[0].text

@@ -23,6 +23,7 @@ from batchtts.importer.textrules import (
     heading_key,
     heading_of,
     is_name_line,
+    is_wrapped_sentence,
     matter_heading,
     unmark,
 )
@@ -193,17 +194,24 @@ def split_chapters(text: str, name: str, book: Book, include_matter: bool) -> li
             cut.matter = kind
             cut.leave_out(para[0], kind, chars)
             continue
+        if title is not None and len(para) > 1 and is_wrapped_sentence(para[0]):
+            title = None  # "Chapter 3 of the report says that the ..." wrapped onto the next line: prose
         if title is None:
             cut.body(para, chars)
             continue
         take = 1
-        if len(para) == 2 and is_name_line(para[1], title):
-            take = 2
-        elif len(para) == 1 and i < len(raw) and len(raw[i]) == 1 and is_name_line(raw[i][0], title):
-            para, take, i = [para[0], raw[i][0].strip()], 2, i + 1  # the chapter's name on the next line
-            chars += nonspace(para[1])
+        while take < len(para) and para[0].isupper() and para[take].isupper() and not heading_of(para[take]):
+            take += 1  # an all-capitals heading wrapped onto more lines: one title
+        if take > 1:
+            heading_lines = [" ".join([title, *para[1:take]])]
+        else:
+            if len(para) == 2 and is_name_line(para[1], title):
+                take = 2
+            elif len(para) == 1 and i < len(raw) and len(raw[i]) == 1 and is_name_line(raw[i][0], title):
+                para, take, i = [para[0], raw[i][0].strip()], 2, i + 1  # the chapter's name on the next line
+                chars += nonspace(para[1])
+            heading_lines = [title, *para[1:take]]
         head_chars = sum(nonspace(line) for line in para[:take])
-        heading_lines = [title, *para[1:take]]
         cut.heading(join_heading(heading_lines)[0], heading_lines, head_chars)
         # Characters of the decoration around the heading ("Chapter I.]") are not read.
         decoration = head_chars - sum(nonspace(line) for line in heading_lines)

@@ -90,6 +90,12 @@ def is_name_line(line: str, heading: str) -> bool:
     return 0 < len(words) <= 8 and all(w[0].isupper() or w.lower() in _SMALL for w in words)
 
 
+def is_wrapped_sentence(line: str) -> bool:
+    """A heading-like first line of a longer paragraph that is prose: eight words or more, mostly lower case."""
+    words = re.findall(r"[A-Za-z][\w'’-]*", line)
+    return len(words) >= 8 and sum(w[0].islower() for w in words) > len(words) // 2
+
+
 @dataclass(frozen=True)
 class Rule:
     reason: str
