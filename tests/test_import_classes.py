@@ -190,7 +190,9 @@ def _xhtml(body: str, body_attrs: str = "", html_attrs: str = "", title: str = "
     )
 
 
-def make_epub(path: Path, docs: list[tuple[str, str, str | None]], cover: bytes | None = None) -> Path:
+def make_epub(
+    path: Path, docs: list[tuple[str, str, str | None]], cover: bytes | None = None, cover_type: str = "image/png"
+) -> Path:
     """docs: (file name, XHTML, nav title or None). Comments and a PI sit in the OPF, the spine and the nav."""
     nav_items = "".join(
         f'<!-- {name} --><li><a href="{name}">{title}</a></li>' for name, _x, title in docs if title is not None
@@ -200,7 +202,7 @@ def make_epub(path: Path, docs: list[tuple[str, str, str | None]], cover: bytes 
         f'<item id="d{i}" href="{name}" media-type="application/xhtml+xml"/>' for i, (name, _x, _t) in enumerate(docs)
     )
     if cover is not None:
-        manifest += '<item id="cov" href="cover.png" media-type="image/png" properties="cover-image"/>'
+        manifest += f'<item id="cov" href="cover.png" media-type="{cover_type}" properties="cover-image"/>'
     spine = "".join(f'<!-- chapter --><itemref idref="d{i}"/>' for i in range(len(docs)))
     opf = f"""<?xml version="1.0" encoding="utf-8"?>
 <?oxygen RNGSchema="package.rnc"?>
@@ -389,3 +391,12 @@ def test_wrapped_capital_headings_join_and_a_wrapped_sentence_is_not_a_heading(t
         "CHAPTER II",
     ]
     assert "Chapter 3 of the report says" in book.chapters[0].text
+
+
+def test_an_svg_cover_is_left_out_with_a_line_in_the_report(tmp_path):
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>'
+    docs = [("c1.xhtml", _xhtml(f"<h1>One</h1><p>{BODY}</p>"), "One")]
+    path = make_epub(tmp_path / "svg.epub", docs, svg, "image/svg+xml")
+    report = import_source(path, tmp_path / "svg.jsonl")
+    assert load_jobs(report.job_file, tmp_path / "out")[0].cover is None
+    assert any("neither JPEG nor PNG" in n for n in report.book.notes) and "note: the cover" in report.table()
