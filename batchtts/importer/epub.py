@@ -12,6 +12,7 @@ import posixpath
 import re
 import warnings
 import zipfile
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -249,16 +250,31 @@ _COPYRIGHT_PAGE_CHARS = 4000
 
 
 def _drop_notices(chapters: list[Chapter]) -> None:
-    """A copyright or licence notice repeated as a running footer on three or more chapters is not read."""
-    seen: dict[str, int] = {}
+    """A copyright or licence notice repeated as a running header or footer on three or more chapters is not read:
+    a run of lines that each recur in three chapters, one of them a copyright notice."""
+    seen: Counter = Counter()
     for ch in chapters:
-        for text in {b.text for b in ch.blocks if not b.heading and len(b.text) <= 400}:
-            seen[text] = seen.get(text, 0) + 1
-    notices = {t for t, n in seen.items() if n >= 3 and _COPYRIGHT_RE.search(t)}
+        seen.update({ln for b in ch.blocks if not b.heading for ln in b.text.split("\n") if len(ln) <= 200})
+    repeated = {ln for ln, n in seen.items() if n >= 3}
+    if not any(_COPYRIGHT_RE.search(ln) for ln in repeated):
+        return
     for ch in chapters:
-        for b in [b for b in ch.blocks if b.text in notices and not b.heading]:
-            ch.blocks.remove(b)
-            ch.dropped["licence notice (repeated footer)"] += nonspace(b.text)
+        for block in [b for b in ch.blocks if not b.heading]:
+            kept: list[str] = []
+            run: list[str] = []
+            for line in [*block.text.split("\n"), None]:
+                if line is not None and line in repeated:
+                    run.append(line)
+                    continue
+                if any(_COPYRIGHT_RE.search(r) for r in run):
+                    ch.dropped["licence notice (repeated)"] += sum(nonspace(r) for r in run)
+                else:
+                    kept += run
+                run = []
+                if line is not None:
+                    kept.append(line)
+            block.text = "\n".join(kept)
+        ch.blocks = [b for b in ch.blocks if b.text]
 
 
 def _matter_chapter(ch: Chapter, book: Book, front: bool) -> str | None:
