@@ -361,9 +361,7 @@ def test_epigraph_in_a_title_page_is_read_dedication_and_running_licence_footer_
     assert "Mottoword: the sea remembers." in book.chapters[0].text
     r = reasons(book)
     assert r["titlepage (epub:type)"] == len("BuiltBook") and r["dedication (epub:type)"] == len("ForDedicateeword.")
-    assert r["licence notice (repeated)"] == 3 * len(
-        "FromBuiltBook.©2004.LicensedundertheGNUFreeDocumentationLicense."
-    )
+    assert r["licence notice (repeated)"] == 3 * len("FromBuiltBook.©2004.LicensedundertheGNUFreeDocumentationLicense.")
 
 
 def test_epub_note_marks_are_dropped_but_exponents_are_not(tmp_path):
