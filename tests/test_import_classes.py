@@ -398,3 +398,17 @@ def test_an_svg_cover_is_left_out_with_a_line_in_the_report(tmp_path):
     report = import_source(path, tmp_path / "svg.jsonl")
     assert load_jobs(report.job_file, tmp_path / "out")[0].cover is None
     assert any("neither JPEG nor PNG" in n for n in report.book.notes) and "note: the cover" in report.table()
+
+
+def test_indented_short_lines_in_a_text_are_verse_and_keep_their_line_breaks(tmp_path):
+    text = (
+        f"Chapter 1\n\n{BODY}\nIt went on past the end of the line, as prose does here.\n\n"
+        "  We rest; a dream has power to poison sleep.\n     We rise; one wand'ring thought pollutes the day.\n\n"
+        "    A quoted letter, indented, whose lines are long enough to be wrapped prose and\n"
+        "    not verse at all, so that no line pause may be made inside it anywhere.\n"
+    )
+    book = txt(tmp_path, text)
+    paras = book.chapters[0].text.strip().split("\n\n")
+    first, second = "We rest; a dream has power to poison sleep.", "We rise; one wand'ring thought pollutes the day."
+    assert paras[2] == f"{first} {LINE_MARKER}\n{second}"  # no stop invented, the line pause kept
+    assert LINE_MARKER not in paras[1] and LINE_MARKER not in paras[3]

@@ -27,7 +27,7 @@ from batchtts.importer.textrules import (
     matter_heading,
     unmark,
 )
-from batchtts.jobs.markup import SCENE_MARKER, speakable
+from batchtts.jobs.markup import LINE_MARKER, SCENE_MARKER, speakable
 
 # Project Gutenberg boundaries, indented or not: "*** START OF THE PROJECT GUTENBERG EBOOK X ***", the old
 # "*END*THE SMALL PRINT! ..." that closed the header's licence, "*** END OF THIS PROJECT GUTENBERG EBOOK X ***",
@@ -44,6 +44,7 @@ _FIELD_RE = re.compile(r"^(Title|Author):\s*(.+)$", re.MULTILINE)
 _BLANK_LINE_RE = re.compile(r"\n[^\S\n]*\n")
 _LONG_WITHOUT_HEADINGS = 20_000  # characters: a book this long with no heading is worth a note
 _TITLE_PAGE_MAX = 400  # characters of short lines at the start that make a title page
+_VERSE_LINE_MAX = 60  # characters: longer indented lines are a quoted letter or a block quote, wrapped prose
 
 
 def read_utf8(path: Path) -> str:
@@ -128,7 +129,7 @@ class _Cutter:
     def leave_out(self, what: str, reason: str, chars: int) -> None:
         self.book.left_out.append(LeftOut(f"{self.name}: {what[:40]}", reason, chars))
 
-    def body(self, lines: list[str], chars: int) -> None:
+    def body(self, lines: list[str], chars: int, verse: bool = False) -> None:
         ch = self.current
         ch.source_chars += chars
         if self.matter and not self.include_matter:
@@ -150,7 +151,12 @@ class _Cutter:
             if nonspace(text):
                 ch.dropped["symbols only"] += nonspace(text)
             return
-        ch.blocks.append(Block("\n".join(" ".join(ln.split()) for ln in text.split("\n") if ln.strip())))
+        out = [" ".join(ln.split()) for ln in text.split("\n") if ln.strip()]
+        if verse and len(out) > 1:  # a stanza: each line but the last ends with the line marker
+            ch.added_chars += nonspace(LINE_MARKER) * (len(out) - 1)
+            ch.blocks.append(Block(f" {LINE_MARKER}\n".join(out)))
+        else:
+            ch.blocks.append(Block("\n".join(out)))
 
     def heading(self, title: str, lines: list[str], chars: int) -> None:
         prev = self.chapters[-1] if self.chapters else None
@@ -197,7 +203,7 @@ def split_chapters(text: str, name: str, book: Book, include_matter: bool) -> li
         if title is not None and len(para) > 1 and is_wrapped_sentence(para[0]):
             title = None  # "Chapter 3 of the report says that the ..." wrapped onto the next line: prose
         if title is None:
-            cut.body(para, chars)
+            cut.body(para, chars, _is_stanza(raw[i - 1], body_indent))
             continue
         take = 1
         while take < len(para) and para[0].isupper() and para[take].isupper() and not heading_of(para[take]):
@@ -220,6 +226,15 @@ def split_chapters(text: str, name: str, book: Book, include_matter: bool) -> li
         if para[take:]:
             cut.body(para[take:], chars - head_chars)
     return _finish(cut, name, book, len(text))
+
+
+def _is_stanza(lines: list[str], body_indent: int) -> bool:
+    """Lines of verse: two or more short lines (60 characters at most), all indented deeper than the prose."""
+    return (
+        len(lines) > 1
+        and all(_indent(ln) > max(body_indent, 0) for ln in lines)
+        and max(len(ln.strip()) for ln in lines) <= _VERSE_LINE_MAX
+    )
 
 
 def _indents(raw: list[list[str]]) -> tuple[int, int]:
