@@ -301,7 +301,7 @@ def test_plain_text_novel_headings_in_english_and_chinese(tmp_path):
     assert "Licence" not in text and "Gutenberg" not in text
     reasons = {lo.reason for lo in book.left_out}
     assert {"Project Gutenberg header", "Project Gutenberg licence", "contents list"} <= reasons
-    assert "text before the first chapter heading" in reasons
+    assert {"title page", "contents"} <= reasons  # the rest of what precedes the first heading would be read
 
 
 def test_chinese_novel_without_blank_lines(tmp_path):
@@ -374,6 +374,14 @@ def test_imported_epub_runs_into_chapters_and_one_m4b(tmp_path, voice_wav):
     ).stdout  # fmt: skip
     assert [c["tags"]["title"] for c in json.loads(chapters)["chapters"]] == ["Chapter I", "Chapter II"]
     assert (tmp_path / "out" / "Old-Lights" / "02-chapter-ii.m4a").is_file()
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(m4b)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    info = json.loads(probe)
+    tags = {k.lower(): v for k, v in info["format"]["tags"].items()}
+    assert (tags["album"], tags["artist"]) == ("Old Lights", "B. Author")  # the book's title and author
+    assert any(s.get("disposition", {}).get("attached_pic") for s in info["streams"])  # its cover
 
 
 def test_the_example_epub_imports_as_the_example_book(tmp_path):

@@ -82,7 +82,7 @@ def _text_lesson(path: Path) -> Chapter:
 
 def _finish(book: Book) -> None:
     """Chapters with nothing to speak are listed as left out; every other one opens with its title."""
-    from batchtts.jobs.markup import speakable
+    from batchtts.importer.semantics import speakable_words as speakable
 
     kept = []
     for n, ch in enumerate(book.chapters, 1):

@@ -23,7 +23,8 @@ def clean(text: str) -> str:
 
 
 def nonspace(text: str) -> int:
-    return sum(not c.isspace() for c in text)
+    """Characters that are not whitespace (str.split() splits on exactly the str.isspace() characters)."""
+    return len("".join(text.split()))
 
 
 def join_heading(lines: list[str]) -> tuple[str, int]:
@@ -58,6 +59,7 @@ class Chapter:
     source_chars: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> characters
     added_chars: int = 0  # punctuation joining heading lines, a title spoken where the text had none
+    link_chars: int = 0  # characters inside links (a contents page is mostly links)
 
     @property
     def text(self) -> str:
@@ -84,6 +86,7 @@ class Chapter:
         self.source_chars += other.source_chars
         self.dropped.update(other.dropped)
         self.added_chars += other.added_chars
+        self.link_chars += other.link_chars
 
     def speak_title_first(self) -> None:
         """Make the chapter open with its heading (then a paragraph pause), adding the title if absent."""

@@ -169,14 +169,21 @@ def _write(report: ImportReport, files: dict[Path, str]) -> None:
         cover = report.text_dir / f"cover{book.cover[1]}"
         atomic_write_bytes(cover, book.cover[0])
         report.written.append(cover)
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.records)
     with atomic_path(job_file) as tmp:
-        tmp.write_text(lines, encoding="utf-8")
-        try:  # what `batchtts run` will parse, before it replaces anything
-            load_jobs(tmp, job_file.parent / "out")
-        except InputError as exc:  # name the job file, not its temporary twin
-            exc.args = (str(exc).replace(str(tmp), str(job_file)),)
-            raise
+        for attempt in (1, 2):
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.records)
+            tmp.write_text(lines, encoding="utf-8")
+            try:  # what `batchtts run` will parse, before it replaces anything
+                load_jobs(tmp, job_file.parent / "out")
+                break
+            except InputError as exc:
+                if exc.field == "cover" and attempt == 1:  # a cover ffmpeg cannot decode: the book goes without
+                    book.notes.append(f"the cover cannot be used ({str(exc).split(': ', 2)[-1]}); no cover is set")
+                    for rec in report.records:
+                        rec.pop("cover", None)
+                    continue
+                exc.args = (str(exc).replace(str(tmp), str(job_file)),)  # name the job file, not its twin
+                raise
     report.written.append(job_file)
     summary = json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n"
     atomic_write_bytes(report.report_json, summary.encode("utf-8"))

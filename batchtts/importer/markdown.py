@@ -11,8 +11,9 @@ from pathlib import Path
 from batchtts.errors import InputError
 from batchtts.importer.document import Book, Chapter, LeftOut
 from batchtts.importer.plaintext import _pretty, read_utf8
-from batchtts.importer.xhtml import HEADINGS, Walker, parse
-from batchtts.jobs.markup import speakable
+from batchtts.importer.semantics import HEADINGS, local
+from batchtts.importer.semantics import speakable_words as speakable
+from batchtts.importer.xhtml import Walker, parse
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 
@@ -34,10 +35,10 @@ def auto_level(levels: list[int]) -> int:
 def read_markdown_file(path: Path, heading_level: int | None, book: Book, whole: bool = False) -> list[Chapter]:
     """Chapters of one file; `whole` (a course folder) keeps it as one chapter unless a level is given."""
     html = _render(read_utf8(path))
-    soup = parse(html, xml=False)
-    levels = [int(h.name[1]) for h in soup.find_all(list(HEADINGS))]
+    root = parse(html, xml=False)
+    levels = [int(local(h.tag)[1]) for h in root.iter(*HEADINGS)]
     level = heading_level if heading_level is not None else (0 if whole else auto_level(levels))
-    segments = Walker(cut_level=level).walk(soup)
+    segments = Walker(cut_level=level).walk(root)
     if not any(speakable(b.text) for s in segments for b in s.blocks):
         raise InputError(path, None, None, "no text to speak (empty Markdown file)")
     first_heading = next((b.text for s in segments for b in s.blocks if b.heading), None)

@@ -1,9 +1,12 @@
 """(X)HTML to speakable paragraphs, counting every character kept or dropped, and why.
 
-Used for EPUB documents and for Markdown (rendered to HTML by markdown-it-py). Paragraphs stay
-paragraphs, footnote marks, image alt text, ruby annotations and code blocks are dropped and counted,
-and front/back matter inside a document (an EPUB 3 `<section epub:type="footnotes">`) is left out.
-A document can be cut into segments at element ids (EPUB navigation anchors) or at headings (Markdown).
+Used for EPUB documents and for Markdown (rendered to HTML by markdown-it-py). One pass over lxml's own tree
+(BeautifulSoup cost ~10x more on a 1 MB book). Paragraphs stay paragraphs; footnote marks, image alt text, ruby
+annotations, code blocks, line and page numbers, navigation blocks and MathML without words are dropped and
+counted; front/back matter inside a document (an EPUB 3 `<section epub:type="footnotes">`) is left out; a scene
+break (`<hr/>`, a `* * *` paragraph) becomes the `[scene]` marker and verse lines end with `[line]`
+(batchtts.jobs.markup). A document can be cut into segments at element ids (EPUB navigation) or headings
+(Markdown). The rules for what an element is live in `semantics`.
 """
 
 from __future__ import annotations
@@ -12,109 +15,38 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bs4 import BeautifulSoup, CData, NavigableString, Tag
-from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+from lxml import etree, html
 
 from batchtts.importer.document import Block, clean, join_heading, nonspace
-from batchtts.jobs.markup import speakable
+from batchtts.importer.semantics import (
+    BLOCKS,
+    HEADINGS,
+    SILENT,
+    document_matter,
+    is_code_block,
+    is_navigation,
+    is_note_mark,
+    is_scene_break,
+    is_verse,
+    local,
+    math_alt,
+    matter_type,
+    number_kind,
+    semantic_types,
+    speakable_words,
+    text_of,
+)
+from batchtts.jobs.markup import LINE_MARKER, SCENE_MARKER
 
-# EPUB 3 structural semantics (and their DPUB-ARIA roles) that are not read aloud by default.
-MATTER_TYPES = {
-    "toc",
-    "landmarks",
-    "page-list",
-    "loi",
-    "lot",
-    "loa",
-    "lov",
-    "copyright-page",
-    "colophon",
-    "imprint",
-    "imprimatur",
-    "errata",
-    "cover",
-    "titlepage",
-    "halftitlepage",
-    "seriespage",
-    "footnotes",
-    "endnotes",
-    "rearnotes",
-    "footnote",
-    "endnote",
-    "rearnote",
-    "note",
-    "index",
-    "bibliography",
-    "backlink",
-}
-HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_BLOCKS = {
-    *HEADINGS,
-    *"p div li ul ol dl dt dd blockquote pre table thead tbody tfoot tr caption figure figcaption section".split(),
-    *"article header footer aside nav main body hr address details summary center hgroup".split(),
-}
-_SILENT = {"head", "script", "style", "template", "title", "meta", "link"}  # markup, not text
-_DROPPED = {"rt": "ruby annotation", "rp": "ruby annotation", "svg": "svg/mathml", "math": "svg/mathml"}
+__all__ = ["HEADINGS", "Segment", "Walker", "document_matter", "parse", "text_of"]
+
+_DROPPED = {"rt": "ruby annotation", "rp": "ruby annotation", "svg": "svg"}
 _CELLS = {"td", "th"}
 # Project Gutenberg's EPUBs wrap their header and licence in sections with these ids.
 _GUTENBERG_IDS = {"pg-header": "Project Gutenberg header", "pg-footer": "Project Gutenberg licence"}
-_NOTE_MARK_RE = re.compile(r"[\[(]?(?:\d{1,3}|[*†‡§¶]{1,3}|[a-z])[\])]?")
 _WS_RE = re.compile(r"\s+")
-
-
-def semantic_types(tag: Tag) -> set[str]:
-    """`epub:type` values plus DPUB-ARIA `role="doc-..."` ones, as plain names."""
-    types: set[str] = set()
-    for key, value in tag.attrs.items():
-        if key == "epub:type" or key.endswith(":type"):
-            types.update(str(value).split())
-    role = tag.get("role")
-    if isinstance(role, str):
-        types.update(r.removeprefix("doc-") for r in role.split() if r.startswith("doc-"))
-    return types
-
-
-def matter_type(tag: Tag) -> str | None:
-    """The front/back matter kind of `tag`, if it is one ('index-headnotes' counts as index)."""
-    for t in sorted(semantic_types(tag)):
-        if t in MATTER_TYPES or t.startswith("index"):
-            return t
-    return None
-
-
-def document_matter(soup: BeautifulSoup) -> str | None:
-    """The matter kind of a whole document: on <html>, <body>, or an only child wrapping all of it."""
-    node = soup.find("html") or soup
-    for _ in range(4):
-        if not isinstance(node, Tag):
-            return None
-        kind = matter_type(node)
-        if kind:
-            return kind
-        children = [c for c in node.children if isinstance(c, Tag) and c.name not in _SILENT]
-        texts = [c for c in node.children if type(c) is NavigableString and c.strip()]
-        if len(children) != 1 or texts:
-            return None
-        node = children[0]
-    return None
-
-
-def is_note_mark(tag: Tag) -> bool:
-    """A footnote reference: `epub:type="noteref"` (or role), a <sup> holding only such links, or a link to
-    an anchor whose text is just a mark ("1", "[2]", "*") written against the word before it ("did.1";
-    "see chapter 3" has a space and is kept)."""
-    if "noteref" in semantic_types(tag):
-        return True
-    text = " ".join(tag.get_text().split())
-    if not _NOTE_MARK_RE.fullmatch(text):
-        return False
-    if tag.name == "sup":
-        links = tag.find_all("a", href=True)
-        return bool(links) and all("#" in a["href"] for a in links)
-    if tag.name == "a" and "#" in (tag.get("href") or ""):
-        before = tag.previous_sibling
-        return isinstance(before, NavigableString) and bool(before) and not before[-1].isspace()
-    return False
+_SPACE_BEFORE_STOP_RE = re.compile(r"\s+([,.;:!?])")
+_XML_PARSER = etree.XMLParser(recover=True, no_network=True, huge_tree=True, resolve_entities=False)
 
 
 @dataclass
@@ -127,6 +59,7 @@ class Segment:
     source_chars: int = 0
     dropped: Counter = field(default_factory=Counter)
     added_chars: int = 0
+    link_chars: int = 0  # characters inside links to other places (a contents page is mostly these)
 
     @property
     def empty(self) -> bool:
@@ -135,14 +68,34 @@ class Segment:
     def first_heading(self) -> str | None:
         return next((b.text for b in self.blocks if b.heading), None)
 
+    def links_share(self) -> float:
+        return self.link_chars / self.source_chars if self.source_chars else 0.0
 
-def parse(data: bytes | str, xml: bool) -> BeautifulSoup:
-    """XHTML through the XML parser (so `<a id="x"/>` stays empty), else lxml's forgiving HTML parser."""
+
+def parse(data: bytes | str, xml: bool):
+    """The document's root element: XHTML through the XML parser (so `<a id="x"/>` stays empty; recovering from
+    small faults), else lxml's forgiving HTML parser (also the fallback when XML finds no <body>)."""
     if xml:
-        soup = BeautifulSoup(data, "lxml-xml")
-        if soup.find("body") is not None:
-            return soup
-    return BeautifulSoup(data, "lxml")
+        try:
+            root = etree.fromstring(data.encode("utf-8") if isinstance(data, str) else data, _XML_PARSER)
+        except etree.XMLSyntaxError:
+            root = None
+        if root is not None and next(root.iter("{*}body", "body"), None) is not None:
+            return root
+    try:
+        return html.document_fromstring(data)
+    except (etree.ParserError, ValueError):
+        return html.document_fromstring(b"<html><body></body></html>")
+
+
+def body_of(root):
+    return next(root.iter("{*}body", "body"), root)
+
+
+def doc_title(root) -> str | None:
+    tag = next(root.iter("{*}title", "title"), None)
+    text = text_of(tag) if tag is not None else ""
+    return text or None
 
 
 class Walker:
@@ -155,12 +108,19 @@ class Walker:
         self.segments = [Segment()]
         self._buf: list[str] = []
         self._heading = 0
-        self._pre = 0
+        self._verse = 0
+        self._link = 0
+        self._dangling = False
+        self.dropped_ids: set[str] = set()  # cut points inside something dropped (a PG licence's heading)
 
-    def walk(self, soup: BeautifulSoup) -> list[Segment]:
-        root = soup.find("body") or soup
-        self._visit(root)
+    def walk(self, root) -> list[Segment]:
+        body = body_of(root)
+        self._visit(body)
         self._flush()
+        for seg in self.segments:  # a scene break at a chapter's end is nothing to pause for
+            while seg.blocks and seg.blocks[-1].text == SCENE_MARKER:
+                seg.blocks.pop()
+                seg.added_chars -= nonspace(SCENE_MARKER)
         return self.segments
 
     @property
@@ -171,35 +131,59 @@ class Walker:
         self._flush()
         self.segments.append(Segment(anchor, title))
 
-    def _drop(self, node: Tag, reason: str) -> None:
-        n = _count(node)
+    def _drop(self, el, reason: str) -> None:
+        self._note_dropped_ids(el)
+        n = _count(el)
         self._seg.source_chars += n
         if n:
             self._seg.dropped[reason] += n
 
-    def _visit(self, node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, (Comment, Declaration, Doctype, ProcessingInstruction)):
-                continue
-            if isinstance(child, NavigableString):
-                self._text(str(child))
-                continue
-            if not isinstance(child, Tag):
-                continue
-            self._element(child)
+    def _drop_matter(self, el, reason: str) -> None:
+        """Matter is dropped, but an epigraph inside it (a title page's motto) is book text and is read."""
+        epigraphs = [e for e in el.iter() if e is not el and isinstance(e.tag, str) and has_type(e, "epigraph")]
+        epigraphs = [e for e in epigraphs if not any(o is not e and e in o.iterancestors() for o in epigraphs)]
+        self._note_dropped_ids(el)
+        n = _count(el) - sum(_count(e) for e in epigraphs)
+        self._seg.source_chars += n
+        if n:
+            self._seg.dropped[reason] += n
+        for e in epigraphs:
+            self._flush()
+            self._element(e)
+            self._flush()
 
-    def _element(self, tag: Tag) -> None:
-        name = tag.name.lower()
-        if name in _SILENT:
+    def _note_dropped_ids(self, el) -> None:
+        if self.cut_ids:
+            self.dropped_ids.update(e.get("id") for e in el.iter() if e.get("id") in self.cut_ids)
+
+    def _scene(self) -> None:
+        """A scene break: the agreed marker as a paragraph, once, and never at a chapter's start."""
+        seg = self._seg
+        if seg.blocks and not seg.blocks[-1].heading and seg.blocks[-1].text != SCENE_MARKER:
+            seg.blocks.append(Block(SCENE_MARKER))
+            seg.added_chars += nonspace(SCENE_MARKER)
+
+    def _visit(self, el) -> None:
+        if el.text:
+            self._text(el.text)
+        for child in el:
+            if isinstance(child.tag, str):
+                self._element(child)
+            if child.tail:
+                self._text(child.tail)
+
+    def _element(self, el) -> None:  # noqa: C901 - one rule per line, in the order they apply
+        name = local(el.tag)
+        if name in SILENT:
             return
-        ident = tag.get("id")
+        ident = el.get("id")
         if ident in self.cut_ids:
             self.cut_ids.discard(ident)
             self._cut(ident)
         if name in HEADINGS and self.cut_level and int(name[1]) <= self.cut_level:
-            self._cut(name, " ".join(tag.get_text(" ").split()))
-        if name == "img" or (name in ("image", "object") and tag.get("alt")):
-            alt = nonspace(clean(tag.get("alt") or ""))
+            self._cut(name, text_of(el))
+        if name == "img" or (name in ("image", "object") and el.get("alt")):
+            alt = nonspace(clean(el.get("alt") or ""))
             self._seg.source_chars += alt
             if alt:
                 self._seg.dropped["image alt text"] += alt
@@ -207,36 +191,74 @@ class Walker:
         if name == "br":
             self._buf.append("\n")
             return
-        if name in _DROPPED:
-            return self._drop(tag, _DROPPED[name])
-        kind = None if self.keep_matter else matter_type(tag) or _GUTENBERG_IDS.get(str(ident))
-        if kind:
-            return self._drop(tag, kind if kind.startswith("Project") else f"{kind} (epub:type)")
-        if "pagebreak" in semantic_types(tag) or "pagenum" in (tag.get("class") or []):
-            return self._drop(tag, "page number")  # EPUB page-list targets; Gutenberg's <span class="pagenum">
-        if name in ("a", "sup", "span") and is_note_mark(tag):
-            return self._drop(tag, "footnote mark")
-        if name == "pre" and tag.find("code") is not None:
-            return self._drop(tag, "code block")
-        block = name in _BLOCKS
-        if block:
+        if name == "hr":
             self._flush()
-        self._heading += name in HEADINGS
-        self._pre += name == "pre"
-        self._visit(tag)
-        self._heading -= name in HEADINGS
-        self._pre -= name == "pre"
+            self._scene()
+            return
+        if name in _DROPPED:
+            return self._drop(el, _DROPPED[name])
+        if name == "math":
+            return self._math(el)
+        kind = None if self.keep_matter else matter_type(el) or _GUTENBERG_IDS.get(str(ident))
+        if kind:
+            return self._drop_matter(el, kind if kind.startswith("Project") else f"{kind} (epub:type)")
+        if kind := number_kind(el, name):
+            return self._drop(el, kind)
+        if name in ("a", "sup", "span") and is_note_mark(el, name):
+            return self._drop(el, "footnote mark")
+        if is_code_block(el, name):
+            return self._drop(el, "code block")
+        if is_navigation(el, name):
+            return self._drop(el, "navigation")
+        block = name in BLOCKS
+        heading = name in HEADINGS
+        # In a poem a block is a line, unless it is a stanza (a verse container, or a block of <br/> lines).
+        verse = is_verse(el) or bool(self._verse and block and any(local(c.tag) == "br" for c in el))
+        line = bool(self._verse) and block and not verse and not heading
+        if block and not line:
+            self._flush()
+        link = name == "a" and bool(el.get("href"))
+        self._heading += heading
+        self._verse += verse
+        self._link += link
+        self._visit(el)
+        self._heading -= heading
+        self._verse -= verse
+        self._link -= link
         if name in _CELLS:
             self._buf.append("\n")  # one line per cell: readable, and no punctuation invented
-        if block:
-            self._flush(heading=name in HEADINGS)
+        if line:
+            self._buf.append("\n")  # a line of a poem: ends a verse line, not the stanza
+        elif block:
+            self._flush(heading=heading, verse=verse)
+
+    def _math(self, el) -> None:
+        """MathML: its alt text or a plain annotation is read; otherwise the formula is dropped and counted."""
+        n = _count(el)
+        alt = clean(math_alt(el))
+        if alt and nonspace(alt) == n and "".join(alt.split()) == "".join("".join(el.itertext()).split()):
+            self._seg.source_chars += n  # a simple formula read as its own tokens: nothing dropped
+        else:
+            self._seg.source_chars += n + nonspace(alt)  # the alt text is read in place of the markup
+            if n:
+                self._seg.dropped["mathml" if alt else "mathml without alt text"] += n
+        if alt:
+            self._text_kept(f" {alt} ")
+        else:
+            self._dangling = True
 
     def _text(self, raw: str) -> None:
         text = clean(raw)
-        self._seg.source_chars += nonspace(text)
-        self._buf.append(text if self._pre else _WS_RE.sub(" ", text))
+        n = nonspace(text)
+        self._seg.source_chars += n
+        if self._link:
+            self._seg.link_chars += n
+        self._buf.append(_WS_RE.sub(" ", text))
 
-    def _flush(self, heading: bool = False) -> None:
+    def _text_kept(self, text: str) -> None:
+        self._buf.append(text)
+
+    def _flush(self, heading: bool = False, verse: bool = False) -> None:
         raw = "".join(self._buf)
         self._buf = []
         lines = [" ".join(line.split()) for line in raw.split("\n")]
@@ -246,25 +268,43 @@ class Walker:
         added = 0
         if heading or self._heading:
             text, added = join_heading(lines)
+        elif (verse or self._verse) and len(lines) > 1:
+            text = f" {LINE_MARKER}\n".join(lines)
+            added = nonspace(LINE_MARKER) * (len(lines) - 1)
         else:
             text = "\n".join(lines)
-        if not speakable(text):
-            self._seg.dropped["symbols only (scene break)"] += nonspace(text) - added
+        if self._dangling:  # a formula dropped before a comma or stop leaves no space before it ("for , for ,")
+            text = _SPACE_BEFORE_STOP_RE.sub(r"\1", text)
+            self._dangling = False
+        if not speakable_words(text):
+            n = nonspace(text) - added
+            if is_scene_break(text):
+                self._seg.dropped["scene break"] += n
+                self._scene()
+            else:
+                self._seg.dropped["symbols only"] += n
             return
         self._seg.added_chars += added
         self._seg.blocks.append(Block(text, heading=bool(heading or self._heading)))
 
 
-def _count(tag: Tag) -> int:
-    """Characters a dropped subtree held: its text and its images' alt text."""
+def _count(el) -> int:
+    """Characters a dropped subtree held: its text and its images' alt text (not its own tail)."""
     n = 0
-    for node in tag.descendants:
-        if isinstance(node, (Comment, Declaration, Doctype, ProcessingInstruction)):
+    for node in el.iter():
+        if node is not el and node.tail:
+            n += nonspace(clean(node.tail))
+        if not isinstance(node.tag, str):
             continue
-        if isinstance(node, (NavigableString, CData)):
-            if node.parent is not None and node.parent.name in _SILENT:
-                continue
-            n += nonspace(clean(str(node)))
-        elif isinstance(node, Tag) and node.name == "img":
+        name = local(node.tag)
+        if name in SILENT:
+            continue
+        if node.text:
+            n += nonspace(clean(node.text))
+        if name == "img":
             n += nonspace(clean(node.get("alt") or ""))
     return n
+
+
+def has_type(el, kind: str) -> bool:
+    return kind in semantic_types(el)
