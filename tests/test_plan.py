@@ -16,8 +16,9 @@ from batchtts.cli import main
 from batchtts.config import parse_size
 from batchtts.engines import register_engine
 from batchtts.engines.base import CostModel, SynthRequest, SynthResult, llama_kv_bytes_per_token
+from batchtts.errors import PlanError
 from batchtts.jobs.parse import load_jobs
-from batchtts.planning.plan import LengthPredictor, PlanError, batch_bytes, plan_batches
+from batchtts.planning.plan import LengthPredictor, batch_bytes, plan_batches
 from batchtts.text.chunks import Chunk
 from batchtts.text.split import detect_language, split_text
 from tests.conftest import ROOT, write_jobs

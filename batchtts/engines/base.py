@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from batchtts.errors import OptionError
 from batchtts.state.voice import VoiceAudio
 
 if TYPE_CHECKING:
@@ -103,14 +104,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, MemoryError)
-
-
-class OptionError(ValueError):
-    """A job asked for a sampling option the engine does not have, or a value outside its range."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field  # e.g. "sampling.temperature", for the one-line error
 
 
 class Engine(ABC):
