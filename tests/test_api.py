@@ -89,29 +89,92 @@ def test_chunks_shows_what_the_engine_reads_without_loading_it(tmp_path):
     assert rows[0]["key"] == batchtts.chunks(jobs)[0].key
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-    return names
+def test_every_exception_is_in_errors_and_is_a_batchtts_error():
+    """No module but errors.py defines an exception class; each in errors.py is a BatchttsError with an exit code."""
+    import builtins
+    import inspect
+
+    from batchtts import errors
+
+    defined = {name for name, obj in vars(errors).items() if inspect.isclass(obj) and obj.__module__ == errors.__name__}
+    elsewhere = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                builtin = {b for b in bases if isinstance(getattr(builtins, b, None), type)}
+                if bases & defined or any(issubclass(getattr(builtins, b), BaseException) for b in builtin):
+                    elsewhere.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert elsewhere == []
+    assert {"InputError", "OptionError", "PlanError", "Busy", "FailFast", "LedgerUnreadable", "Interrupted"} <= defined
+    for name in defined:
+        cls = getattr(errors, name)
+        assert issubclass(cls, batchtts.BatchttsError), name
+        assert getattr(batchtts, name) is cls, f"batchtts.{name} is not exported"
+    codes = {errors.InputError: 2, errors.OptionError: 2, errors.PlanError: 2, errors.Busy: 3, errors.FailFast: 1}
+    assert {cls: cls.exit_code for cls in codes} == codes
+    assert isinstance(errors.InputError("jobs.jsonl", 3, "text", "empty"), ValueError)
 
 
-def test_the_cli_only_parses_and_prints():
-    internals = (
-        *("batchtts.state.ledger", "batchtts.planning.plan", "batchtts.planning.schedule"),
-        *("batchtts.synthesis.worker", "batchtts.synthesis.commit", "batchtts.synthesis.executors"),
-        *("batchtts.synthesis.runner", "batchtts.planning.prepare", "batchtts.state.store", "batchtts.state.workspace"),
-    )
-    bad = sorted(n for n in _imports(PACKAGE / "cli.py") if n.startswith(internals))
-    assert bad == []
-    # and, lazily or not, it reaches no module but the library, the errors and the size parser
-    reached = {n.split(".")[1] for n in _imports(PACKAGE / "cli.py") if n.startswith("batchtts.")}
-    assert reached <= {"__version__", "api", "errors", "sizes"}
+def _public_functions():
+    import inspect
+
+    return [getattr(batchtts.api, n) for n in batchtts.api.__all__ if inspect.isfunction(getattr(batchtts.api, n))]
+
+
+def test_every_library_function_documents_every_parameter_and_hides_none():
+    import inspect
+
+    names = [f.__name__ for f in _public_functions()]
+    assert {"run", "retry", "status", "plan", "chunks", "doctor", "download", "waveform", "import_book"} <= set(names)
+    for fn in _public_functions():
+        params = inspect.signature(fn).parameters.values()
+        assert not [p.name for p in params if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)], fn.__name__
+        undocumented = [p.name for p in params if f"{p.name}:" not in fn.__doc__ and f"{p.name}," not in fn.__doc__]
+        assert undocumented == [], fn.__name__
+    assert "Bytes" in batchtts.run.__doc__.split("kv_budget:")[1].splitlines()[0]
+
+
+def test_a_mode_outside_its_literal_is_an_input_error_before_any_work(tmp_path):
+    jobs = _book(tmp_path)
+    for call in (
+        lambda: batchtts.run(jobs, out=tmp_path / "out", device="gpu"),
+        lambda: batchtts.retry(jobs, out=tmp_path / "out", executor="dask"),
+        lambda: batchtts.plan(jobs, device="tpu"),
+    ):
+        try:
+            call()
+        except batchtts.InputError as exc:
+            assert isinstance(exc, ValueError) and "must be one of" in str(exc)
+        else:
+            raise AssertionError("a bad mode was accepted")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_python_section_calls_the_real_signatures():
+    """Every `batchtts.X(...)` in the README's Python code binds to the real function's signature."""
+    import inspect
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "no Python code block in the README"
+    calls = []
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "batchtts"
+            ):
+                fn = getattr(batchtts, node.func.attr)  # AttributeError: the README names what is not there
+                args = [None] * len(node.args)
+                inspect.signature(fn).bind(*args, **{k.arg: None for k in node.keywords})  # TypeError if wrong
+                calls.append(node.func.attr)
+    assert {"run", "retry", "status", "plan"} <= set(calls)
 
 
 def test_only_the_workspace_knows_the_state_folder_layout_and_no_module_is_long():
