@@ -13,7 +13,6 @@ import batchtts
 from batchtts.cli import main
 from batchtts.state.workspace import Workspace
 from tests.conftest import ROOT, write_jobs
-from tests.fakes import ToneEngine
 
 PACKAGE = ROOT / "batchtts"
 
@@ -40,7 +39,7 @@ def _book(tmp_path: Path) -> Path:
     return write_jobs(tmp_path / "book.jsonl", [{"id": "a", "text": text, "output": "a.wav", "engine": "tone"}])
 
 
-def test_a_deleted_chunk_file_is_not_done_for_status_and_is_redone_by_run(tmp_path):
+def test_a_deleted_chunk_file_is_not_done_for_status_and_is_redone_by_run(tmp_path, tone):
     jobs, out = _book(tmp_path), tmp_path / "out"
     first = batchtts.run(jobs, out=out)
     assert first.synthesized == 4
@@ -55,14 +54,14 @@ def test_a_deleted_chunk_file_is_not_done_for_status_and_is_redone_by_run(tmp_pa
     [plan] = batchtts.plan(jobs, out=out)
     assert [i.chunk.key for b in plan.plan.batches for i in b.items] == [victim.key]
 
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     again = batchtts.run(jobs, out=out)
-    assert ToneEngine.calls == [[victim.key]] and again.synthesized == 1 and again.reused == 3
+    assert tone.calls == [[victim.key]] and again.synthesized == 1 and again.reused == 3
     [status] = batchtts.status(jobs, out=out)
     assert (status.done, status.left, status.written) == (4, 0, True)
 
 
-def test_a_rolling_chunk_without_its_tokens_is_not_done_anywhere(tmp_path):
+def test_a_rolling_chunk_without_its_tokens_is_not_done_anywhere(tmp_path, tone):
     text = "One lamp. Two lamps. Three lamps."
     jobs = write_jobs(
         tmp_path / "r.jsonl", [{"id": "r", "text": text, "output": "r.wav", "engine": "tone", "context": "rolling"}]
@@ -72,8 +71,8 @@ def test_a_rolling_chunk_without_its_tokens_is_not_done_anywhere(tmp_path):
     last = batchtts.chunks(jobs, out=out)[-1]
     Workspace(out).store().tokens_path(last.key).unlink()
     assert batchtts.status(jobs, out=out)[0].left == 1
-    ToneEngine.calls.clear()
-    assert batchtts.run(jobs, out=out).synthesized == 1 and ToneEngine.calls == [[last.key]]
+    tone.calls.clear()
+    assert batchtts.run(jobs, out=out).synthesized == 1 and tone.calls == [[last.key]]
 
 
 def test_chunks_shows_what_the_engine_reads_without_loading_it(tmp_path):

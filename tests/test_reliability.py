@@ -12,15 +12,8 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from batchtts.state.atomic import atomic_path, atomic_write_bytes, is_temp_name, remove_stale_temps
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 
 TEXT = "The first sentence is here. The second one follows. A third closes the chapter."
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    ToneEngine.calls.clear()
-    ToneEngine.fail_texts.clear()
 
 
 def _jobs(tmp_path: Path, output: str = "ch.wav", **extra) -> Path:
@@ -146,22 +139,22 @@ def _ledger_files(out: Path) -> list[Path]:
     return [out / ".batchtts" / f"ledger.sqlite{s}" for s in ("", "-wal", "-shm")]
 
 
-def test_an_emptied_ledger_is_refilled_from_the_chunk_store(tmp_path, caplog):
+def test_an_emptied_ledger_is_refilled_from_the_chunk_store(tmp_path, caplog, tone):
     jobs, out = _jobs(tmp_path), tmp_path / "out"
     assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
     first = (out / "ch.wav").read_bytes()
     for path in _ledger_files(out):
         if path.exists():
             path.write_bytes(b"")  # a truncated, empty ledger
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     result = invoke("run", str(jobs), "--out", str(out), "-v")
     assert result.exit_code == 0, result.output
-    assert ToneEngine.calls == [], "every chunk is proven by its stored file: nothing is synthesised again"
+    assert tone.calls == [], "every chunk is proven by its stored file: nothing is synthesised again"
     assert "3 reused, 0 synthesised" in caplog.text and "recovered 3 finished chunks" in caplog.text
     assert (out / "ch.wav").read_bytes() == first
 
 
-def test_a_stored_chunk_that_does_not_prove_its_key_is_not_recovered(tmp_path):
+def test_a_stored_chunk_that_does_not_prove_its_key_is_not_recovered(tmp_path, tone):
     jobs, out = _jobs(tmp_path), tmp_path / "out"
     assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
     wavs = sorted((out / ".batchtts" / "chunks").rglob("*.wav"))
@@ -173,10 +166,10 @@ def test_a_stored_chunk_that_does_not_prove_its_key_is_not_recovered(tmp_path):
     wavs[2].with_name(wavs[1].name + ".x").rename(wavs[1])  # another chunk's audio under this key
     for path in _ledger_files(out):
         path.unlink(missing_ok=True)
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     result = invoke("run", str(jobs), "--out", str(out), "-v")
     assert result.exit_code == 0, result.output
-    assert sorted(len(c) for c in ToneEngine.calls) == [3], "all three: two do not prove their key, one is gone"
+    assert sorted(len(c) for c in tone.calls) == [3], "all three: two do not prove their key, one is gone"
 
 
 @pytest.mark.parametrize("command", ["run", "retry", "status", "plan"])
@@ -203,7 +196,7 @@ def test_doctor_detects_an_unreadable_ledger(tmp_path):
     assert bad.exit_code == 4 and "FAIL ledger" in bad.output and "--fresh" in bad.output
 
 
-def test_a_moved_aside_ledger_recovers_from_the_store(tmp_path):
+def test_a_moved_aside_ledger_recovers_from_the_store(tmp_path, tone):
     jobs, out = _jobs(tmp_path), tmp_path / "out"
     assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
     ledger = out / ".batchtts" / "ledger.sqlite"
@@ -215,9 +208,9 @@ def test_a_moved_aside_ledger_recovers_from_the_store(tmp_path):
     bad = invoke("run", str(jobs), "--out", str(out))
     if bad.exit_code == 4:  # SQLite noticed the cut: the one-line way out
         ledger.rename(ledger.with_suffix(".bad"))
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     assert invoke("run", str(jobs), "--out", str(out)).exit_code == 0
-    assert ToneEngine.calls == []
+    assert tone.calls == []
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 50, b"PK\x03\x04" + bytes(40)])
