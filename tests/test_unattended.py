@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from batchtts.jobs import textfile as jobs_module
 from batchtts.verify.quality import check
-from tests.conftest import ROOT, run_cli, write_jobs
+from tests.conftest import HANG_GUARD_S, ROOT, run_cli, write_jobs
 
 TEXT = "The first sentence is here. The second one follows. A third closes the chapter."
 
@@ -172,7 +172,11 @@ def test_nightly_cron_script_runs_every_job_file_and_logs_exit_codes(tmp_path):
     write_jobs(tmp_path / "jobs" / "bad.jsonl", [{"id": "a", "text": "Oops.", "output": "a.wav", "colour": 1}])
     env = {**os.environ, "BATCHTTS_HOME": str(tmp_path), "BATCHTTS": str(Path(os.sys.executable).parent / "batchtts")}
     proc = subprocess.run(
-        ["bash", str(ROOT / "examples" / "cron" / "nightly.sh")], env=env, capture_output=True, text=True, timeout=300
+        ["bash", str(ROOT / "examples" / "cron" / "nightly.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 1
     log = (tmp_path / "logs" / "nightly.log").read_text()
