@@ -177,11 +177,12 @@ def retry(
     `run(jobs, only_failed=True, ...)`; returns its `RunSummary`.
     """
     return run(
-        *(jobs,), out=out, engine=engine, only_failed=True, device=device, max_batch=max_batch, kv_budget=kv_budget,
+        jobs, out=out, engine=engine, only_failed=True, device=device, max_batch=max_batch, kv_budget=kv_budget,
         waste_target=waste_target, retries=retries, fail_fast=fail_fast, allow_abs_paths=allow_abs_paths,
         log_json=log_json, executor=executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
         progress=progress,
-    )
+    )  # fmt: skip
+
 
 _READ_PARAMETERS = """
 Args:
@@ -220,9 +221,14 @@ def plan(
     """How the pending chunks would be batched, one `EnginePlan` per engine, without loading any model.
 
     Args:
-        jobs: The job file. out, engine, device, max_batch, waste_target: as for `run`.
+        jobs: The job file (JSON Lines, one job per line).
+        out: Output folder whose finished chunks are left out; None: `out/` beside the job file.
+        engine: Engine for jobs that name none; None: "embedded".
+        device: "cpu" or "cuda": whose memory the budget is measured from; default "cpu".
+        max_batch: Most chunks per batch (>= 1); None: the engine's default.
         kv_budget: Bytes of memory for per-sequence state; None: measured from `device` (on "cuda" this
             reads free device memory, minus the engine's weights, which are not loaded).
+        waste_target: Most padding per batch, as a share of useful tokens (>= 0; default 0.2).
         include_done: Plan every chunk, not only those not yet done; default False.
 
     Raises:
