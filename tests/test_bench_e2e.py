@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import HANG_GUARD_S, ROOT
 
 
+@pytest.mark.slow
 def test_end_to_end_benchmark_smoke_run(tmp_path):
     proc = subprocess.run(
         [

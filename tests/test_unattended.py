@@ -106,6 +106,7 @@ ODD_TEXTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ODD_TEXTS))
 def test_odd_text_yields_speech_or_a_clear_chunk_error_never_a_crash(tmp_path, name):
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "odd", "text": ODD_TEXTS[name], "output": "odd.flac"}])
@@ -166,6 +167,7 @@ def test_doctor_fails_with_exit_4_when_a_program_is_missing(tmp_path):
     assert "FAIL ffmpeg" in proc.stdout and "apt-get install ffmpeg" in proc.stdout
 
 
+@pytest.mark.slow
 def test_nightly_cron_script_runs_every_job_file_and_logs_exit_codes(tmp_path):
     (tmp_path / "jobs").mkdir()
     write_jobs(tmp_path / "jobs" / "good.jsonl", [{"id": "a", "text": "A short nightly chapter.", "output": "a.wav"}])
