@@ -74,6 +74,7 @@ def test_published_config_costs_56_kib_per_token_and_1_55_b_parameters(tmp_path)
     assert decode["decode_steps"] < json.loads(plan.stdout)[0]["sequential_decode_steps"] and decode["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_download_from_the_hub_stand_in_then_run_glmtts_end_to_end(hub_files, tmp_path, voice_wav):
     files = {str(p.relative_to(hub_files)): p.read_bytes() for p in hub_files.rglob("*") if p.is_file()}
     build_campplus(tmp_path / "campplus.onnx")
