@@ -7,6 +7,7 @@ import ast
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import batchtts
@@ -17,6 +18,7 @@ from tests.conftest import ROOT, write_jobs
 PACKAGE = ROOT / "batchtts"
 
 
+@pytest.mark.slow
 def test_the_example_book_runs_from_python(tmp_path):
     out = tmp_path / "book"
     summary = batchtts.run(ROOT / "jobs" / "book.jsonl", out=out)

@@ -227,6 +227,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.parent.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=100,
     deadline=None,

@@ -58,6 +58,7 @@ def test_kill_9_mid_run_then_resume_gives_identical_chapters(tmp_path):
         assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_temp_files_left_by_a_killed_writer_are_cleaned_up(tmp_path):
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "a", "text": "One short sentence here.", "output": "a.wav"}])
     out = tmp_path / "out"
