@@ -22,7 +22,7 @@ ifdef EPUB
   endif
 endif
 
-.PHONY: setup system-deps demo audiobook run status test lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test test-fast lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -57,11 +57,16 @@ run: setup
 status: setup
 	$(BIN)/batchtts status $(JOBS) --out $(OUT)
 
-test: setup
+test: setup  ## everything CI runs: the import layers (pyproject.toml [tool.importlinter]), then every test
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -q
+
+test-fast: setup  ## the unit tier for the development loop: no test marked slow (real engine in subprocesses, Ray, GLM-TTS end to end)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check batchtts tests bench
+	$(BIN)/lint-imports --no-logo
 
 bench: bench-cpu bench-llm bench-split  ## CPU benchmarks; tables in bench/results/
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import click
 
@@ -50,7 +51,7 @@ WASTE = click.option(
     show_default=True,
     help="Most padding per batch, as a share of useful tokens.",
 )
-DEVICE = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+DEVICE = click.option("--device", type=click.Choice(get_args(api.Device)), default="cpu", show_default=True)
 ABS = click.option("--allow-abs-paths", is_flag=True, help="Let jobs write outside the output folder.")
 SYNTHESIS_OPTIONS = [
     DEVICE,
@@ -74,7 +75,7 @@ SYNTHESIS_OPTIONS = [
     ),
     click.option(
         "--executor",
-        type=click.Choice(["local", "ray"]),
+        type=click.Choice(get_args(api.ExecutorKind)),
         default="local",
         show_default=True,
         help="Where engines run: this process, or actors on a Ray cluster.",
@@ -353,7 +354,7 @@ def download_cmd(repo: str, **options) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["m4b", "m4a", "mp3", "opus", "ogg", "flac", "wav"]),
+    type=click.Choice(get_args(api.ImportFormat)),
     default="m4b",
     show_default=True,
     help="Chapter format; m4b: chapters in .m4a, and `run` joins them into one .m4b.",

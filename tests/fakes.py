@@ -1,13 +1,32 @@
-"""A deterministic engine double for scheduler and ledger tests (never the default engine)."""
+"""Deterministic engine doubles for scheduler and ledger tests (never the default engine).
+
+No fake keeps state on its class: what an engine did is recorded in a `ToneLog`, and the `tone` fixture
+(tests/conftest.py) gives every test a fresh log with a fresh engine class bound to it (`ToneEngine.bound`).
+An engine loaded with no log bound (a subprocess, the base class) records into a log of its own.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
+
+#: Seconds a test waits for a subprocess or a condition before it fails: a guard against hangs only, far
+#: beyond what any run here takes on a loaded 2-core machine. No test asserts how fast anything is.
+HANG_GUARD_S = 1800
+
+
+@dataclass
+class ToneLog:
+    """What one test's fake engines did, and what they must fail on."""
+
+    calls: list[list[str]] = field(default_factory=list)  # keys of each synthesize call, in order
+    contexts: dict[str, tuple] = field(default_factory=dict)  # key -> the rolling context it was prompted with
+    fail_texts: set[str] = field(default_factory=set)  # chunk texts whose synthesis raises
 
 
 class ToneEngine(Engine):
@@ -18,9 +37,15 @@ class ToneEngine(Engine):
     option_defaults: ClassVar[dict[str, float]] = {"speed": 1.0}
     sample_rate = 8000
     supports_rolling_context = True
-    calls: ClassVar[list[list[str]]] = []  # keys of each synthesize call, for assertions
-    contexts: ClassVar[dict[str, tuple]] = {}  # key -> the rolling context it was prompted with
-    fail_texts: ClassVar[set[str]] = set()
+    log: ClassVar[ToneLog | None] = None  # set only on the per-test subclasses `bound` makes
+
+    def __init__(self) -> None:
+        self.record = type(self).log if type(self).log is not None else ToneLog()
+
+    @classmethod
+    def bound(cls, log: ToneLog, **attributes) -> type[ToneEngine]:
+        """A fresh subclass (same `name`) whose instances record into `log`; `attributes` override class values."""
+        return type(cls.__name__, (cls,), {"log": log, **attributes})
 
     @classmethod
     def revision(cls) -> str:
@@ -45,11 +70,11 @@ class ToneEngine(Engine):
         return 4
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        ToneEngine.calls.append([r.key for r in requests])
-        ToneEngine.contexts.update({r.key: r.context for r in requests})
+        self.record.calls.append([r.key for r in requests])
+        self.record.contexts.update({r.key: r.context for r in requests})
         out = []
         for r in requests:
-            if r.text in self.fail_texts:
+            if r.text in self.record.fail_texts:
                 raise RuntimeError(f"cannot say {r.text!r}")
             per_char = 0.2 if r.language == "zh" else 0.06  # a syllable or ~16 letters a second
             n = int(self.sample_rate * per_char * len(r.text) / r.options["speed"])

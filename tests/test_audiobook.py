@@ -11,6 +11,8 @@ import soundfile as sf
 
 from tests.conftest import ROOT, run_cli, write_jobs
 
+pytestmark = pytest.mark.slow  # the book fixture runs the real engine through the CLI in a subprocess
+
 CH1 = (
     "The keeper climbed the stair at six. The lamp was cold, and the glass was wet with spray. "
     "She wound the clock, lit the wick, and watched the beam sweep the water.\n\n"

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.conftest import HANG_GUARD_S, ROOT
 
 
+@pytest.mark.slow
 def test_end_to_end_benchmark_smoke_run(tmp_path):
     proc = subprocess.run(
         [
@@ -16,7 +19,7 @@ def test_end_to_end_benchmark_smoke_run(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,  # a hang guard only
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "e2e-cpu.json").read_text())

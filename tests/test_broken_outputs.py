@@ -10,7 +10,6 @@ import pytest
 import batchtts
 from batchtts.state.workspace import Workspace
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 
 
 def _book(tmp_path: Path) -> tuple[Path, Path]:
@@ -34,14 +33,14 @@ def _book(tmp_path: Path) -> tuple[Path, Path]:
         ("Lamps.m4b", lambda p: p.write_bytes(p.read_bytes()[:1000])),
     ],
 )
-def test_a_damaged_output_is_written_again_with_the_same_bytes(tmp_path, name, damage):
+def test_a_damaged_output_is_written_again_with_the_same_bytes(tmp_path, name, damage, tone):
     jobs, out = _book(tmp_path)
     path = out / name
     good = path.read_bytes()
     damage(path)
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     again = batchtts.run(jobs, out=out)
-    assert ToneEngine.calls == [] and again.synthesized == 0  # from the chunk store, nothing synthesized
+    assert tone.calls == [] and again.synthesized == 0  # from the chunk store, nothing synthesized
     assert path.read_bytes() == good
     assert again.written  # and the run says it wrote it
 

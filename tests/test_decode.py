@@ -141,6 +141,7 @@ def test_vectorised_sampler_picks_what_plain_python_ras_picks(seed, vocab, top_k
 # -- continuous batching = each sentence alone ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slot_decoder_says_what_the_reference_says_alone(tiny):
     llm, sp, fused, prompts, lens = tiny
     for greedy in (False, True):
@@ -174,6 +175,7 @@ def alone(tiny):
     return [r[0][0] for r in rows], [r[1][0] for r in rows]
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(1, 7), st.permutations(range(6)), st.sampled_from([1, 3, 8]), st.sampled_from([16, 64]))
 def test_any_slot_count_and_refill_order_gives_each_sentence_its_tokens(

@@ -64,6 +64,7 @@ def test_length_scale_slows_speech(engine):
     assert len(slow.audio) > 1.3 * len(fast.audio)
 
 
+@pytest.mark.slow
 def test_cli_run_on_the_default_engine_writes_real_speech(tmp_path, voice_wav):
     jobs = write_jobs(
         tmp_path / "book.jsonl",

@@ -46,6 +46,7 @@ def _voice(seed: int, prompt_tokens: int) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_a_padded_flow_batch_gives_each_row_its_own_mel(t2w):
     flow = t2w.flow
     rows = [(20, 10, 0), (7, 6, 1), (33, 10, 2), (1, 4, 3)]  # decoded tokens, prompt tokens, voice
@@ -65,6 +66,7 @@ def test_a_padded_flow_batch_gives_each_row_its_own_mel(t2w):
     assert all(torch.isfinite(m).all() for m in batch)
 
 
+@pytest.mark.slow
 def test_a_padded_vocoder_batch_gives_each_row_its_own_waveform(t2w):
     gen = torch.Generator().manual_seed(5)
     mels = [torch.randn(80, n, generator=gen) * 2 - 3 for n in (40, 14, 70, 1)]
@@ -77,6 +79,7 @@ def test_a_padded_vocoder_batch_gives_each_row_its_own_waveform(t2w):
     assert batch[2].abs().max() > 0.01  # not silence
 
 
+@pytest.mark.slow
 def test_tokens_to_audio_depends_on_tokens_voice_and_seed_only(t2w):
     voices = [_voice(0, 8), _voice(1, 5)]
     rows = [[1, 2, 3] * 4, [5] * 4, list(range(24)), [9, 8] * 8]
@@ -135,6 +138,7 @@ class _ReportingDecoder:
         self.inner.close()
 
 
+@pytest.mark.slow
 def test_engine_audio_is_the_same_batched_alone_and_overlapped_with_decode(tmp_path, monkeypatch):
     model = build_checkpoint(tmp_path / "model")
     monkeypatch.setenv("GLMTTS_MODEL_DIR", str(model))

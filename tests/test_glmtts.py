@@ -54,6 +54,7 @@ def _prompts(eng, voice):
     return out, lens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
 def test_a_padded_batch_decodes_exactly_what_each_row_decodes_alone(engine, greedy):
     eng, voice = engine
@@ -81,6 +82,7 @@ def test_a_padded_batch_decodes_exactly_what_each_row_decodes_alone(engine, gree
     assert all(0 <= t < eng.special.n_speech for row in batch for t in row)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["static", "compile"])
 def test_a_preallocated_cache_decodes_the_tokens_of_the_dynamic_path(engine, mode):
     """Fixed shapes (for torch.compile and CUDA graphs) must not change what is said, whichever rows
@@ -164,6 +166,7 @@ def _env(tiny):
     return {**env, "GLMTTS_MODEL_DIR": str(tiny)}
 
 
+@pytest.mark.slow
 def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_path, voice_wav):
     voice = {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"}
     jobs = write_jobs(
@@ -230,6 +233,7 @@ def test_batchtts_run_with_glmtts_writes_chapters_end_to_end_on_cpu(tiny, tmp_pa
     assert json.loads(plan.stdout)[0]["engine"] == "glmtts"
 
 
+@pytest.mark.slow
 def test_missing_glmtts_weights_are_a_clear_environment_error(tiny, tmp_path):
     jobs = write_jobs(
         tmp_path / "book.jsonl",

@@ -24,7 +24,6 @@ import batchtts
 import batchtts.planning.prepare
 from batchtts.cli import main
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 
 JOB = {"id": "a", "text": "Hello there. How are you today?", "output": "a.wav", "engine": "tone"}
 
@@ -39,12 +38,12 @@ def _one_line(result, code: int, *fragments: str) -> str:
     return message
 
 
-def test_run_refuses_a_kv_budget_no_chunk_fits_before_synthesis_like_plan(tmp_path):
+def test_run_refuses_a_kv_budget_no_chunk_fits_before_synthesis_like_plan(tmp_path, tone):
     jobs, out = write_jobs(tmp_path / "b.jsonl", [JOB]), tmp_path / "out"
     planned = _one_line(CliRunner().invoke(main, ["plan", str(jobs), "--kv-budget", "1"]), 2, "budget is 1 B")
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     ran = _one_line(CliRunner().invoke(main, ["run", str(jobs), "--out", str(out), "--kv-budget", "1"]), 2)
-    assert ran == planned and ToneEngine.calls == [] and not out.exists()
+    assert ran == planned and tone.calls == [] and not out.exists()
 
 
 def test_device_cuda_without_a_cuda_torch_is_one_line_exit_4(tmp_path):
@@ -228,6 +227,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.parent.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=100,
     deadline=None,

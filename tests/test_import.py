@@ -349,6 +349,7 @@ def _malformed(tmp: Path) -> dict[str, Path]:
             "not UTF-8 (bad byte 0xe9": latin}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_malformed_sources_give_one_line_and_exit_2(tmp_path):
     for expected, path in _malformed(tmp_path).items():
         proc = run_cli("import", str(path), "-o", str(tmp_path / "out" / "x.jsonl"))

@@ -24,6 +24,7 @@ def engine():
     eng.close()
 
 
+@pytest.mark.slow
 def test_wer_is_low_and_identical_batched_or_one_at_a_time(engine):
     opts = engine.resolve_options({})
     reqs = [SynthRequest(f"k{i}", t, "en", 1000 + i, opts) for i, t in enumerate(TEXT)]

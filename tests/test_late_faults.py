@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchtts.cli import main
-from tests.conftest import ROOT, write_jobs
+from tests.conftest import HANG_GUARD_S, ROOT, write_jobs
 
 TEXT = "The first sentence is here. The second one follows. A third closes the chapter."
 
@@ -42,7 +42,7 @@ class Proc:
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.popen.stderr), daemon=True)
         self._reader.start()
 
-    def wait_for(self, cond, what: str, timeout: float = 60) -> None:
+    def wait_for(self, cond, what: str, timeout: float = HANG_GUARD_S) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             assert self.popen.poll() is None, f"exited {self.popen.returncode} before {what}:\n{self.stderr}"
@@ -52,7 +52,7 @@ class Proc:
     def said(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
 
-    def finish(self, timeout: float = 60) -> int:
+    def finish(self, timeout: float = HANG_GUARD_S) -> int:
         rc = self.popen.wait(timeout)
         self._reader.join(10)
         return rc
@@ -68,7 +68,7 @@ def _fake_ffmpeg(folder: Path, setup: str = "") -> dict[str, str]:
     exe = folder / "ffmpeg"
     exe.write_text(
         f"#!{sys.executable}\nimport os, signal, sys, time\nfrom pathlib import Path\n{setup}\n"
-        f"Path({str(folder / 'pid')!r}).write_text(str(os.getpid()))\ntime.sleep(60)\n"
+        f"Path({str(folder / 'pid')!r}).write_text(str(os.getpid()))\ntime.sleep(600)\n"  # killed by the test
     )
     exe.chmod(0o755)
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from batchtts import run
 from batchtts.cli import main
 from batchtts.config import parse_size
-from batchtts.engines import register_engine
 from batchtts.engines.base import CostModel, SynthRequest, SynthResult, llama_kv_bytes_per_token
+from batchtts.errors import PlanError
 from batchtts.jobs.parse import load_jobs
-from batchtts.planning.plan import LengthPredictor, PlanError, batch_bytes, plan_batches
+from batchtts.planning.plan import LengthPredictor, batch_bytes, plan_batches
 from batchtts.text.chunks import Chunk
 from batchtts.text.split import detect_language, split_text
 from tests.conftest import ROOT, write_jobs
@@ -151,45 +151,40 @@ def test_parse_size():
 
 
 class OomEngine(ToneEngine):
-    """Raises CUDA's out-of-memory error for any batch bigger than `limit`, like a real device would."""
+    """Raises CUDA's out-of-memory error for any batch bigger than `limit`, like a real device would; every
+    batch it is handed is in the test's `tone.calls`, the refused ones too."""
 
     name = "oom"
     limit = 2
-    sizes: list[int] = []
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
         return 8
 
     def synthesize(self, requests: list[SynthRequest], voice) -> list[SynthResult]:
-        OomEngine.sizes.append(len(requests))
         if len(requests) > self.limit:
+            self.record.calls.append([r.key for r in requests])
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return super().synthesize(requests, voice)
 
 
-register_engine(OomEngine)
-
-
-def test_out_of_memory_splits_the_batch_lowers_the_ceiling_and_loses_nothing(tmp_path: Path):
+def test_out_of_memory_splits_the_batch_lowers_the_ceiling_and_loses_nothing(tmp_path: Path, tone, bind_engine):
     text = " ".join(f"Sentence number {n} is here." for n in range(1, 25))
     records = [{"id": "a", "text": text, "output": "a.wav", "engine": "oom"}]
     jobs = write_jobs(tmp_path / "book.jsonl", records)
-    OomEngine.sizes.clear()
+    bind_engine(OomEngine)
     summary = run(jobs, out=tmp_path / "oom", waste_target=10.0)
     assert summary.synthesized == summary.chunks == 24 and not summary.failed
-    assert OomEngine.sizes[0] == 8  # tried big, then split
-    assert max(OomEngine.sizes[OomEngine.sizes.index(2) :]) <= 2  # the lower ceiling held for the rest
+    sizes = [len(call) for call in tone.calls]
+    assert sizes[0] == 8  # tried big, then split
+    assert max(sizes[sizes.index(2) :]) <= 2  # the lower ceiling held for the rest
     import sqlite3
 
     with sqlite3.connect(tmp_path / "oom" / ".batchtts" / "ledger.sqlite") as db:
         rows = db.execute("SELECT state, attempts, COUNT(*) FROM audio GROUP BY state, attempts").fetchall()
     assert rows == [("done", 1, 24)]  # every chunk done exactly once
-    OomEngine.limit = 100
-    try:
-        run(jobs, out=tmp_path / "roomy", waste_target=10.0)
-    finally:
-        OomEngine.limit = 2
+    bind_engine(OomEngine, limit=100)
+    run(jobs, out=tmp_path / "roomy", waste_target=10.0)
     assert (tmp_path / "oom" / "a.wav").read_bytes() == (tmp_path / "roomy" / "a.wav").read_bytes()
 
 

@@ -7,13 +7,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from batchtts import run
-from tests.conftest import ROOT, done_count, run_cli, write_jobs
+from tests.conftest import HANG_GUARD_S, ROOT, done_count, run_cli, wait_for, write_jobs
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep the test cluster on 127.0.0.1
 ray = pytest.importorskip("ray")
@@ -72,9 +71,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_
         target=lambda: result.setdefault("s", run(jobs, out=out, executor="ray", workers=2))
     )
     thread.start()
-    deadline = time.monotonic() + 120
-    while done_count(out) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: done_count(out) >= 2 or not thread.is_alive(), "two chunks done")
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("batchtts-")]
     assert names, "actors should be running"
     ray.kill(
@@ -85,7 +82,8 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_done_twice(book, tmp_
             ),
         )
     )
-    thread.join(timeout=300)
+    thread.join(timeout=HANG_GUARD_S)
+    assert not thread.is_alive(), f"the run did not end within {HANG_GUARD_S} s (hang guard)"
     summary = result["s"]
     assert summary.synthesized + summary.reused == 24 and not summary.failed
     _same(out, ref)
@@ -108,9 +106,7 @@ def test_a_killed_driver_resumes_on_either_executor(book, cluster, tmp_path, fir
     out = tmp_path / "out"
     args = {"ray": ["--executor", "ray", "--address", cluster, "--workers", "2"], "local": []}
     proc = _driver(jobs, out, *args[first])
-    deadline = time.monotonic() + 120
-    while done_count(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: done_count(out) >= 4, "four chunks done", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 0 < done_count(out) < 24

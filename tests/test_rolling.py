@@ -1,14 +1,12 @@
 """`context: rolling`: each sentence is prompted with the sentences before it (as the official GLM-TTS
 script does), while batches still fill up with the next sentence of other chapters."""
 
-import pytest
 from click.testing import CliRunner
 
 from batchtts import run
 from batchtts.cli import main
 from batchtts.state.workspace import Workspace
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 
 ROLL = [
     "First rolling line here.",
@@ -16,15 +14,6 @@ ROLL = [
     "Third rolling line here.",
     "Fourth rolling line here.",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    ToneEngine.calls.clear()
-    ToneEngine.contexts.clear()
-    ToneEngine.fail_texts.clear()
-    yield
-    ToneEngine.fail_texts.clear()
 
 
 def _book(tmp_path, r1=ROLL):
@@ -56,47 +45,47 @@ def _keys(summary_dir):
         return dict(db.execute("SELECT job_id || '#' || idx, key FROM chunks"))
 
 
-def test_each_sentence_is_prompted_by_the_ones_before_and_batches_hold_one_per_chapter(tmp_path):
+def test_each_sentence_is_prompted_by_the_ones_before_and_batches_hold_one_per_chapter(tmp_path, tone):
     jobs = _book(tmp_path)
     summary = run(jobs, out=tmp_path / "out", max_batch=8, waste_target=100.0)
     assert summary.synthesized == 12 and not summary.failed
     keys = _keys(tmp_path / "out")
-    for call in ToneEngine.calls:
+    for call in tone.calls:
         chapters = [k for k in call if k in {keys[f"r1#{i}"] for i in range(4)}]
         assert len(chapters) <= 1  # a rolling chapter's sentences run one after another
-    assert max(len(c) for c in ToneEngine.calls) >= 3  # ... while different chapters share batches
+    assert max(len(c) for c in tone.calls) >= 3  # ... while different chapters share batches
     for job in ("r1", "r2"):
         for i in range(4):
-            ctx = ToneEngine.contexts[keys[f"{job}#{i}"]]
+            ctx = tone.contexts[keys[f"{job}#{i}"]]
             assert len(ctx) == i  # every earlier sentence, oldest first
             assert [t for t, _ in ctx] == [s.replace("rolling", "other") if job == "r2" else s for s in ROLL[:i]]
-    assert all(ToneEngine.contexts[keys[f"p#{i}"]] == () for i in range(4))
+    assert all(tone.contexts[keys[f"p#{i}"]] == () for i in range(4))
 
 
-def test_editing_a_rolling_sentence_redoes_it_and_those_after_it(tmp_path):
+def test_editing_a_rolling_sentence_redoes_it_and_those_after_it(tmp_path, tone):
     jobs = _book(tmp_path)
     run(jobs, out=tmp_path / "out")
     edited = [ROLL[0], "Second rolling line, edited.", ROLL[2], ROLL[3]]
     _book(tmp_path, r1=edited)
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     summary = run(jobs, out=tmp_path / "out")
     assert summary.synthesized == 3  # r1 sentences 2-4; r2 and the plain chapter are untouched
 
 
-def test_a_failed_sentence_holds_back_the_rest_of_its_chapter_and_retry_resumes_from_stored_tokens(tmp_path):
+def test_a_failed_sentence_holds_back_the_rest_of_its_chapter_and_retry_resumes_from_stored_tokens(tmp_path, tone):
     jobs = _book(tmp_path)
-    ToneEngine.fail_texts.add(ROLL[1])
+    tone.fail_texts.add(ROLL[1])
     result = CliRunner().invoke(main, ["run", str(jobs), "--out", str(tmp_path / "out"), "--retries", "0"])
     assert result.exit_code == 1
     assert "the sentence before it failed" in result.output
     assert not (tmp_path / "out" / "r1.wav").exists() and (tmp_path / "out" / "r2.wav").exists()
-    ToneEngine.fail_texts.clear()
-    ToneEngine.contexts.clear()
+    tone.fail_texts.clear()
+    tone.contexts.clear()
     result = CliRunner().invoke(main, ["retry", str(jobs), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     keys = _keys(tmp_path / "out")
-    assert len(ToneEngine.contexts[keys["r1#1"]]) == 1  # prompted by sentence 1, read back from the store
-    assert len(ToneEngine.contexts[keys["r1#3"]]) == 3
+    assert len(tone.contexts[keys["r1#1"]]) == 1  # prompted by sentence 1, read back from the store
+    assert len(tone.contexts[keys["r1#3"]]) == 3
     run(jobs, out=tmp_path / "clean")
     for name in ("r2.wav", "p.wav"):  # r1 differs by design: its failed sentence was retried with a new seed
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

@@ -12,18 +12,9 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from batchtts.jobs import textfile as jobs_module
 from batchtts.verify.quality import check
-from tests.conftest import ROOT, run_cli, write_jobs
-from tests.fakes import ToneEngine
+from tests.conftest import HANG_GUARD_S, ROOT, run_cli, write_jobs
 
 TEXT = "The first sentence is here. The second one follows. A third closes the chapter."
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    ToneEngine.calls.clear()
-    ToneEngine.fail_texts.clear()
-    yield
-    ToneEngine.fail_texts.clear()
 
 
 def _jobs(tmp_path: Path, text: str = TEXT, **extra) -> Path:
@@ -49,13 +40,13 @@ def test_quality_checks_catch_nan_silence_dropped_words_and_babbling():
     assert "too short" in check("一二三四五六七八九十一二三四五六七八九十", "zh", speech[: rate // 2], rate)
 
 
-def test_a_failing_chunk_is_retried_with_new_seeds_then_marked_failed_and_retry_redoes_only_it(tmp_path):
+def test_a_failing_chunk_is_retried_with_new_seeds_then_marked_failed_and_retry_redoes_only_it(tmp_path, tone):
     jobs = _jobs(tmp_path)
-    ToneEngine.fail_texts.add("The second one follows.")
+    tone.fail_texts.add("The second one follows.")
     result = invoke("run", str(jobs), "--retries", "3", "--log-json", str(tmp_path / "events.jsonl"))
     assert result.exit_code == 1
     assert "1 chunks failed" in result.output and "batchtts retry" in result.output
-    seeds_tried = [k for call in ToneEngine.calls for k in call]
+    seeds_tried = [k for call in tone.calls for k in call]
     failing = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     retries = [e for e in failing if e["event"] == "chunk" and e["state"] == "retry"]
     bad_key = retries[0]["key"]
@@ -63,15 +54,15 @@ def test_a_failing_chunk_is_retried_with_new_seeds_then_marked_failed_and_retry_
     assert len(retries) == 3 and seeds_tried.count(bad_key) == 1 + 1 + 3
     status = invoke("status", str(jobs))
     assert "failed chunks:" in status.output and "RuntimeError: cannot say" in status.output
-    ToneEngine.fail_texts.clear()
-    ToneEngine.calls.clear()
+    tone.fail_texts.clear()
+    tone.calls.clear()
     result = invoke("retry", str(jobs))
     assert result.exit_code == 0, result.output
-    assert [len(c) for c in ToneEngine.calls] == [1]  # only the failed chunk
+    assert [len(c) for c in tone.calls] == [1]  # only the failed chunk
     assert (tmp_path / "out" / "ch.wav").exists()
 
 
-def test_fail_fast_stops_at_the_first_failed_chunk(tmp_path):
+def test_fail_fast_stops_at_the_first_failed_chunk(tmp_path, tone):
     jobs = write_jobs(
         tmp_path / "book.jsonl",
         [
@@ -84,10 +75,10 @@ def test_fail_fast_stops_at_the_first_failed_chunk(tmp_path):
             },
         ],
     )
-    ToneEngine.fail_texts.add("The first sentence is here.")
+    tone.fail_texts.add("The first sentence is here.")
     result = invoke("run", str(jobs), "--fail-fast", "--retries", "0", "--max-batch", "1")
     assert result.exit_code == 1 and "--fail-fast" in result.output
-    assert sum(map(len, ToneEngine.calls)) < 4
+    assert sum(map(len, tone.calls)) < 4
 
 
 def test_json_event_log_has_one_event_per_batch_chunk_and_job(tmp_path):
@@ -115,6 +106,7 @@ ODD_TEXTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ODD_TEXTS))
 def test_odd_text_yields_speech_or_a_clear_chunk_error_never_a_crash(tmp_path, name):
     jobs = write_jobs(tmp_path / "book.jsonl", [{"id": "odd", "text": ODD_TEXTS[name], "output": "odd.flac"}])
@@ -175,13 +167,18 @@ def test_doctor_fails_with_exit_4_when_a_program_is_missing(tmp_path):
     assert "FAIL ffmpeg" in proc.stdout and "apt-get install ffmpeg" in proc.stdout
 
 
+@pytest.mark.slow
 def test_nightly_cron_script_runs_every_job_file_and_logs_exit_codes(tmp_path):
     (tmp_path / "jobs").mkdir()
     write_jobs(tmp_path / "jobs" / "good.jsonl", [{"id": "a", "text": "A short nightly chapter.", "output": "a.wav"}])
     write_jobs(tmp_path / "jobs" / "bad.jsonl", [{"id": "a", "text": "Oops.", "output": "a.wav", "colour": 1}])
     env = {**os.environ, "BATCHTTS_HOME": str(tmp_path), "BATCHTTS": str(Path(os.sys.executable).parent / "batchtts")}
     proc = subprocess.run(
-        ["bash", str(ROOT / "examples" / "cron" / "nightly.sh")], env=env, capture_output=True, text=True, timeout=300
+        ["bash", str(ROOT / "examples" / "cron" / "nightly.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 1
     log = (tmp_path / "logs" / "nightly.log").read_text()

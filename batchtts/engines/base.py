@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from batchtts.errors import OptionError
 from batchtts.state.voice import VoiceAudio
 
 if TYPE_CHECKING:
@@ -95,6 +98,17 @@ def llama_kv_bytes_per_token(config: Mapping, dtype_bytes: int = 2) -> int:
     return 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes
 
 
+def available_ram() -> int:
+    """Bytes of RAM free for use: MemAvailable from /proc/meminfo (usable without swapping), else free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """A device OOM, recognised without importing torch where the engine does not use it."""
     import sys
@@ -103,14 +117,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, MemoryError)
-
-
-class OptionError(ValueError):
-    """A job asked for a sampling option the engine does not have, or a value outside its range."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field  # e.g. "sampling.temperature", for the one-line error
 
 
 class Engine(ABC):

@@ -65,6 +65,20 @@ def _unreachable(endpoint: str, exc: Exception) -> EnvironmentProblem:
     )
 
 
+@dataclass(frozen=True)
+class Downloaded:
+    """What `batchtts download` got: the model folder, its pin, and whether anything was fetched."""
+
+    folder: Path
+    lock: ModelLock
+    fetched: bool  # False: a complete copy was reused without any network call
+    notes: tuple[str, ...] = ()  # what else the engine fetched beside the hub files
+
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / LOCK_NAME
+
+
 def download(
     repo: str = DEFAULT_REPO,
     revision: str = "main",

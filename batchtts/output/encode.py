@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import EnvironmentProblem, Interrupted
 from batchtts.jobs.formats import OUTPUT_FORMATS
 from batchtts.state.atomic import atomic_path
-from batchtts.state.interrupt import Interrupted, received, run_child, temporary
+from batchtts.state.interrupt import received, run_child, temporary
 
 _FFMPEG_ARGS = {
     "mp3": ["-c:a", "libmp3lame", "-b:a", "96k", "-f", "mp3"],

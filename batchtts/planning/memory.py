@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # only a type: the engines themselves ask this module for free RAM
-    from batchtts.engines.base import CostModel
+from batchtts.engines.base import CostModel, available_ram
 
 CPU_SHARE = 0.5  # of available RAM, when the user sets no budget on a CPU
 CUDA_SAFETY = 0.9  # of free device memory left after weights and the activation reserve
-
-
-def available_ram() -> int:
-    """MemAvailable from /proc/meminfo (what can be used without swapping), else physical pages."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def memory_budget(

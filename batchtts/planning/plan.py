@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 
 from batchtts.config import format_size
 from batchtts.engines.base import CostModel
+from batchtts.errors import PlanError
 from batchtts.text.chunks import Chunk
 
 DEFAULT_WASTE_TARGET = 0.2
-
-
-class PlanError(ValueError):
-    """A chunk cannot fit the budget even alone."""
 
 
 @dataclass(frozen=True)

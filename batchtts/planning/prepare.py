@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchtts.engines import DEFAULT_ENGINE, engine_class, engine_names
-from batchtts.engines.base import Engine, OptionError
+from batchtts.engines.base import Engine
+from batchtts.errors import OptionError
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.jobs.targets import check_targets
 from batchtts.jobs.types import Job

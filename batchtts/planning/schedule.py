@@ -9,8 +9,8 @@ from collections.abc import Callable
 from batchtts.config import format_size
 from batchtts.engines import engine_class
 from batchtts.engines.base import CostModel, Engine
-from batchtts.errors import InputError
-from batchtts.planning.plan import Batch, Item, LengthPredictor, Plan, PlanError, batch_bytes, plan_batches
+from batchtts.errors import InputError, PlanError
+from batchtts.planning.plan import Batch, Item, LengthPredictor, Plan, batch_bytes, plan_batches
 from batchtts.planning.prepare import Prepared
 from batchtts.state.voice import VoiceAudio
 from batchtts.text.chunks import Chunk

@@ -15,25 +15,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from batchtts.errors import BatchttsError
-
 log = logging.getLogger("batchtts")
 
 _children: set[subprocess.Popen] = set()
 _temporaries: set[Path] = set()
 _received: int | None = None  # the first stop signal this process handled
-
-
-class Interrupted(BatchttsError):
-    """A helper program was stopped by a signal (Ctrl-C reaches the whole process group): exit 128+N."""
-
-    def __init__(self, what: str, signum: int):
-        self.signum = signum
-        self.exit_code = 128 + signum
-        super().__init__(
-            f"{what} was stopped by {signal.Signals(signum).name}; finished chunks are kept. "
-            "Run the same command again to resume"
-        )
 
 
 def received() -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.errors import EnvironmentProblem
+from batchtts.errors import LedgerUnreadable
 from batchtts.state.store import ChunkStore, StoredAudio, digest
 
 log = logging.getLogger("batchtts")
@@ -52,16 +52,6 @@ class DoneChunk:
     nbytes: int
     sha256: str
     duration: float
-
-
-class LedgerUnreadable(EnvironmentProblem):
-    """The ledger file is not a readable SQLite database; the message says how to get out."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(
-            f"{path} cannot be read ({reason}); move it aside (mv {path} {path}.bad) and run again, which "
-            "recovers finished chunks from the chunk store, or run with --fresh to start over"
-        )
 
 
 def ledger_problem(path: Path) -> str | None:

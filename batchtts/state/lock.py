@@ -11,11 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from batchtts.errors import EXIT_BUSY, BatchttsError, EnvironmentProblem
-
-
-class Busy(BatchttsError):
-    exit_code = EXIT_BUSY
+from batchtts.errors import Busy, EnvironmentProblem
 
 
 def linked(path: Path) -> EnvironmentProblem:

@@ -16,13 +16,16 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchtts.state.atomic import remove_stale_temps
 from batchtts.state.ledger import Ledger
 from batchtts.state.lock import OutputLock, linked
 from batchtts.state.store import ChunkStore
 from batchtts.state.voice import VoiceCache
-from batchtts.text.chunks import Chunk
+
+if TYPE_CHECKING:  # only a type: a chunk's `key` and `rolling` are all this module reads
+    from batchtts.text.chunks import Chunk
 
 STATE_DIR = ".batchtts"
 LEDGER = "ledger.sqlite"

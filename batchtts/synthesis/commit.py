@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError
+from batchtts.errors import FailFast
 from batchtts.state.events import EventLog
 from batchtts.state.ledger import Ledger
 from batchtts.state.store import ChunkStore, StoredAudio
@@ -33,10 +33,6 @@ class SynthStats:
     @property
     def real_time_factor(self) -> float:
         return self.synth_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-
-class FailFast(BatchttsError):
-    exit_code = EXIT_CHUNKS_FAILED
 
 
 class Committer:

@@ -84,7 +84,8 @@ def _writable(folder: Path) -> Check:
 
 
 def _ledger(out_dir: Path) -> Check:
-    from batchtts.state.ledger import LedgerUnreadable, ledger_problem
+    from batchtts.errors import LedgerUnreadable
+    from batchtts.state.ledger import ledger_problem
     from batchtts.state.workspace import Workspace
 
     path = Workspace(out_dir).ledger_path

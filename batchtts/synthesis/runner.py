@@ -10,10 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchtts.errors import EnvironmentProblem, InputError
+from batchtts.errors import EnvironmentProblem, InputError, PlanError
 from batchtts.output.encode import write_failure
 from batchtts.output.writer import Writer
-from batchtts.planning.plan import PlanError
 from batchtts.planning.prepare import Prepared, prepare
 from batchtts.planning.schedule import plan_engine
 from batchtts.state.events import EventLog

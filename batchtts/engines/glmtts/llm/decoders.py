@@ -77,7 +77,7 @@ class EngineDecoder:
                 budget = int((free - self.activation_reserve() - GRAPH_POOL_BYTES) * CUDA_MARGIN)
                 slots = slots_for_budget(budget, per_token, length, MAX_SLOTS)
             else:
-                from batchtts.planning.memory import available_ram
+                from batchtts.engines.base import available_ram
 
                 slots = slots_for_budget(int(available_ram() * CPU_SHARE), per_token, length, MAX_SLOTS)
             if slots < 1:
