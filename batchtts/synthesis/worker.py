@@ -68,6 +68,7 @@ class Worker:
         self.budget = memory_budget(
             settings.device, self.cost, settings.kv_budget, self.engine.activation_reserve(), weights_loaded=True
         )
+        self.engine.use_memory_budget(self.budget)  # the engine's own cache sizes from the planner's figure
         self.max_batch = settings.max_batch or self.engine.default_batch_size(settings.threads)
         self.states: dict[str, dict] = {}
         log.info(
