@@ -91,9 +91,9 @@ def load_llm(folder: Path, dtype, device: str, sp):
         llm, info = LlamaForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
     except Exception as exc:
         raise EnvironmentProblem(f"{path}: cannot load the LLM weights ({_first_line(exc)})") from None
-    bad = [f"{k} {', '.join(map(str, v[:3]))}" for k, v in info.items() if k != "error_msgs" and v]
+    bad = [f"{k} {', '.join(sorted(map(str, v))[:3])}" for k, v in info.items() if k != "error_msgs" and v]
     if info.get("error_msgs"):
-        bad.append(str(info["error_msgs"][0]).splitlines()[0])
+        bad.append(str(next(iter(info["error_msgs"]))).splitlines()[0])
     if bad:
         raise EnvironmentProblem(f"{path}: the LLM weights do not match llm/config.json: {'; '.join(bad)}")
     rows = llm.get_input_embeddings().weight.shape[0]

@@ -84,7 +84,7 @@ class DecodePlan:
 
 def default_config() -> dict:
     """GLM-TTS's published LLM config, shipped with the package (llm-config.md says where it comes from)."""
-    return json.loads((Path(__file__).with_name("llm-config.json")).read_text(encoding="utf-8"))
+    return json.loads((Path(__file__).parent.parent / "llm-config.json").read_text(encoding="utf-8"))
 
 
 def slots_for_budget(budget: int, bytes_per_token: int, slot_tokens: int, max_slots: int = MAX_SLOTS) -> int:
