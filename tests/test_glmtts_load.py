@@ -187,3 +187,18 @@ def test_a_gpu_sized_budget_gives_the_planner_and_the_decoder_the_same_slots_at_
         mp.setenv("BATCHTTS_FREE_MEMORY", str(free))
         assert memory_budget("cuda", cost) == budget  # no torch.cuda call: the forced figure
     assert GlmttsEngine.FALLBACK_SLOTS == 8
+
+
+def test_the_voice_cache_key_follows_the_model_revision_and_the_text_frontend(model, monkeypatch, voice_wav):
+    from batchtts.state.voice import load_voice
+
+    engine = object.__new__(GlmttsEngine)  # voice_key reads no weights
+    voice = load_voice(voice_wav, "It was 1921.")
+    first = engine.voice_key(voice)
+    assert first == engine.voice_key(voice) and first.startswith("-")
+    lock = json.loads((model / "batchtts-model.lock.json").read_text())
+    (model / "batchtts-model.lock.json").write_text(json.dumps(lock | {"commit": "f" * 40}))
+    second = engine.voice_key(voice)
+    assert second != first  # another checkpoint
+    monkeypatch.setattr(GlmttsEngine, "speakable_text", classmethod(lambda cls, text, lang: text.upper()))
+    assert engine.voice_key(voice) != second  # another normalisation of the prompt text

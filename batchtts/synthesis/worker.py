@@ -85,7 +85,8 @@ class Worker:
         if voice_fp not in self.states:
             voice = self.voices[voice_fp]
             make = lambda: self.engine.prepare_voice(voice)  # noqa: E731
-            self.states[voice_fp] = self.cache.get(self.name, voice, make) if self.cache else make()
+            name = self.name + self.engine.voice_key(voice)  # model and frontend revision: a change re-prepares
+            self.states[voice_fp] = self.cache.get(name, voice, make) if self.cache else make()
         return self.states[voice_fp]
 
     def work(

@@ -245,6 +245,14 @@ class GlmttsEngine(Engine):
         script tokenises its normalised text; the ChatGLM tokenizer adds no special tokens to one sequence."""
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def voice_key(self, voice: VoiceAudio) -> str:
+        """The model revision (download lock, decode version) and the prompt text as the text frontend now
+        normalises it: a new checkpoint or a normalisation fix prepares cached prompts again."""
+        import hashlib
+
+        text = self.speakable_text(voice.prompt_text, "auto")
+        return "-" + hashlib.sha256(f"{self.revision()}\n{text}".encode()).hexdigest()[:12]
+
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:
         from batchtts.engines.glmtts.voice.features import prompt_mel
 
