@@ -69,13 +69,13 @@ def book_sentences(job_file: Path, repeat: int) -> list[str]:
     return texts * repeat
 
 
-def build_model(config: dict, device: str, small: bool):
+def build_model(config: dict, device: str, small: bool, dtype: torch.dtype | None = None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "torch_dtype")}
     if small:  # CPU run: the same code path at dimensions a 2-core machine decodes in minutes
         cfg.update(SMALL)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**cfg)).to(dtype).eval()
