@@ -34,6 +34,7 @@ DEVICE=cuda
 [ "${2:-}" = "--device" ] && DEVICE=${3:-cuda}
 PYTHON=${PYTHON:-python3}
 SITE=${SITE:-/tmp/batchtts-site}
+WHEELS=${WHEELS:-.whl}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 die() { echo "gpu_check: $*" | tee -a "$RESULTS/steps.txt" >&2; exit 9; }
 : >"$RESULTS/steps.txt"
@@ -41,18 +42,18 @@ T0=$SECONDS
 
 # 0. Set-up: carried wheels, then the imports every step makes.
 if [ "${GPU_CHECK_NO_WHEELS:-}" != 1 ]; then
-  [ -f .whl/closure.txt ] || die "no .whl/closure.txt: run bench/wheels.sh on a machine with PyPI and carry .whl"
+  [ -f "$WHEELS/closure.txt" ] || die "no $WHEELS/closure.txt: run bench/wheels.sh on a machine with PyPI, carry .whl"
   while read -r req; do
     name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
-    ls .whl | tr 'A-Z-' 'a-z_' | grep -q "^${name}-" || die "wheel missing from .whl/: $req (run bench/wheels.sh)"
-  done < .whl/closure.txt
+    ls "$WHEELS" | tr 'A-Z-' 'a-z_' | grep -q "^${name}-" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
+  done < "$WHEELS/closure.txt"
   mkdir -p "$SITE"
   if $PYTHON -m pip --version >/dev/null 2>&1; then
-    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
-      >"$RESULTS/pip.txt" 2>&1 || die "pip could not install .whl/ (see pip.txt): $(tail -1 "$RESULTS/pip.txt")"
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
+      >"$RESULTS/pip.txt" 2>&1 || die "pip could not install $WHEELS/ (see pip.txt): $(tail -1 "$RESULTS/pip.txt")"
   else
     echo "note: $PYTHON -m pip is missing; unzipping the wheels onto PYTHONPATH"
-    for w in .whl/*.whl; do
+    for w in "$WHEELS"/*.whl; do
       $PYTHON -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$SITE" \
         || die "cannot unzip $w"
     done
