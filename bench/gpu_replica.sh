@@ -16,12 +16,20 @@ read -r -a PIP_ARGS <<< "${PIP_ARGS:-}"
 [ -x "$PY312" ] || { echo "gpu_replica: no Python 3.12 (set REPLICA_PYTHON)" >&2; exit 2; }
 grep -qxF "/$VENV/" "$(git rev-parse --git-common-dir)/info/exclude" 2>/dev/null \
   || echo "/$VENV/" >> "$(git rev-parse --git-common-dir)/info/exclude"
+quiet() {  # quiet COMMAND...: run it, show the last lines of its output without pip's index warnings
+  local log rc=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  grep -v '^WARNING: Location' "$log" | tail -5 || true
+  rm -f "$log"
+  return $rc
+}
 t0=$SECONDS
 for py in "$PY312" "$PY313"; do  # the package installs on 3.12 and 3.13 (resolution only: no multi-GB download)
   [ -x "$py" ] || continue
   echo "== $($py --version): pip install --dry-run .[glmtts]"
-  "$py" -m pip install -q --dry-run --ignore-installed --report /tmp/batchtts-resolve.json ".[glmtts]" \
-    "${PIP_ARGS[@]}" 2>&1 | grep -v '^WARNING: Location' || { echo "gpu_replica: $py cannot install batchtts[glmtts]"; exit 1; }
+  quiet "$py" -m pip install -q --dry-run --ignore-installed --report /tmp/batchtts-resolve.json ".[glmtts]" \
+    "${PIP_ARGS[@]}" || { echo "gpu_replica: $py cannot install batchtts[glmtts]"; exit 1; }
   "$py" -c 'import json; r = json.load(open("/tmp/batchtts-resolve.json")); v = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in r["install"]}; print("resolves:", len(v), "distributions; torch", v.get("torch"), "transformers", v.get("transformers"))'
 done
 echo "resolve took=$((SECONDS - t0))s"
@@ -32,8 +40,8 @@ fi
 machine=$(grep -v '^#' bench/gpu-machine-packages.txt | sed 's/#.*//' | grep -v '^ *$' | grep -v -e '^torch' -e '^triton')
 if "$VENV/bin/python" -c 'import torch; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
   echo "torch 2.11.0 already in $VENV"
-elif "$VENV/bin/python" -m pip install -q "${PIP_ARGS[@]}" torch==2.11.0 2>&1 | grep -v '^WARNING: Location'; \
-     "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+elif quiet "$VENV/bin/python" -m pip install -q "${PIP_ARGS[@]}" torch==2.11.0 \
+     && "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   echo "torch 2.11.0 from PyPI (the CUDA build, run on the CPU), as on the GPU machine"
 else
   local_wheel=$(ls /opt/wheels/torch-*-cp312-*.whl 2>/dev/null | sort -V | tail -1 || true)
@@ -42,8 +50,8 @@ else
   "$VENV/bin/python" -m pip install -q "$local_wheel"
 fi
 # shellcheck disable=SC2086
-"$VENV/bin/python" -m pip install -q "${PIP_ARGS[@]}" $machine 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+quiet "$VENV/bin/python" -m pip install -q "${PIP_ARGS[@]}" $machine || { echo "gpu_replica: the machine's packages"; exit 1; }
+quiet "$VENV/bin/python" -m pip install -q --no-deps -e . || { echo "gpu_replica: batchtts itself"; exit 1; }
 echo "venv took=$((SECONDS - t1))s: $("$VENV/bin/python" -c 'import sys, torch, transformers; print(sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)')"
 [ -f .whl/closure.txt ] || bash bench/wheels.sh
 OMP_NUM_THREADS=1 PYTHON="$VENV/bin/python" SITE=/tmp/batchtts-replica-site bash bench/gpu_check.sh "$RESULTS" --device cpu
