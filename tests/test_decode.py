@@ -23,9 +23,9 @@ from batchtts.engines.glmtts.llm.capacity import (
 )
 from batchtts.engines.glmtts.llm.llama import FusedLlama
 from batchtts.engines.glmtts.llm.reference import decode_batch
-from batchtts.engines.glmtts.llm.types import Sampling, output_ids, special_ids
 from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, sample, uniform, uniform_bits
 from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder, buckets
+from batchtts.engines.glmtts.llm.types import Sampling, output_ids, special_ids
 from tests.tiny_glmtts import build_checkpoint
 
 SEEDS = [11, 22, 33, 44, 55, 66]

@@ -13,9 +13,9 @@ import torch
 
 from batchtts.engines.glmtts import GlmttsEngine, llm_cost, read_llm_config
 from batchtts.engines.glmtts.llm.reference import decode_batch
+from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, sample, uniform
 from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder
 from batchtts.engines.glmtts.llm.types import Sampling
-from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, sample, uniform
 from batchtts.engines.glmtts.voice.features import mel_filterbank, prompt_mel
 from batchtts.state.voice import load_voice
 from tests.conftest import ROOT, write_jobs
