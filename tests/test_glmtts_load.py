@@ -202,3 +202,25 @@ def test_the_voice_cache_key_follows_the_model_revision_and_the_text_frontend(mo
     assert second != first  # another checkpoint
     monkeypatch.setattr(GlmttsEngine, "speakable_text", classmethod(lambda cls, text, lang: text.upper()))
     assert engine.voice_key(voice) != second  # another normalisation of the prompt text
+
+
+def test_a_tokenizer_in_the_chatglm4_layout_loads_under_transformers_5_and_gives_the_special_ids(tmp_path):
+    """The official layout (tiktoken tokenizer.model, remote-code class named in tokenizer_config.json's auto_map,
+    specials in added_tokens_decoder) through the loader the engine uses; a missing tokenizer.model names the file."""
+    from batchtts.engines.glmtts.checkpoint import TOKENIZER_DIR, load_tokenizer, special_ids_of
+    from batchtts.errors import EnvironmentProblem
+    from tests.tiny_glmtts_chatglm import N_AUDIO, build_chatglm_tokenizer
+
+    ids = build_chatglm_tokenizer(tmp_path / TOKENIZER_DIR)
+    tok = load_tokenizer(tmp_path)
+    sp = special_ids_of(tok, tmp_path, published=False)
+    assert (sp.ats, sp.n_speech) == (ids["<|audio_0|>"], N_AUDIO)
+    assert (sp.boa, sp.eoa, sp.pad) == (ids["<|begin_of_audio|>"], ids["<|user|>"], ids["<|endoftext|>"])
+    text = tok.encode("hello there.", add_special_tokens=False)
+    assert text == list(b"hello there.")  # byte-level ranks, no special tokens added to one sequence
+    assert tok.encode("<|begin_of_audio|><|audio_3|>", add_special_tokens=False) == [sp.boa, sp.ats + 3]
+    with pytest.raises(EnvironmentProblem, match="not the published GLM-TTS tokenizer"):
+        special_ids_of(tok, tmp_path, published=True)
+    (tmp_path / TOKENIZER_DIR / "tokenizer.model").unlink()
+    with pytest.raises(EnvironmentProblem, match=r"tokenizer_config.json: cannot load the text tokenizer"):
+        load_tokenizer(tmp_path)
