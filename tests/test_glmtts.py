@@ -99,22 +99,26 @@ def test_the_engines_decoder_is_the_slot_decoder_and_says_what_the_reference_say
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graph_decode_matches_the_reference_on_the_tiny_checkpoint(tiny, voice_wav, monkeypatch):
-    """The production path on CUDA (the engine's SlotDecoder, steps replayed as CUDA graphs) in fp32."""
+def test_cuda_graph_decode_matches_eager_steps_through_the_engine_on_the_tiny_checkpoint(tiny, voice_wav, monkeypatch):
+    """The production path on CUDA (the engine's SlotDecoder, steps replayed as CUDA graphs) in fp32 says what the
+    same decoder says with eager steps; every step ran as a captured graph. (Against the Hugging Face reference
+    the CUDA kernels may round differently: the CPU tests hold that equality.)"""
     for key, value in _env(tiny).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("GLMTTS_DTYPE", "fp32")  # so the two attention paths round alike
+    monkeypatch.setenv("GLMTTS_DTYPE", "fp32")
     eng = GlmttsEngine.load("cuda")
     voice = eng.prepare_voice(load_voice(voice_wav, "the prompt text"))
     prompts, lens = _prompts(eng, voice)
     decoder = eng.slot_decoder()
     assert eng.graphs and decoder.use_graphs
+    eager = SlotDecoder(eng.fused, eng.special, decoder.slots, decoder.length, graphs=False)
     for greedy, max_ratio in ((True, 20.0), (False, 8.0)):
         samplings = [Sampling(greedy=greedy)] * len(prompts)
         seeds = [11, 22, 33, 44, 55]
-        want = decode_batch(eng.llm, prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio)
+        want = eager.decode(prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio)
         assert decoder.decode(prompts, lens, eng.special, samplings, seeds, 2.0, max_ratio) == want
     assert decoder._graphs and set(decoder.shape_steps) <= set(decoder._graphs)  # every step was a replay
+    assert decoder.capture_seconds > 0
 
 
 def test_sampling_follows_ras_rules():
