@@ -112,10 +112,11 @@ if [ "$DEVICE" = cuda ]; then
 else  # the same steps at small dimensions, to exercise the script (make gpu-check-replica)
   step pytest-gpu 120 $PYTHON -m pytest -m gpu -q -p no:cacheprovider tests/test_decode.py tests/test_glmtts.py \
     tests/test_flow.py
-  step bench-llm 300 $PYTHON bench/bench_llm.py --device cpu --repeat 2 --alone 2 --fixed 16 --identical 8 \
+  step bench-llm 300 $PYTHON bench/bench_llm.py --device cpu --repeat 1 --limit 12 --alone 2 --fixed 12 \
+    --identical 4 --results "$RESULTS"
+  step bench-e2e 300 $PYTHON bench/bench_e2e.py --device cpu --sentences 3 --sample 1 --prompt-tokens 25 \
     --results "$RESULTS"
-  step bench-e2e 300 $PYTHON bench/bench_e2e.py --device cpu --sentences 6 --sample 1 --results "$RESULTS"
-  step probe-dtype 300 $PYTHON bench/probe_dtype.py --device cpu --sentences 8 --results "$RESULTS"
+  step probe-dtype 300 $PYTHON bench/probe_dtype.py --device cpu --sentences 3 --results "$RESULTS"
   if [ -f bench/bench_asr.py ]; then
     step bench-asr 300 $PYTHON bench/bench_asr.py --device cpu --random-weights --out "$RESULTS"
   fi
