@@ -26,7 +26,7 @@ quiet() {  # quiet COMMAND...: run it, show the last lines of its output without
 }
 t0=$SECONDS
 for py in "$PY312" "$PY313"; do  # the package installs on 3.12 and 3.13 (resolution only: no multi-GB download)
-  [ -x "$py" ] || continue
+  [ -x "$py" ] && [ "${SKIP_RESOLVE:-}" != 1 ] || continue
   echo "== $($py --version): pip install --dry-run .[glmtts]"
   quiet "$py" -m pip install -q --dry-run --ignore-installed --report /tmp/batchtts-resolve.json ".[glmtts]" \
     "${PIP_ARGS[@]}" || { echo "gpu_replica: $py cannot install batchtts[glmtts]"; exit 1; }
