@@ -43,9 +43,10 @@ T0=$SECONDS
 # 0. Set-up: carried wheels, then the imports every step makes.
 if [ "${GPU_CHECK_NO_WHEELS:-}" != 1 ]; then
   [ -f "$WHEELS/closure.txt" ] || die "no $WHEELS/closure.txt: run bench/wheels.sh on a machine with PyPI, carry .whl"
+  present=$(ls "$WHEELS" | tr 'A-Z-' 'a-z_')  # normalised wheel names (one listing: no grep -q on a pipe)
   while read -r req; do
     name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
-    ls "$WHEELS" | tr 'A-Z-' 'a-z_' | grep -q "^${name}-" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
+    grep -q "^${name}-" <<<"$present" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
   done < "$WHEELS/closure.txt"
   mkdir -p "$SITE"
   if $PYTHON -m pip --version >/dev/null 2>&1; then

@@ -30,7 +30,8 @@ for round in 1 2 3 4 5; do
   "$PY" bench/wheel_closure.py --wheels .whl "$@" > .whl/closure.txt
   while read -r req; do
     name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
-    ls .whl | tr 'A-Z-' 'a-z_' | grep -q "^${name}-" || fetch "$req"
+    present=$(ls .whl | tr 'A-Z-' 'a-z_')
+    grep -q "^${name}-" <<<"$present" || fetch "$req"
   done < .whl/closure.txt
   now=$(ls .whl/*.whl | wc -l)
   [ "$now" -eq "$before" ] && break
