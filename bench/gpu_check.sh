@@ -46,7 +46,7 @@ if [ "${GPU_CHECK_NO_WHEELS:-}" != 1 ]; then
   present=$(ls "$WHEELS" | tr 'A-Z-' 'a-z_')  # normalised wheel names (one listing: no grep -q on a pipe)
   while read -r req; do
     name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
-    grep -q "^${name}-" <<<"$present" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
+    grep -q "^${name}_[0-9]" <<<"$present" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
   done < "$WHEELS/closure.txt"
   mkdir -p "$SITE"
   if $PYTHON -m pip --version >/dev/null 2>&1; then

@@ -31,7 +31,7 @@ for round in 1 2 3 4 5; do
   while read -r req; do
     name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
     present=$(ls .whl | tr 'A-Z-' 'a-z_')
-    grep -q "^${name}-" <<<"$present" || fetch "$req"
+    grep -q "^${name}_[0-9]" <<<"$present" || fetch "$req"
   done < .whl/closure.txt
   now=$(ls .whl/*.whl | wc -l)
   [ "$now" -eq "$before" ] && break

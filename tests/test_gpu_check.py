@@ -82,7 +82,7 @@ def _check(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_the_check_stops_at_once_naming_a_missing_wheel(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    (wheels / "closure.txt").write_text("attrs>=19.2.0\njsonlines<5,>=4.0\n")
+    (wheels / "closure.txt").write_text("jsonlines<5,>=4.0\nattrs>=19.2.0\n")  # the first is there
     (wheels / "jsonlines-4.0.0-py3-none-any.whl").write_bytes(b"")
     proc = _check(tmp_path, {"WHEELS": str(wheels)})
     assert proc.returncode == 9
