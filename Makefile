@@ -22,7 +22,7 @@ ifdef EPUB
   endif
 endif
 
-.PHONY: setup system-deps demo audiobook run status test test-fast lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test test-fast lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu gpu-check-replica clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -85,6 +85,9 @@ bench-ray: setup  ## the example book on 1 and 2 Ray CPU actors against the loca
 bench-gpu: setup  ## on a CUDA machine: LLM stage at GLM-TTS's dimensions in bf16, then end to end (bench/gpu_check.sh: the 8-minute check)
 	$(BIN)/python bench/bench_llm.py --device cuda $(BENCH_ARGS)
 	$(BIN)/python bench/bench_e2e.py --device cuda $(E2E_ARGS)
+
+gpu-check-replica:  ## bench/gpu_check.sh --device cpu in a replica of the GPU machine's Python 3.12 (bench/gpu_replica.sh)
+	bash bench/gpu_replica.sh $(RESULTS)
 
 clean-audio:
 	rm -rf $(OUT) jobs/out

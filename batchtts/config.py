@@ -13,7 +13,9 @@ from pathlib import Path
 from batchtts.errors import EnvironmentProblem
 
 GLMTTS_MODEL_DIR = "GLMTTS_MODEL_DIR"  # the downloaded GLM-TTS model folder (default: models/GLM-TTS)
-GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode path: auto, slots, graphs, dynamic, static or compile
+GLMTTS_DECODE = "GLMTTS_DECODE"  # GLM-TTS decode steps: auto (CUDA graphs on CUDA), graphs, or eager
+GLMTTS_DTYPE = "GLMTTS_DTYPE"  # GLM-TTS LLM and flow dtype: auto (bf16 on CUDA, fp32 elsewhere), bf16 or fp32
+BATCHTTS_FREE_MEMORY = "BATCHTTS_FREE_MEMORY"  # bytes free on the device before the model loads (forces the figure)
 GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cross-checks, and its CAM++ model
 GLMTTS_CAMPPLUS = "GLMTTS_CAMPPLUS"  # GLM-TTS's CAM++ speaker model (campplus.onnx), wherever it is
 GLMTTS_AUDIO_MEMORY = "GLMTTS_AUDIO_MEMORY"  # bytes for GLM-TTS's flow and vocoder batches on CUDA
@@ -34,6 +36,26 @@ def glmtts_model_dir() -> Path:
 
 def glmtts_decode() -> str:
     return _get(GLMTTS_DECODE) or "auto"
+
+
+def glmtts_dtype(device: str) -> str:
+    """'bf16' or 'fp32': GLMTTS_DTYPE, or bf16 on CUDA and fp32 elsewhere (auto)."""
+    value = (_get(GLMTTS_DTYPE) or "auto").strip().lower()
+    if value not in ("auto", "bf16", "fp32"):
+        raise EnvironmentProblem(f"{GLMTTS_DTYPE}={value!r}: choose auto, bf16 or fp32")
+    if value == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    return value
+
+
+def free_memory() -> int | None:
+    """BATCHTTS_FREE_MEMORY in bytes, when set: the device's free memory before any weights load, used by the
+    planner and the run instead of CUDA's or /proc/meminfo's figure (tests, and planning for another machine)."""
+    value = _get(BATCHTTS_FREE_MEMORY)
+    try:
+        return parse_size(value) if value else None
+    except ValueError as exc:
+        raise EnvironmentProblem(f"{BATCHTTS_FREE_MEMORY}: {exc}") from None
 
 
 def glmtts_home() -> Path | None:

@@ -5,17 +5,22 @@ run takes minutes), the example book repeated to >= 1,000 sentences, GLM-TTS's R
 decoding exactly `--ratio` x its text tokens (min and max length equal), so every strategy does the same
 work per sentence:
 
-- one at a time with the Hugging Face reference loop (the official script's shape; timed on the first
-  `--alone` sentences and reported per sentence),
+- one at a time with the Hugging Face reference loop (llm/reference.py, the official script's shape; timed on
+  a sample: the first `--alone` sentences, reported per sentence),
 - fixed batches of 16 in book order with the reference loop (on the first `--fixed` sentences),
-- the planner's batches with the preallocated static cache (static.py; `--static` sentences),
-- continuous batching over slots sized by the KV budget (decode.py), with CUDA graphs on CUDA.
+- continuous batching over slots sized by the KV budget (llm/slot_decoder.py, the engine's one decode path),
+  with CUDA graphs on CUDA; graph capture time reported on its own.
 
 Each reports speech tokens/s, audio seconds per second, decode steps, peak memory and the fraction of its
 bandwidth floor: per decode step the weights it reads (the layers and the speech-token rows of the output
 projection; not the embedding table) plus the KV of the rows still decoding, at the bandwidth a large copy
 measures. Then the first `--identical` sentences are decoded alone through a one-slot decoder and compared
 with their continuous-batching tokens (identical-token rate). Results are rewritten after every strategy.
+
+Sizes on an H100/H200 at the real dimensions (bf16, about 1 ms of weight reads per step at ~3 TB/s): the
+reference loop runs ~15-25 ms a step (Hugging Face's forward, launch-bound), so 16 sentences alone of ~80
+tokens are ~25 s and 64 in batches of 16 ~10 s; 1,024 sentences through 64 graphed slots are ~1,400 steps
+at ~2-3 ms plus refills, ~5 s; capture of 7 buckets x 16 spans ~10-20 s. Defaults keep the whole under 90 s.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ from batchtts.config import format_size, parse_size  # noqa: E402
 from batchtts.engines.glmtts import TOKENS_PER_SECOND, llm_cost  # noqa: E402
 from batchtts.engines.glmtts.llm.capacity import slots_for_budget  # noqa: E402
 from batchtts.engines.glmtts.llm.llama import FusedLlama  # noqa: E402
-from batchtts.engines.glmtts.llm.reference import Sampling, SpecialIds, output_ids  # noqa: E402
+from batchtts.engines.glmtts.llm.reference import decode_batch  # noqa: E402
 from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder  # noqa: E402
-from batchtts.engines.glmtts.llm.static import StaticDecoder  # noqa: E402
+from batchtts.engines.glmtts.llm.types import Sampling, SpecialIds, output_ids  # noqa: E402
 from batchtts.jobs.parse import load_jobs  # noqa: E402
 from batchtts.planning.plan import plan_batches  # noqa: E402
 from batchtts.text.chunks import Chunk  # noqa: E402
@@ -64,13 +69,13 @@ def book_sentences(job_file: Path, repeat: int) -> list[str]:
     return texts * repeat
 
 
-def build_model(config: dict, device: str, small: bool):
+def build_model(config: dict, device: str, small: bool, dtype: torch.dtype | None = None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "torch_dtype")}
     if small:  # CPU run: the same code path at dimensions a 2-core machine decodes in minutes
         cfg.update(SMALL)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**cfg)).to(dtype).eval()
@@ -167,15 +172,14 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=6.5, help="speech tokens decoded per text token")
     parser.add_argument("--repeat", type=int, default=32, help="copies of the example book (32 x 32 sentences)")
     parser.add_argument("--small", action="store_true", help="small dimensions (always on a CPU)")
-    parser.add_argument("--alone", type=int, help="sentences one at a time, reference loop (64 CUDA, 8 CPU)")
-    parser.add_argument("--fixed", type=int, help="sentences in fixed batches of 16 (all on CUDA, 64 CPU)")
-    parser.add_argument("--static", type=int, help="sentences for planner + static cache (all CUDA, 256 CPU)")
+    parser.add_argument("--alone", type=int, help="sentences one at a time, reference loop (16 CUDA, 8 CPU)")
+    parser.add_argument("--fixed", type=int, help="sentences in fixed batches of 16 (64 CUDA, 32 CPU)")
     parser.add_argument("--identical", type=int, help="sentences compared alone vs continuous (64 CUDA, 16 CPU)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sentences (smoke runs)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     device = args.device
-    defaults = {"alone": 64, "identical": 64} if device == "cuda" else {"alone": 8, "fixed": 64, "static": 256}
+    defaults = {"alone": 16, "fixed": 64, "identical": 64} if device == "cuda" else {"alone": 8, "fixed": 32}
     for name, value in (defaults | ({} if device == "cuda" else {"identical": 16})).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -227,11 +231,13 @@ def main() -> None:
         write(result, out, device)
         print(f"{name}: {r['tokens_per_s']} tok/s, {r['ms_per_step']} ms/step, of floor {r['bound_fraction']}")
 
-    reference = StaticDecoder(model, "dynamic")
-    reference.decode(*work.args(chunks[:2]))  # warm-up
+    def reference(*a):
+        return decode_batch(model, *a)
+
+    reference(*work.args(chunks[:2]))  # warm-up
 
     subset = chunks[: args.alone]
-    runs, wall, peak = timed(device, lambda: [reference.decode(*work.args([c])) for c in subset])
+    runs, wall, peak = timed(device, lambda: [reference(*work.args([c])) for c in subset])
     alone_ref = [r[0][0] for r in runs]
     steps = sum(len(t) + 1 for t in alone_ref)  # the prefill's token, then a step per further token
     record("one at a time, reference loop", row(alone_ref, steps, wall, peak, len(subset)), subset)
@@ -239,21 +245,10 @@ def main() -> None:
 
     subset = chunks[: args.fixed]
     batches = [subset[i : i + 16] for i in range(0, len(subset), 16)]
-    runs, wall, peak = timed(device, lambda: [reference.decode(*work.args(b)) for b in batches])
+    runs, wall, peak = timed(device, lambda: [reference(*work.args(b)) for b in batches])
     toks = [t for r in runs for t in r[0]]
     steps = sum(max(len(t) for t in r[0]) for r in runs)
     record("fixed batches of 16, reference loop", row(toks, steps, wall, peak, len(subset)), subset)
-
-    subset = set(c.key for c in chunks[: args.static])
-    batches = [[c for c in b.chunks if c.key in subset] for b in plan.batches]
-    batches = [b for b in batches if b]
-    static = StaticDecoder(model, "static")
-    static.decode(*work.args(batches[0][:2]))  # warm-up
-    runs, wall, peak = timed(device, lambda: [static.decode(*work.args(b)) for b in batches])
-    toks = [t for r in runs for t in r[0]]
-    steps = sum(max(len(t) for t in r[0]) for r in runs)
-    done = [c for b in batches for c in b]
-    record("planner batches, static cache", row(toks, steps, wall, peak, len(done), batches=len(batches)), done)
 
     graphs = device == "cuda"
     length = -(-max(len(work.prompt(c)) + work.decoded(c) + 1 for c in chunks) // 64) * 64
@@ -269,6 +264,8 @@ def main() -> None:
     name = "continuous batching" + (", CUDA graphs" if decoder.use_graphs else ", eager steps")
     r = row(toks, decoder.steps_run - steps0, wall, peak, len(queue), slots=slots, slot_tokens=length)
     r["warm_up_s"] = round(warm, 2)
+    r["capture_s"] = round(decoder.capture_seconds, 2)
+    r["graphs"] = len(decoder._graphs)
     r["kv_cache_bytes"] = decoder.kv_bytes()
     r["prefill_s"] = round(prefill, 3)
     record(name, r, queue)
@@ -333,7 +330,8 @@ def write(result: dict, out: Path, device: str) -> None:
         if "prefill_s" in r:
             md += [
                 "",
-                f"{name}: {r['slots']} slots of {r['slot_tokens']} tokens, graphs/warm-up {r['warm_up_s']} s; "
+                f"{name}: {r['slots']} slots of {r['slot_tokens']} tokens, {r.get('graphs', 0)} CUDA graphs captured "
+                f"in {r.get('capture_s', 0)} s (first decode with warm-up {r['warm_up_s']} s); "
                 f"refill prefills took {r['prefill_s']} s of {r['wall_s']} s; the decode steps alone ran at "
                 f"{r.get('decode_bound_fraction', '-')} of the bandwidth floor.",
             ]

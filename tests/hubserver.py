@@ -17,9 +17,12 @@ class FakeHub:
         files: dict[str, bytes],
         commit: str = "c0ffee" * 6 + "abcd",
         raw: dict[str, bytes] | None = None,
+        others: dict[str, dict[str, bytes]] | None = None,
     ):
-        """`raw`: other files served as they are at /raw/<name> (what a GitHub raw URL would give)."""
+        """`raw`: other files served as they are at /raw/<name> (what a GitHub raw URL would give); `others`:
+        more repositories whose files are served at /<repo>/resolve/main/<name> (downloads only)."""
         self.repo, self.files, self.commit, self.raw = repo, files, commit, raw or {}
+        self.others = others or {}
         self.requests: list[tuple[str, str]] = []
         hub = self
 
@@ -94,6 +97,12 @@ class FakeHub:
             return self._json(h, entries, body)
         if path.startswith("/api/models/"):
             return self._json(h, {"error": "Repository not found"}, body, 404, {"X-Error-Code": "RepoNotFound"})
+        for other, files in self.others.items():
+            if path.startswith(f"/{other}/resolve/main/"):
+                data = files.get(path[len(f"/{other}/resolve/main/") :])
+                if data is None:
+                    return self._json(h, {"error": "Entry not found"}, body, 404, {"X-Error-Code": "EntryNotFound"})
+                return self._send(h, 200, data, {"Content-Type": "application/octet-stream"}, body)
         prefix = f"/{self.repo}/resolve/"
         if path.startswith(prefix):
             rev, _, name = path[len(prefix) :].partition("/")

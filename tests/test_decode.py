@@ -22,9 +22,10 @@ from batchtts.engines.glmtts.llm.capacity import (
     step_weight_bytes,
 )
 from batchtts.engines.glmtts.llm.llama import FusedLlama
-from batchtts.engines.glmtts.llm.reference import Sampling, decode_batch, output_ids, special_ids
+from batchtts.engines.glmtts.llm.reference import decode_batch
 from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, sample, uniform, uniform_bits
 from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder, buckets
+from batchtts.engines.glmtts.llm.types import Sampling, output_ids, special_ids
 from tests.tiny_glmtts import build_checkpoint
 
 SEEDS = [11, 22, 33, 44, 55, 66]
@@ -322,3 +323,29 @@ def test_graph_mode_decodes_twice_with_one_decoder_in_bf16_and_agrees_with_eager
     torch.cuda.synchronize()
     for name in ("ids", "lens", "n_dec", "live", "out", "history"):
         assert torch.equal(getattr(graphs, name), getattr(eager, name)), name
+
+
+# -- graph bookkeeping ------------------------------------------------------------------------------
+
+
+def test_two_top_k_values_decode_with_one_shape_set_per_top_k_width_as_on_cuda(tiny):
+    """A job mixing top_k values: each top-k width gets its (bucket, span) step shapes registered once, as a
+    CUDA run captures them (on a CPU the same steps run eagerly), every step runs at a registered shape,
+    and the tokens are the reference's."""
+    llm, sp, fused, prompts, lens = tiny
+    decoder = SlotDecoder(fused, sp, slots=4, length=512, quantum=64)
+    seeds = SEEDS
+    for samplings in (
+        [Sampling(top_k=25)] * len(prompts),
+        [Sampling(top_k=100)] * len(prompts),
+        [Sampling(top_k=25 if i % 2 else 100) for i in range(len(prompts))],  # one call, both values
+    ):
+        want = decode_batch(llm, prompts, lens, sp, samplings, seeds, 2.0, 8.0)
+        assert decoder.decode(prompts, lens, sp, samplings, seeds, 2.0, 8.0) == want
+    spans = [64 * k for k in range(1, 9)]
+    assert sorted(decoder.shapes) == [32, 128]
+    for shapes in decoder.shapes.values():
+        assert shapes == sorted(((n, s) for n in buckets(4) for s in spans), reverse=True)
+    assert {k for _, _, k in decoder.shape_steps} == {32, 128}
+    assert all((n, s) in decoder.shapes[k] for n, s, k in decoder.shape_steps)
+    assert decoder.capture_seconds == 0.0 and not decoder._graphs  # nothing captured off CUDA

@@ -73,3 +73,39 @@ def test_missing_repo_or_revision_is_a_clear_error(tmp_path, args, message):
     with FakeHub("zai-org/GLM-TTS", FILES) as hub:
         result = invoke("--endpoint", hub.url, "--local-dir", str(tmp_path / "m"), *args)
     assert result.exit_code == 4 and message in result.output
+
+
+def test_with_hf_endpoint_set_every_file_comes_through_the_mirror_campplus_included(tmp_path, monkeypatch):
+    """No --campplus-url: the CAM++ model comes from CosyVoice's hub repository through the same mirror, checked
+    against the pinned git blob id, and no connection goes anywhere but the mirror."""
+    from batchtts.engines.glmtts import assets
+
+    campplus = b"onnx bytes of the CAM++ export" * 100
+    monkeypatch.setattr(assets, "CAMPPLUS_BLOB", assets.git_blob_id(campplus))  # pin the stand-in's file
+    monkeypatch.setattr(assets, "CAMPPLUS_URL", "https://raw.githubusercontent.invalid/campplus.onnx")
+    connected = []
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        connected.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    others = {assets.CAMPPLUS_HUB_REPO: {assets.CAMPPLUS_HUB_FILE: campplus}}
+    with FakeHub("zai-org/GLM-TTS", FILES, others=others) as hub:
+        got = CliRunner().invoke(main, ["download", "--local-dir", str(tmp_path / "m")], env={"HF_ENDPOINT": hub.url})
+        port = int(hub.url.rsplit(":", 1)[1])
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "m" / "frontend" / "campplus.onnx").read_bytes() == campplus
+    assert ("GET", f"/{assets.CAMPPLUS_HUB_REPO}/resolve/main/campplus.onnx") in hub.requests
+    assert connected and all(a[:2] == ("127.0.0.1", port) for a in connected), connected
+
+
+def test_without_a_hub_copy_the_error_names_both_ways_to_give_the_speaker_model(tmp_path, monkeypatch):
+    from batchtts.engines.glmtts import assets
+
+    monkeypatch.setattr(assets, "CAMPPLUS_URL", "http://127.0.0.1:9/campplus.onnx")  # GitHub unreachable
+    with FakeHub("zai-org/GLM-TTS", FILES) as hub:  # the mirror has no CosyVoice repository
+        got = CliRunner().invoke(main, ["download", "--local-dir", str(tmp_path / "m")], env={"HF_ENDPOINT": hub.url})
+    assert got.exit_code == 4
+    assert "not found" in got.output and "--campplus-url" in got.output and "GLMTTS_CAMPPLUS" in got.output

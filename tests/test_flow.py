@@ -288,9 +288,9 @@ def test_a_failed_decode_ends_the_audio_worker_and_the_cost_model_counts_the_aud
             raise RuntimeError("decode failed")
 
     pipe = t2w.pipeline(_voice(0, 4), [1, 2])
-    feed = pipe.decode_kwargs(Failing())
+    pipe.start()
     with pytest.raises(RuntimeError):
-        Failing().decode(**feed)
+        Failing().decode(on_row_done=pipe.submit)
     pipe.abort()
     assert not pipe.thread.is_alive()
     config = json.loads((ROOT / "batchtts" / "engines" / "glmtts" / "llm-config.json").read_text())

@@ -196,6 +196,15 @@ class Engine(ABC):
         """Bytes to keep free beside the KV budget; CUDA engines measure a worst-case forward pass."""
         return 0
 
+    def voice_key(self, voice: VoiceAudio) -> str:
+        """What, beside the clip and its text, the prepared voice state depends on (model revision, text
+        frontend): part of the voice cache's file name, so a change prepares the voice again."""
+        return ""
+
+    def use_memory_budget(self, budget: int) -> None:  # noqa: B027 - optional hook
+        """The run's KV budget in bytes (planning/memory.py's, the figure `batchtts plan` uses): an engine
+        that sizes its own cache (GLM-TTS's decode slots) sizes it from this."""
+
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
         """How many chunks one `synthesize` call should get when the user sets no limit (no weights needed)."""

@@ -8,6 +8,13 @@ batch when done (GLM-TTS) pad only their left-padded prompt, so far wider bucket
 fewer decode steps stay under the same target. Each bucket is filled batch by batch while the
 batch's worst-case footprint (every row padded to the longest prefix plus the longest possible
 decode) stays within the budget.
+
+A continuous-batching engine (`padding="queue"`, GLM-TTS) pads nothing and holds only as many rows at once
+as its slots: for it the planner orders and groups a queue instead of pricing padded batches. Per voice,
+one queue, longest predicted decode first (the longest-processing-time order, which keeps the last slots
+from finishing alone), cut only by `max_batch`; a batch's bytes are the rows in flight at once (as many
+as the budget holds, at most the batch) times one row's worst case. The engine's own slot model
+(engines/glmtts/llm/capacity.py) turns the same budget into slots and predicted steps (`decode_outlook`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ class Item:
 
 def pad_extent(item: Item, padding: str) -> int:
     """The part of a row that is padded up to the batch's longest: all of it, its prompt text, or nothing."""
-    return {"full": item.length, "prompt": item.text_tokens, "none": 0}[padding]
+    return {"full": item.length, "prompt": item.text_tokens, "none": 0, "queue": 0}[padding]
 
 
 @dataclass(frozen=True)
@@ -130,14 +137,20 @@ class LengthPredictor:
         return {lang: self.ratio(lang) for lang in self.cost.speech_ratio}
 
 
-def batch_bytes(cost: CostModel, prefix: int, items: list[Item] | tuple[Item, ...]) -> tuple[int, int]:
-    """(worst, predicted) bytes of a left-padded batch: every row as long as the longest row."""
+def batch_bytes(
+    cost: CostModel, prefix: int, items: list[Item] | tuple[Item, ...], budget: int | None = None
+) -> tuple[int, int]:
+    """(worst, predicted) bytes of a left-padded batch: every row as long as the longest row. For a queue
+    (`cost.padding == "queue"`), only the rows in flight at once count: as many as `budget` holds (at
+    least one, at most the batch)."""
     rows = len(items)
     text = max(i.text_tokens for i in items)
-    worst = rows * (prefix + text + max(i.worst for i in items)) * cost.bytes_per_token
-    predicted = rows * (prefix + text + max(i.predicted for i in items)) * cost.bytes_per_token
-    reserve = rows * cost.activation_bytes_per_seq
-    return worst + reserve, predicted + reserve
+    row_worst = (prefix + text + max(i.worst for i in items)) * cost.bytes_per_token + cost.activation_bytes_per_seq
+    row_predicted = (prefix + text + max(i.predicted for i in items)) * cost.bytes_per_token
+    row_predicted += cost.activation_bytes_per_seq
+    if cost.padding == "queue" and budget is not None:
+        rows = max(1, min(rows, budget // row_worst))
+    return rows * row_worst, rows * row_predicted
 
 
 def plan_batches(
@@ -151,7 +164,7 @@ def plan_batches(
 ) -> Plan:
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
-    if cost.padding == "none":  # rows run unpadded: mixed lengths waste nothing, one bucket per voice
+    if cost.padding in ("none", "queue"):  # rows run unpadded: mixed lengths waste nothing, one bucket per voice
         waste_target = math.inf
     predictor = predictor or LengthPredictor(cost)
     prefix_of = prefix_of or {}
@@ -198,16 +211,18 @@ def _fill(bucket: list[Item], voice: str, prefix: int, cost: CostModel, budget: 
     batches: list[Batch] = []
     current: list[Item] = []
     for item in bucket:
-        need = batch_bytes(cost, prefix, [item])[0]
+        need = batch_bytes(cost, prefix, [item], budget)[0]
         if need > budget:
             raise PlanError(
                 f"chunk {item.chunk.job_id}#{item.chunk.index} needs up to {format_size(need)} but the budget is "
                 f"{format_size(budget)}; raise --kv-budget or shorten its sentence"
             )
-        if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item])[0] > budget):
-            batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current), cost.padding))
+        if current and (len(current) == max_batch or batch_bytes(cost, prefix, [*current, item], budget)[0] > budget):
+            batches.append(
+                Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current, budget), cost.padding)
+            )
             current = []
         current.append(item)
     if current:
-        batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current), cost.padding))
+        batches.append(Batch(voice, tuple(current), prefix, *batch_bytes(cost, prefix, current, budget), cost.padding))
     return batches

@@ -135,5 +135,5 @@ class Scheduler:
         )
 
     def sub_batch(self, batch: Batch, items: tuple[Item, ...] | list[Item]) -> Batch:
-        worst, predicted = batch_bytes(self.cost, batch.prefix_tokens, items)
+        worst, predicted = batch_bytes(self.cost, batch.prefix_tokens, items, self.budget)
         return Batch(batch.voice, tuple(items), batch.prefix_tokens, worst, predicted, batch.padding)

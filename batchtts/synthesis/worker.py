@@ -68,6 +68,7 @@ class Worker:
         self.budget = memory_budget(
             settings.device, self.cost, settings.kv_budget, self.engine.activation_reserve(), weights_loaded=True
         )
+        self.engine.use_memory_budget(self.budget)  # the engine's own cache sizes from the planner's figure
         self.max_batch = settings.max_batch or self.engine.default_batch_size(settings.threads)
         self.states: dict[str, dict] = {}
         log.info(
@@ -84,7 +85,8 @@ class Worker:
         if voice_fp not in self.states:
             voice = self.voices[voice_fp]
             make = lambda: self.engine.prepare_voice(voice)  # noqa: E731
-            self.states[voice_fp] = self.cache.get(self.name, voice, make) if self.cache else make()
+            name = self.name + self.engine.voice_key(voice)  # model and frontend revision: a change re-prepares
+            self.states[voice_fp] = self.cache.get(name, voice, make) if self.cache else make()
         return self.states[voice_fp]
 
     def work(

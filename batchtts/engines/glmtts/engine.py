@@ -7,9 +7,10 @@ flow/ (flow.pt, config.yaml) and hift/ (vocoder). The CAM++ speaker encoder is n
 see assets.campplus_path.
 
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
-CAM++ embedding. Per batch: the LLM decodes the rows with continuous batching over a slot KV cache
-(decode.py; `GLMTTS_DECODE` picks another path, decoders.py: the same tokens), then batchtts's own flow
-and vocoder over many rows per forward (token2wav.py), fed as rows finish when the decoder reports them.
+CAM++ embedding. Per batch (a queue): the LLM decodes the rows with continuous batching over a slot KV cache
+(llm/slot_decoder.py, CUDA graphs on CUDA, eager steps elsewhere; the one decode path), sized from the run's
+KV budget by llm/capacity.py, then batchtts's own flow and vocoder over many rows per forward (token2wav.py),
+fed as rows finish.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from batchtts import config
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
 from batchtts.engines.download import ModelLock
 from batchtts.engines.glmtts.audio.cost import audio_bytes_per_frame
-from batchtts.engines.glmtts.llm.capacity import H100_BYTES_PER_S
+from batchtts.engines.glmtts.llm.capacity import GRAPH_POOL_BYTES, H100_BYTES_PER_S, PREFILL_TOKENS, slot_capacity
 from batchtts.engines.glmtts.text_frontend import CHUNK_RULE, normalize
 from batchtts.errors import EnvironmentProblem
 from batchtts.state.voice import VoiceAudio
@@ -74,7 +75,7 @@ def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
         activation_bytes_per_seq=hidden * 4 * 64,
         audio_bytes_per_frame=sum(audio_bytes_per_frame(dtype_bytes=dtype_bytes)),  # flow + vocoder (token2wav.py)
         tokens_per_second=TOKENS_PER_SECOND,
-        padding="prompt",  # left-padded prompts; a row leaves the batch at EOA (glmtts_llm.decode_batch)
+        padding="queue",  # continuous batching: a batch is a queue through the decoder's slots (capacity.py)
         context_tokens=MAX_PROMPT_SPEECH + 150,  # rolling context: its speech tokens, plus their text
     )
 
@@ -105,15 +106,25 @@ class GlmttsEngine(Engine):
         "max_ratio": (0.5, 50.0),
     }
 
+    FALLBACK_SLOTS = 8  # slots when no run handed a budget (use_memory_budget): benchmarks, tests
+
     def __init__(self, folder: Path, device: str, tokenizer, llm, special, speaker, speech_tokenizer, audio):
-        from batchtts.engines.glmtts.llm.decoders import EngineDecoder
+        from batchtts.engines.glmtts.llm.llama import FusedLlama
+        from batchtts.engines.glmtts.llm.types import output_ids
 
         self.folder, self.device = folder, device
         self.tokenizer, self.llm, self.special = tokenizer, llm, special
-        try:
-            self.decoder = EngineDecoder(llm, special, config.glmtts_decode())
-        except ValueError as exc:
-            raise EnvironmentProblem(f"{config.GLMTTS_DECODE}: {exc}") from None
+        mode = config.glmtts_decode()
+        cuda = llm.device.type == "cuda"
+        if mode not in ("auto", "graphs", "eager"):
+            raise EnvironmentProblem(f"{config.GLMTTS_DECODE}={mode!r}: choose auto, graphs or eager")
+        if mode == "graphs" and not cuda:
+            raise EnvironmentProblem(f"{config.GLMTTS_DECODE}: decode mode 'graphs' needs a CUDA device")
+        self.graphs = cuda and mode != "eager"
+        self.fused = FusedLlama(llm, output_ids(special))
+        self.decoder = None  # the SlotDecoder, allocated at the first decode from the budget
+        self.kv_budget: int | None = None
+        self._reserve: int | None = None
         self.speaker, self.speech_tokenizer, self.audio = speaker, speech_tokenizer, audio
         self.sample_rate = SAMPLE_RATE
         cost = llm_cost(read_llm_config(folder), llm.dtype.itemsize)
@@ -125,8 +136,9 @@ class GlmttsEngine(Engine):
         return f"glmtts {lock.commit if lock else 'unpinned'}; decode v{DECODE_VERSION}; sr {SAMPLE_RATE}"
 
     @classmethod
-    def cost_model(cls) -> CostModel:
-        return llm_cost(read_llm_config(), 2)  # bf16, as on a GPU
+    def cost_model(cls, device: str = "cuda") -> CostModel:
+        """From the downloaded llm/config.json, at the dtype the engine runs on `device` (GLMTTS_DTYPE)."""
+        return llm_cost(read_llm_config(), 2 if config.glmtts_dtype(device) == "bf16" else 4)
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
@@ -144,13 +156,25 @@ class GlmttsEngine(Engine):
 
         if not sentences:
             return None
+        cost = cls.cost_model(device)
+        dtype_bytes = 2 if config.glmtts_dtype(device) == "bf16" else 4
         try:
             plan = engine_decode_plan(
-                cls.cost_model(), sentences, budget, bandwidth=None if device == "cpu" else H100_BYTES_PER_S
+                cost,
+                sentences,
+                budget,
+                bandwidth=None if device == "cpu" else H100_BYTES_PER_S,
+                config=read_llm_config(),
+                dtype_bytes=dtype_bytes,
             )
         except ValueError as exc:  # not even one slot fits the budget
             return {"summary": f"no decode slot fits: {exc}"}
-        return {**asdict(plan), "summary": plan.describe() + (" on an H100" if device != "cpu" else "")}
+        return {
+            **asdict(plan),
+            "budget_bytes": budget,
+            "queue_order": "per voice, longest predicted decode first (each batch is a queue through the slots)",
+            "summary": plan.describe() + (" on an H100" if device != "cpu" else ""),
+        }
 
     @classmethod
     def speakable_text(cls, text: str, language: str) -> str:
@@ -183,10 +207,11 @@ class GlmttsEngine(Engine):
     @classmethod
     def load(cls, device: str = "cpu", threads: int | None = None) -> GlmttsEngine:
         import torch
-        from transformers import AutoTokenizer, LlamaForCausalLM
 
+        from batchtts.engines.download import DEFAULT_REPO
         from batchtts.engines.glmtts.assets import campplus_path
-        from batchtts.engines.glmtts.llm.reference import special_ids
+        from batchtts.engines.glmtts.checkpoint import check_llm_config, load_llm, load_tokenizer, special_ids_of
+        from batchtts.engines.glmtts.llm.capacity import default_config
         from batchtts.engines.glmtts.voice.features import SpeakerEncoder
         from batchtts.engines.glmtts.voice.speech_tokenizer import SpeechTokenizer
 
@@ -196,25 +221,37 @@ class GlmttsEngine(Engine):
             raise EnvironmentProblem(f"GLM-TTS weights in {folder} are missing or incomplete; run `batchtts download`")
         if device == "cuda" and not torch.cuda.is_available():
             raise EnvironmentProblem("--device cuda, but torch sees no CUDA device")
-        tokenizer = AutoTokenizer.from_pretrained(folder / "vq32k-phoneme-tokenizer", trust_remote_code=True)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        llm = LlamaForCausalLM.from_pretrained(folder / "llm", dtype=dtype).to(device).eval()
+        # The official repository's files: their ids and dimensions are known (a test fixture says it is one).
+        published = lock.repo == DEFAULT_REPO and not read_llm_config(folder).get("batchtts_test_checkpoint")
+        check_llm_config(folder, default_config() if published else None)
+        tokenizer = load_tokenizer(folder)
+        special = special_ids_of(tokenizer, folder, published)
+        dtype = torch.bfloat16 if config.glmtts_dtype(device) == "bf16" else torch.float32
+        llm = load_llm(folder, dtype, device, special)
         speaker = SpeakerEncoder(campplus_path(folder))
         return cls(
             folder,
             device,
             tokenizer,
             llm,
-            special_ids(tokenizer),
+            special,
             speaker,
             SpeechTokenizer.load(folder / "speech_tokenizer", device),
-            _load_audio_stages(folder, device),
+            _load_audio_stages(folder, device, dtype),
         )
 
     def _text_ids(self, text: str, language: str = "") -> list[int]:
         """Token ids of text that already went through speakable_text (Chunk.text is), as the official
         script tokenises its normalised text; the ChatGLM tokenizer adds no special tokens to one sequence."""
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def voice_key(self, voice: VoiceAudio) -> str:
+        """The model revision (download lock, decode version) and the prompt text as the text frontend now
+        normalises it: a new checkpoint or a normalisation fix prepares cached prompts again."""
+        import hashlib
+
+        text = self.speakable_text(voice.prompt_text, "auto")
+        return "-" + hashlib.sha256(f"{self.revision()}\n{text}".encode()).hexdigest()[:12]
 
     def prepare_voice(self, voice: VoiceAudio) -> VoiceState:
         from batchtts.engines.glmtts.voice.features import prompt_mel
@@ -231,7 +268,7 @@ class GlmttsEngine(Engine):
         }
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        from batchtts.engines.glmtts.llm.reference import Sampling
+        from batchtts.engines.glmtts.llm.types import Sampling
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
@@ -253,11 +290,19 @@ class GlmttsEngine(Engine):
                 )
             )
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
+        decoder = self.slot_decoder()
         audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
-        feed = audio.decode_kwargs(self.decoder)  # on_row_done, where the decoder offers it
+        audio.start()
         try:
-            tokens, truncated = self.decoder.decode(
-                prompts, lens, sp, samplings, [r.seed for r in requests], o["min_ratio"], o["max_ratio"], **feed
+            tokens, truncated = decoder.decode(
+                prompts,
+                lens,
+                sp,
+                samplings,
+                [r.seed for r in requests],
+                o["min_ratio"],
+                o["max_ratio"],
+                on_row_done=audio.submit,
             )
         except BaseException:
             audio.abort()
@@ -289,22 +334,54 @@ class GlmttsEngine(Engine):
         )
 
     def activation_reserve(self) -> int:
-        """On CUDA, the measured peak of the decoder's largest prefill (decoders.py), plus the flow and
-        vocoder batches' memory."""
-        return self.decoder.activation_reserve() + self.audio.reserve_bytes()
+        """On CUDA, bytes kept free beside the KV budget, measured once: the peak of the decoder's largest
+        refill prefill (PREFILL_TOKENS), the captured graphs' pool, and the flow and vocoder batches."""
+        if self._reserve is None:
+            from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder
+
+            if self.llm.device.type != "cuda":
+                self._reserve = 0
+            else:
+                prefill = SlotDecoder.prefill_reserve(self.fused, self.special.pad, PREFILL_TOKENS)
+                self._reserve = prefill + (GRAPH_POOL_BYTES if self.graphs else 0) + self.audio.reserve_bytes()
+        return self._reserve
+
+    def use_memory_budget(self, budget: int) -> None:
+        """Size the decode slots from the run's KV budget (bytes), as `batchtts plan` predicts."""
+        self.kv_budget = budget
+
+    def slot_decoder(self):
+        """The engine's one decoder, allocated at the first decode: `slot_capacity(kv_budget)` slots (the
+        planner's rule), or FALLBACK_SLOTS when no run handed a budget."""
+        if self.decoder is None:
+            from batchtts.engines.glmtts.llm.slot_decoder import SlotDecoder
+
+            per_token = llm_cost(read_llm_config(self.folder), self.llm.dtype.itemsize).bytes_per_token
+            if self.kv_budget is None:
+                slots, length = self.FALLBACK_SLOTS, slot_capacity(0, per_token, self.fused.max_positions).slot_tokens
+            else:
+                cap = slot_capacity(self.kv_budget, per_token, self.fused.max_positions)
+                slots, length = cap.slots, cap.slot_tokens
+            if slots < 1:
+                raise EnvironmentProblem(
+                    f"a KV budget of {self.kv_budget} bytes has no room for one GLM-TTS decode slot of {length} tokens"
+                )
+            self.decoder = SlotDecoder(
+                self.fused, self.special, slots, length, graphs=self.graphs, prefill_tokens=PREFILL_TOKENS
+            )
+        return self.decoder
 
     def close(self) -> None:
-        if self.decoder is not None:
-            self.decoder.close()
-        self.llm = self.decoder = None
+        self.llm = self.decoder = self.fused = None
         self.audio = None
 
 
-def _load_audio_stages(folder: Path, device: str):
-    """batchtts's flow and vocoder, loading the official flow/ and hift/ weights of the model folder."""
+def _load_audio_stages(folder: Path, device: str, dtype=None):
+    """batchtts's flow and vocoder, loading the official flow/ and hift/ weights of the model folder (the
+    flow in `dtype`, GLMTTS_DTYPE's; the vocoder always fp32)."""
     from batchtts.engines.glmtts.audio.token2wav import TokenToWave
 
     try:
-        return TokenToWave.load(folder, device)
+        return TokenToWave.load(folder, device, dtype)
     except (OSError, KeyError, RuntimeError, ValueError) as exc:
         raise EnvironmentProblem(f"GLM-TTS flow/vocoder weights in {folder} cannot be loaded: {exc}") from None

@@ -60,11 +60,24 @@ def parse_flow_config(text: str, where: str = "config.yaml") -> dict:
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A published checkpoint as a plain tensor dict; the official loader also accepts {"model": state}."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    return state
+    """A published checkpoint as a plain tensor dict (the official loader also accepts {"model": state}),
+    through assets.load_state_dict: a refused pickle or unreadable file is an EnvironmentProblem naming it."""
+    from batchtts.engines.glmtts.assets import load_state_dict
+
+    return load_state_dict(path)
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """`model.load_state_dict(state, strict=True)`; a missing, unexpected or mis-shaped tensor is an
+    EnvironmentProblem naming the file, in one line."""
+    from batchtts.errors import EnvironmentProblem
+
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+        detail = "; ".join(lines[1:3]) or lines[0]
+        raise EnvironmentProblem(f"{path}: does not match the model it is published for: {detail[:300]}") from None
 
 
 class FlowModel(nn.Module):
@@ -85,8 +98,14 @@ class FlowModel(nn.Module):
         """`folder/config.yaml` and `folder/flow.pt`, as published (the DiT's sizes from the weights' shapes)."""
         state = load_state(folder / "flow.pt")
         path = folder / "config.yaml"
-        model = cls(parse_flow_config(path.read_text(encoding="utf-8"), str(path)), dit_sizes(state))
-        model.load_state_dict(state, strict=True)
+        try:
+            sizes = dit_sizes(state)
+        except (KeyError, IndexError, AttributeError) as exc:
+            from batchtts.errors import EnvironmentProblem
+
+            raise EnvironmentProblem(f"{folder / 'flow.pt'}: no DiT tensor {exc} (not a GLM-TTS flow)") from None
+        model = cls(parse_flow_config(path.read_text(encoding="utf-8"), str(path)), sizes)
+        load_into(model, state, folder / "flow.pt")
         inv_freq = model.estimator.rotary_embed.inv_freq.clone()
         model = model.to(device=device, dtype=dtype).eval()
         model.estimator.rotary_embed.inv_freq = inv_freq.to(device)  # rotary angles stay fp32 in a bf16 model

@@ -158,14 +158,21 @@ class HiFT(nn.Module):
     @classmethod
     def from_file(cls, path, device: str = "cpu") -> HiFT:
         """The published `hift.pt` (a plain state dict), weight norm folded; sizes from its shapes."""
-        state = fold_weight_norm(torch.load(path, map_location="cpu", weights_only=True))
-        model = cls(
-            mel=state["conv_pre.weight"].shape[1],
-            base=state["conv_pre.weight"].shape[0],
-            f0_channels=state["f0_predictor.condnet.0.weight"].shape[0],
-            harmonics=state["m_source.l_linear.weight"].shape[1] - 1,
-        )
-        model.load_state_dict(state, strict=True)
+        from batchtts.engines.glmtts.assets import load_state_dict
+        from batchtts.engines.glmtts.audio.flow import load_into
+        from batchtts.errors import EnvironmentProblem
+
+        state = fold_weight_norm(load_state_dict(path))
+        try:
+            model = cls(
+                mel=state["conv_pre.weight"].shape[1],
+                base=state["conv_pre.weight"].shape[0],
+                f0_channels=state["f0_predictor.condnet.0.weight"].shape[0],
+                harmonics=state["m_source.l_linear.weight"].shape[1] - 1,
+            )
+        except (KeyError, IndexError) as exc:
+            raise EnvironmentProblem(f"{path}: no tensor {exc} (not a GLM-TTS HiFT vocoder)") from None
+        load_into(model, state, path)
         return model.to(device).eval()
 
     @torch.inference_mode()

@@ -18,7 +18,6 @@ decode goes on. With a decoder that has no callback, every row runs after the de
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 import time
 from collections.abc import Sequence
@@ -67,7 +66,10 @@ class TokenToWave:
     def load(cls, ckpt_root: Path, device: str = "cpu", dtype: torch.dtype | None = None) -> TokenToWave:
         """ckpt_root is the official `ckpt/` folder (flow/flow.pt, flow/config.yaml, hift/hift.pt). The DiT runs
         in bf16 on CUDA and fp32 elsewhere; the vocoder always in fp32 (its source integrates phase)."""
-        dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+        if dtype is None:
+            from batchtts import config
+
+            dtype = torch.bfloat16 if config.glmtts_dtype(device) == "bf16" else torch.float32
         flow = FlowModel.from_files(Path(ckpt_root) / "flow", device, dtype)
         return cls(flow, HiFT.from_file(Path(ckpt_root) / "hift" / "hift.pt", device), device)
 
@@ -157,9 +159,9 @@ class TokenToWave:
 class AudioPipeline:
     """Rows whose tokens are done are queued; a worker turns them into audio while decoding continues.
 
-    `decode_kwargs(decoder)` gives the decoder our `on_row_done` callback when its `decode` takes one;
-    `finish(tokens)` runs whatever is still queued (every row, with a decoder without the callback) and
-    returns the waveforms in row order."""
+    `start()` runs queued rows on a worker thread; `submit` is the `on_row_done` of a `Decoder`
+    (llm/types.py); `finish(tokens)` runs whatever is still queued (every row, when nothing was submitted)
+    and returns the waveforms in row order."""
 
     def __init__(self, t2w: TokenToWave, voice_state: VoiceState, seeds: Sequence[int]):
         self.t2w, self.voice, self.seeds = t2w, voice_state, list(seeds)
@@ -173,16 +175,6 @@ class AudioPipeline:
         flow_cap, _ = t2w.max_frames()
         self.batch_frames = min(flow_cap // 2, START_FRAMES)
         self.stream = torch.cuda.Stream() if t2w.device == "cuda" else None
-
-    def decode_kwargs(self, decoder) -> dict:
-        try:
-            takes = "on_row_done" in inspect.signature(decoder.decode).parameters
-        except (TypeError, ValueError):
-            takes = False
-        if not takes:
-            return {}
-        self.start()
-        return {"on_row_done": self.submit}
 
     def start(self) -> None:
         """Run queued rows on a worker thread from now on (otherwise they all run in `finish`)."""

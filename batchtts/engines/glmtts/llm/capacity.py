@@ -6,6 +6,12 @@ so a run cannot run out of memory however the sentences end. `decode_plan` simul
 the slots (a sentence enters the first slot that frees, refills land on the host's checks) to predict
 decode steps, and prices each step as the weights it reads plus the live rows' KV at a share of the
 device's memory bandwidth. `batchtts plan` can print it without loading a model.
+
+One capacity model, read by both the planner (`batchtts plan`, via `GlmttsEngine.decode_outlook`) and the
+engine's `SlotDecoder` (via `GlmttsEngine.use_memory_budget`): the same budget in bytes gives the same slots
+and slot length (`slot_capacity`), so the plan predicts exactly the slots a run uses. The budget itself is
+planning/memory.py's (one CPU share, one CUDA margin); what is kept free beside it on CUDA (the activation
+reserve: the largest refill prefill, measured once at load, plus `GRAPH_POOL_BYTES`) is the engine's.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from pathlib import Path
 
 MAX_SLOTS = 64
 SLOT_TOKENS = 4096  # the engine's slot: 30 s of rolling prompt speech, its text, and 20x a long sentence
+PREFILL_TOKENS = 4096  # refill prompts go through the model in groups of at most this many tokens
+GRAPH_POOL_BYTES = 512 << 20  # the captured steps' working memory (sampling over 64 x 32,769 logits and so on)
 H100_BYTES_PER_S = 2.995e12  # a device-to-device copy measured on the GPU test machine (read + write)
 EXPECTED_BOUND_FRACTION = 0.5  # the share of the bandwidth floor the graphed decode step is built to reach
 
@@ -28,6 +36,31 @@ class Row:
     prompt: int
     predicted: int
     worst: int
+
+
+@dataclass(frozen=True)
+class SlotCapacity:
+    """What a KV budget buys the slot decoder: `slots` rows of `slot_tokens` each (prompt + decode)."""
+
+    slots: int
+    slot_tokens: int
+    bytes_per_token: int
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.slots * self.slot_tokens * self.bytes_per_token
+
+
+def slot_length(max_positions: int | None = None) -> int:
+    """Tokens per slot: SLOT_TOKENS, or the model's maximum positions when fewer."""
+    return min(SLOT_TOKENS, max_positions or SLOT_TOKENS)
+
+
+def slot_capacity(budget: int, bytes_per_token: int, max_positions: int | None = None) -> SlotCapacity:
+    """The slots the decoder allocates for `budget` bytes of KV cache (the one rule the planner and the
+    decoder share); 0 slots when not even one fits."""
+    length = slot_length(max_positions)
+    return SlotCapacity(slots_for_budget(budget, bytes_per_token, length), length, bytes_per_token)
 
 
 @dataclass(frozen=True)
@@ -112,10 +145,12 @@ def engine_decode_plan(
     budget: int,
     bandwidth: float | None = H100_BYTES_PER_S,
     config: dict | None = None,
+    dtype_bytes: int = 2,
 ) -> DecodePlan:
     """What the GLM-TTS engine's decoder will do with `sentences` = (prefix tokens, text tokens, language)
-    in queue order, under `budget` bytes of KV: the engine's slot length, predicted lengths from the cost
-    model (a `CostModel`), steps priced at the published config's weights (or `config`) in bf16."""
+    in queue order, under `budget` bytes of KV: the engine's slots (`slot_capacity`), predicted lengths from
+    the cost model (a `CostModel`), steps priced at the published config's weights (or `config`)."""
+    config = config or default_config()
     rows = [
         Row(prefix + n, cost.predicted_decode(n, cost.speech_ratio.get(lang, 6.5)), cost.worst_decode(n))
         for prefix, n, lang in sentences
@@ -124,7 +159,7 @@ def engine_decode_plan(
         rows,
         cost.bytes_per_token,
         budget,
-        step_weight_bytes=step_weight_bytes(config or default_config(), 2),
+        step_weight_bytes=step_weight_bytes(config, dtype_bytes),
         bandwidth=bandwidth,
-        slot_tokens=SLOT_TOKENS,
+        slot_tokens=slot_length(config.get("max_position_embeddings")),
     )

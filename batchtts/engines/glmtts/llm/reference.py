@@ -5,64 +5,17 @@ decoding speech tokens until EOA (`<|user|>`), at least `min_ratio` and at most 
 text-token count. The official code decodes one sentence at a time; here every row of a batch is
 left-padded with an attention mask and explicit position ids (so a row's positions are the same as
 when it runs alone), shares one KV cache, samples with counter-based random numbers of its own
-(sampling.py), and leaves the batch (and the cache) as soon as it has finished. This is the reference
-the slot decoder (decode.py) is tested against: Hugging Face's forward, the same sampler.
+(sampling.py), and leaves the batch (and the cache) as soon as it has finished. This is the oracle
+the slot decoder (slot_decoder.py, the only path the engine runs) is tested against: Hugging Face's forward,
+the same sampler. The engine never imports it; bench_llm.py runs it as the one-at-a-time baseline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from batchtts.engines.glmtts.llm.sampling import DRAW_PICK, DRAW_REPEAT, HISTORY, RowParams, k_cap_for, sample, uniform
-
-SPECIAL_TOKENS = {"ats": "<|audio_0|>", "boa": "<|begin_of_audio|>", "eoa": "<|user|>", "pad": "<|endoftext|>"}
-
-
-@dataclass(frozen=True)
-class SpecialIds:
-    ats: int  # id of <|audio_0|>: speech token k is ats + k
-    n_speech: int  # speech vocabulary (32768 for GLM-TTS)
-    boa: int
-    eoa: int
-    pad: int
-
-
-def special_ids(tokenizer) -> SpecialIds:
-    """Resolve special tokens through the tokenizer, as the official code does, and check them."""
-    ids = {}
-    for key, text in SPECIAL_TOKENS.items():
-        enc = tokenizer.encode(text, add_special_tokens=False)
-        if len(enc) != 1:
-            raise ValueError(f"the text tokenizer splits {text} into {len(enc)} tokens; is this a GLM-TTS tokenizer?")
-        ids[key] = enc[0]
-    n = 0
-    vocab = tokenizer.get_vocab()
-    while vocab.get(f"<|audio_{n}|>") == ids["ats"] + n:
-        n += 1
-    if n == 0:
-        raise ValueError("the text tokenizer has no <|audio_N|> tokens")
-    return SpecialIds(ids["ats"], n, ids["boa"], ids["eoa"], ids["pad"])
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """GLM-TTS defaults: RAS (repetition-aware sampling) with top-k 25, top-p 0.8, window 10, tau_r 0.1."""
-
-    top_k: int = 25
-    top_p: float = 0.8
-    temperature: float = 1.0
-    ras: bool = True
-    window: int = 10
-    tau_r: float = 0.1
-    greedy: bool = False
-
-
-def output_ids(sp: SpecialIds) -> torch.Tensor:
-    """Vocabulary ids a row may emit, speech tokens then EOA: nothing else can become audio (vllm-omni
-    restricts the same way; the official loop samples the whole vocabulary)."""
-    return torch.cat([torch.arange(sp.ats, sp.ats + sp.n_speech), torch.tensor([sp.eoa])])
+from batchtts.engines.glmtts.llm.types import Sampling, SpecialIds, output_ids
 
 
 def left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,8 +10,11 @@ numbers, EOA and the length rules included. The host looks at the `live` flags e
 
 The step runs on the first n slots, n a bucket (1, 2, 4, ... up to N), over the first `span` cache columns,
 span a multiple of `quantum` above the longest live row. On CUDA each (bucket, span) step is a CUDA graph,
-all captured once per decoder (largest first, after a warm-up, at the first decode) into one memory pool
-that lives as long as the decoder; the buffers the graphs read never move.
+captured once per decoder and top-k width (largest first, each shape warmed by an eager step just before
+its capture, in "thread_local" capture mode so CUDA work the audio thread issues meanwhile cannot break it)
+into one memory pool that lives as long as the decoder; the buffers the graphs read never move. The
+bookkeeping (`shapes`, which step shapes exist for which top-k width) is the same on every device; a CPU
+simply runs the step eagerly, so tests on a CPU see the same shapes a CUDA run captures.
 
 A row's numbers depend only on its own prompt and seed: positions start at 0 in every slot, attention is
 masked to the row's own length, and its uniforms hash (seed, step, draw). In fp32 on a CPU this gives the
@@ -23,16 +26,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 
 import torch
 
 from batchtts.engines.glmtts.llm.llama import FusedLlama
-from batchtts.engines.glmtts.llm.reference import Sampling, SpecialIds
 from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, push_history, sample, uniform
+from batchtts.engines.glmtts.llm.types import RowDone, Sampling, SpecialIds
 
 log = logging.getLogger(__name__)
-RowDone = Callable[[int, list[int], bool], None]  # (request index, speech tokens, truncated)
 
 
 def buckets(slots: int) -> list[int]:
@@ -89,6 +90,9 @@ class SlotDecoder:
         self.params = RowParams.empty(slots, dev)
         self._rows = torch.arange(slots, **long)
         self._graphs: dict[tuple[int, int, int], torch.cuda.CUDAGraph] = {}
+        self.shapes: dict[int, list[tuple[int, int]]] = {}  # top-k width -> (bucket, span) steps, on any device
+        self.shape_steps: dict[tuple[int, int, int], int] = {}  # (bucket, span, top-k width) -> steps run
+        self.capture_seconds = 0.0  # wall time spent warming and capturing graphs, for benchmarks
         self._pool = torch.cuda.graph_pool_handle() if graphs else None  # one pool for the decoder's life
         self.steps_run = 0  # decode steps run (each for the whole bucket), for benchmarks
         self.prefill_marks: list = []  # (start, end) CUDA events or perf_counter() pairs of each prefill group
@@ -142,6 +146,7 @@ class SlotDecoder:
     def decode_n_tokens(self, steps: int, n: int, span: int, k_cap: int) -> None:
         graph = self._graphs.get((n, span, k_cap))
         self.steps_run += steps
+        self.shape_steps[(n, span, k_cap)] = self.shape_steps.get((n, span, k_cap), 0) + steps
         for _ in range(steps):
             if graph is not None:
                 graph.replay()
@@ -154,21 +159,26 @@ class SlotDecoder:
         return sorted({min(self.length, q) for q in range(self.quantum, self.length + self.quantum, self.quantum)})
 
     def capture(self, k_cap: int) -> None:
-        """Capture every (bucket, span) step, largest first, while no slot is live (a warm-up step then
-        changes nothing but unused cache columns). Graphs are kept for the decoder's life."""
-        if not self.use_graphs or any(key[2] == k_cap for key in self._graphs):
+        """Register every (bucket, span) step shape for top-k width `k_cap` and, on CUDA, capture each as a
+        graph, largest first, while no slot is live (a step then changes nothing but unused cache columns).
+        Each shape is warmed by one eager step on a side stream right before its capture. Graphs are kept for
+        the decoder's life; a failed capture leaves the decoder on eager steps (the same tokens, slower)."""
+        if k_cap in self.shapes:
             return
         shapes = sorted(((n, s) for n in buckets(self.slots) for s in self._spans()), reverse=True)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self.decode_one_token(*shapes[0], k_cap)
-        torch.cuda.current_stream().wait_stream(side)
+        self.shapes[k_cap] = shapes
+        if not self.use_graphs:
+            return
+        start = time.perf_counter()
         try:
             for n, span in shapes:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self.decode_one_token(n, span, k_cap)
+                torch.cuda.current_stream().wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool):
+                with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                     self.decode_one_token(n, span, k_cap)
                 self._graphs[(n, span, k_cap)] = graph
             torch.cuda.synchronize()
@@ -176,6 +186,7 @@ class SlotDecoder:
             log.warning("CUDA graph capture failed (%s); decoding with eager steps", str(exc).splitlines()[0])
             self._graphs.clear()
             self.use_graphs = False
+        self.capture_seconds += time.perf_counter() - start
 
     # -- refills --------------------------------------------------------------------------------------
 
@@ -237,6 +248,27 @@ class SlotDecoder:
         for t in tensors:
             t[dst] = t[src]
         self.live[src] = False
+
+    # -- memory ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def prefill_reserve(model: FusedLlama, pad: int, tokens: int) -> int:
+        """On CUDA, the measured peak bytes of one refill prefill of `tokens` prompt tokens (the largest the
+        decoder runs) above what is allocated now; 0 elsewhere."""
+        if model.device.type != "cuda":
+            return 0
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.inference_mode():
+            width = min(tokens, model.max_positions)
+            keys, values = model.kv_cache(1, width)
+            ids = torch.full((1, width), pad, device="cuda")
+            lens = torch.tensor([width], device="cuda")
+            model.prefill(ids, lens, torch.zeros(1, dtype=torch.long, device="cuda"), keys, values)
+            del keys, values
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - base)
 
     # -- the loop -------------------------------------------------------------------------------------
 
