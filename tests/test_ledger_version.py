@@ -37,8 +37,13 @@ def test_fixture_is_unversioned():
 def test_old_ledger_upgrades_and_run_resumes_without_redoing(tmp_path, monkeypatch):
     monkeypatch.setattr(ToneEngine, "calls", [])
     out = _old_output(tmp_path)
-    pier = {"id": "pier", "engine": "tone", "language": "en", "output": "pier.wav",
-            "text": "The pier was empty in the rain. A lamp swung above the door."}
+    pier = {
+        "id": "pier",
+        "engine": "tone",
+        "language": "en",
+        "output": "pier.wav",
+        "text": "The pier was empty in the rain. A lamp swung above the door.",
+    }
     jobs = write_jobs(tmp_path / "jobs.jsonl", [HARBOUR, pier])
     old_keys = {c.key for c in batchtts.chunks(jobs, out=out) if c.job_id == "harbour"}
     summary = batchtts.run(jobs, out=out, progress=False)

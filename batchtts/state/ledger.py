@@ -250,7 +250,7 @@ class Ledger:
         rows = []
         for k, s in stored.items():
             v = verdicts.get(k)
-            asr = (v.takes, int(v.flagged), v.backend, v.metric, v.error, v.transcript) if v else (None, 0) + (None,) * 4
+            asr = (v.takes, int(v.flagged), v.backend, v.metric, v.error, v.transcript) if v else (None, 0, *[None] * 4)
             rows.append((k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now, *asr))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -340,4 +340,3 @@ class Ledger:
             "sig=excluded.sig, updated=excluded.updated",
             (book, signature, time.time()),
         )
-
