@@ -61,10 +61,13 @@ def run(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     progress: bool | None = None,
+    verify: bool = True,
 ) -> RunSummary:
     """Synthesize every job and write its chapter file (and books); finished work is never redone.
 
-    Failed chunks do not raise: they are in `summary.failed`. Bad input raises InputError before anything
+    Failed chunks do not raise: they are in `summary.failed`; chunks no take of which passed ASR verification
+    are written with their best take and listed in `summary.flagged`. `verify=False` checks no take by ASR.
+    Bad input raises InputError before anything
     is written; a busy output folder, a missing model or a full disk raise other BatchttsErrors.
     """
     opts = RunOptions(
@@ -76,6 +79,7 @@ def run(
         synth=SynthSettings(device, max_batch, kv_budget, waste_target, retries),
         executor=ExecutorOptions(executor, address, workers, gpus_per_worker),
         fail_fast=fail_fast,
+        verify=verify,
         progress=progress,
         log_json=_path(log_json),
     )

@@ -128,11 +128,12 @@ def main() -> None:
     """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable."""
 
 
-def _report(jobs: Path, summary: api.RunSummary) -> None:
+def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
     s = summary.as_dict()
     log.info(
         "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
-        "%.3f), %d retried, %d failed; %d files written, %d up to date; %.1f s wall, peak memory %.0f MiB",
+        "%.3f), %d retried, %d failed; %d verified, %d retaken, %d flagged; %d files written, %d up to date; "
+        "%.1f s wall, peak memory %.0f MiB",
         s["jobs"],
         s["chunks"],
         s["reused"],
@@ -142,6 +143,9 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
         s["real_time_factor"],
         s["retried"],
         s["failed"],
+        s["verified"],
+        s["retaken"],
+        s["flagged"],
         len(summary.written),
         len(summary.up_to_date),
         s["wall_seconds"],
@@ -169,6 +173,14 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
             err=True,
         )
         sys.exit(EXIT_CHUNKS_FAILED)
+    if summary.flagged:
+        click.echo(
+            f"batchtts: {len(summary.flagged)} chunks flagged (no take passed ASR verification; the best is kept); "
+            f"listen with `batchtts review {jobs}`, redo with `batchtts retake {jobs} --job ID --chunk N`",
+            err=True,
+        )
+        if strict:
+            sys.exit(EXIT_CHUNKS_FAILED)
 
 
 @main.command("run")
@@ -176,11 +188,13 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
 @OUT
 @ENGINE
 @click.option("--fresh", is_flag=True, help="Forget finished chunks and synthesise everything again.")
+@click.option("--no-verify", "verify", flag_value=False, default=True, help="Check no take by speech recognition.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a chunk is flagged (no take passed verification).")
 @_synthesis_options
-def run_cmd(jobs: Path, verbose: int, **options) -> None:
+def run_cmd(jobs: Path, verbose: int, strict: bool, **options) -> None:
     """Synthesise every job in JOBS and write its chapter file; finished work is never redone."""
     _setup_logging(verbose)
-    _report(jobs, _call(api.run, jobs, **options))
+    _report(jobs, _call(api.run, jobs, **options), strict)
 
 
 @main.command("retry")

@@ -18,6 +18,7 @@ class ToneEngine(Engine):
     option_defaults: ClassVar[dict[str, float]] = {"speed": 1.0}
     sample_rate = 8000
     supports_rolling_context = True
+    speaks = False  # tones: ASR verification does not apply
     calls: ClassVar[list[list[str]]] = []  # keys of each synthesize call, for assertions
     contexts: ClassVar[dict[str, tuple]] = {}  # key -> the rolling context it was prompted with
     fail_texts: ClassVar[set[str]] = set()
