@@ -213,18 +213,52 @@ def retry_cmd(jobs: Path, verbose: int, **options) -> None:
 @OUT
 @ENGINE
 @ABS
-def status_cmd(jobs: Path, **options) -> None:
-    """Chunks done, left and failed per job; failed chunks are listed with their error."""
+@click.option("--json", "as_json", is_flag=True, help="Every job and chunk as JSON (README: status --json).")
+def status_cmd(jobs: Path, as_json: bool, **options) -> None:
+    """Chunks done, left, failed and flagged per job; failed and flagged chunks are listed."""
     _setup_logging(0)
     report = _call(api.status, jobs, **options)
-    click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")
+    if as_json:
+        click.echo(json.dumps({"jobs": [s.as_dict() for s in report]}, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6} {'flagged':>7}  output")
     for s in report:
         mark = "" if s.written else " (not written)"
-        click.echo(f"{s.job_id:<24} {s.done:>6} {s.left:>6} {s.failed:>6}  {s.output}{mark}")
+        click.echo(f"{s.job_id:<24} {s.done:>6} {s.left:>6} {s.failed:>6} {len(s.flagged):>7}  {s.output}{mark}")
     failures = [f"  {s.job_id}#{f.index} {f.key[:12]}: {f.error} | {f.text[:60]}" for s in report for f in s.failures]
     if failures:
-        click.echo("failed chunks:")
-        click.echo("\n".join(failures))
+        click.echo("failed chunks:\n" + "\n".join(failures))
+    flagged = [
+        f"  {s.job_id}#{c.index} {c.asr['metric']} {c.asr['error']:.2f} ({c.takes} takes): {c.text[:50]} | heard: "
+        f"{c.asr['transcript'][:50]}"
+        for s in report
+        for c in s.flagged
+    ]
+    if flagged:
+        click.echo("flagged chunks (no take passed verification; `batchtts review`):\n" + "\n".join(flagged))
+
+
+@main.command("review")
+@JOBS
+@OUT
+@ENGINE
+@click.option("--all", "review_all", is_flag=True, help="Every chunk, not only the flagged ones.")
+def review_cmd(jobs: Path, **options) -> None:
+    """Write <out>/review.html: flagged takes to listen to, with what the recogniser heard."""
+    click.echo(str(_call(api.review, jobs, **options)))
+
+
+@main.command("retake")
+@JOBS
+@OUT
+@ENGINE
+@click.option("--job", required=True, help="Job id.")
+@click.option("--chunk", "chunks", type=int, multiple=True, help="Chunk position (repeatable; see status --json).")
+@click.option("--match", default=None, help="Every chunk of the job whose text contains this.")
+def retake_cmd(jobs: Path, chunks: tuple[int, ...], **options) -> None:
+    """Give chunks a new take; the next `batchtts run` synthesises only those and re-stitches their chapters."""
+    for c in _call(api.retake, jobs, chunks=chunks, **options):
+        click.echo(f"new take for {c.job_id}#{c.index}: {c.text[:70]}")
 
 
 @main.command("plan")

@@ -10,6 +10,7 @@ from batchtts.engines.base import Engine, OptionError
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.jobs.targets import check_targets
 from batchtts.jobs.types import Job
+from batchtts.state.ledger import read_take_numbers
 from batchtts.state.voice import VoiceAudio, load_voice
 from batchtts.state.workspace import Workspace
 from batchtts.text.chunkrule import split_by_rule
@@ -54,6 +55,7 @@ def prepare(
     out_dir = Path(out_dir).resolve() if out_dir else default_out_dir(job_file)
     jobs = load_jobs(job_file, out_dir, allow_abs_paths)
     check_targets(job_file, jobs, out_dir, Workspace(out_dir).state)
+    takes = read_take_numbers(Workspace(out_dir).ledger_path)  # positions given a new take by `batchtts retake`
     voices_by_path: dict[tuple[Path | None, str], VoiceAudio] = {}
     engine_of, chunks = {}, {}
     for job in jobs:
@@ -73,7 +75,7 @@ def prepare(
         segments = split_by_rule(job.text, rule) if rule else split_text(job.text, cls.max_chars)
         engine_of[job.id] = name
         chunks[job.id] = make_chunks(
-            job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text
+            job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text, takes.get(job.id)
         )
     voices = {v.fingerprint: v for v in voices_by_path.values()}
     return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)

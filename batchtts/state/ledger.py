@@ -128,6 +128,25 @@ def ledger_problem(path: Path) -> str | None:
     return None
 
 
+def read_take_numbers(path: Path) -> dict[str, dict[int, int]]:
+    """Job id -> {chunk position: take number} given by `batchtts retake`, read without writing (no ledger,
+    or one from before version 1: none)."""
+    if not Path(path).is_file() or ledger_problem(Path(path)):
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT job_id, idx, take FROM retakes").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    for job_id, idx, take in rows:
+        out.setdefault(job_id, {})[idx] = take
+    return out
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -15,11 +15,12 @@ import jiwer
 
 # Default thresholds, per backend and language: the highest error a take may have and pass.
 # pocketsphinx (its small bundled English model) mishears clean Piper English at a WER near 0.2 on
-# average and up to ~0.6 on single short sentences; measured on the example book (README, "Verification").
+# average and up to 0.82 on single sentences of good takes (proper names), against 0.55-1.2 on garbled takes;
+# measured on the example book (README, "Verification"), so its good takes are never retaken.
 # Whisper large-v3(-turbo): ~2-3% WER on clean English TTS and, with Paraformer/Whisper, ~1-2% CER on
 # Seed-TTS-eval Chinese (GLM-TTS reports CER 1.03%); a per-sentence bound must sit well above the mean.
 THRESHOLDS: dict[tuple[str, str], float] = {
-    ("pocketsphinx", "en"): 0.7,
+    ("pocketsphinx", "en"): 0.85,
     ("whisper", "en"): 0.25,
     ("whisper", "zh"): 0.2,
 }
