@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 import click
 
 from batchtts import __version__, api
-from batchtts.config import format_size, parse_size
+from batchtts.config import parse_size
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem
 
 log = logging.getLogger("batchtts")
@@ -279,43 +278,7 @@ def plan_cmd(jobs: Path, as_json: bool, **options) -> None:
         click.echo(json.dumps([p.as_dict() for p in plans], indent=2, ensure_ascii=False))
         return
     for p in plans:
-        _print_plan(p)
-
-
-def _print_plan(p: api.EnginePlan) -> None:
-    plan, s = p.plan, p.plan.summary()
-    click.echo(
-        f"engine {p.engine}: {s['chunks']} chunks to synthesise ({p.already_done} already done), "
-        f"budget {format_size(plan.budget_bytes)}, {format_size(p.cost.bytes_per_token)} per token, "
-        f"at most {plan.max_batch} per batch"
-    )
-    click.echo(
-        f"{'batch':>5} {'voice':<10} {'size':>4} {'tokens':>11} {'worst mem':>10} {'pred mem':>10} "
-        f"{'waste':>6} {'steps':>6}"
-    )
-    for n, b in enumerate(plan.batches, 1):
-        lengths = [i.length for i in b.items]
-        click.echo(
-            f"{n:>5} {b.voice[:10]:<10} {len(b.items):>4} {min(lengths):>5}-{max(lengths):<5} "
-            f"{format_size(b.worst_bytes):>10} {format_size(b.predicted_bytes):>10} "
-            f"{100 * b.padded_slots / b.useful_slots:>5.1f}% {b.decode_steps:>6}"
-        )
-    click.echo(f"bucket edges (tokens): {', '.join(map(str, s['bucket_edges'])) or '-'}")
-    target = (
-        f"target {100 * plan.waste_target:.0f}% per batch"
-        if math.isfinite(plan.waste_target)
-        else ("no target: this engine runs rows unpadded")
-    )
-    click.echo(
-        f"padding waste {100 * s['padding_waste']:.1f}% ({target}); "
-        f"peak worst-case memory {format_size(s['peak_worst_bytes'])} of {format_size(plan.budget_bytes)}"
-    )
-    click.echo(
-        f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
-        f"({s['step_saving']}x fewer)"
-    )
-    if p.outlook:
-        click.echo(f"engine's decoder: {p.outlook['summary']}")
+        click.echo("\n".join(p.describe()))
 
 
 @main.command("chunks")
