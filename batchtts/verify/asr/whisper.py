@@ -57,14 +57,14 @@ class WhisperBackend(AsrBackend):
     def weights_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
-    def batch_bytes(self, batch: int = MAX_BATCH) -> int:
+    def batch_bytes(self, batch: int | None = None) -> int:
         """Activations of one batch of 30 s windows: the encoder's hidden states (d_model x 1500 frames) a few
         times over, plus the decoder's KV cache for 448 tokens; an upper bound, not a measurement."""
         cfg = self.model.config
         width = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 2
         encoder = 1500 * cfg.d_model * width * 8
         kv = 2 * cfg.decoder_layers * 448 * cfg.d_model * width + 2 * cfg.decoder_layers * 1500 * cfg.d_model * width
-        return batch * (encoder + kv)
+        return (batch or MAX_BATCH) * (encoder + kv)
 
     def memory_bytes(self) -> int:
         return self.weights_bytes() + self.batch_bytes() if self.device == "cuda" else 0
@@ -78,10 +78,11 @@ class WhisperBackend(AsrBackend):
                 soxr.resample(np.asarray(a, np.float32), r, RATE)
                 for a, r in zip(audio[start : start + MAX_BATCH], sample_rate[start : start + MAX_BATCH], strict=True)
             ]
-            features = self.processor(clips, sampling_rate=RATE, return_tensors="pt").input_features
+            inputs = self.processor(clips, sampling_rate=RATE, return_tensors="pt", return_attention_mask=True)
             with torch.inference_mode():
                 ids = self.model.generate(
-                    features.to(self.device, self.dtype),
+                    inputs.input_features.to(self.device, self.dtype),
+                    attention_mask=inputs.attention_mask.to(self.device),
                     language=LANGUAGE.get(language, "english"),
                     task="transcribe",
                     max_new_tokens=min(440, self.model.config.max_target_positions - 8),
