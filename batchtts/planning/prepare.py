@@ -7,6 +7,7 @@ from pathlib import Path
 
 from batchtts.engines import DEFAULT_ENGINE, engine_class, engine_names
 from batchtts.engines.base import Engine, OptionError
+from batchtts.errors import InputError
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.jobs.targets import check_targets
 from batchtts.jobs.types import Job
@@ -69,7 +70,10 @@ def prepare(
             raise job.source.error("context", f"engine '{name}' cannot prompt with earlier sentences; use \"prompt\"")
         key = (job.voice.prompt_audio, job.voice.prompt_text)
         if key not in voices_by_path:
-            voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+            try:
+                voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+            except InputError as exc:  # a clip that is silent, mostly silence or clipped: name the job's line
+                raise job.source.error(exc.field, f"{job.voice.prompt_audio}: {exc.message}") from None
         voice = voices_by_path[key]
         rule = cls.chunk_rule
         segments = split_by_rule(job.text, rule) if rule else split_text(job.text, cls.max_chars)
