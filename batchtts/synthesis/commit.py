@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError
 from batchtts.state.events import EventLog
-from batchtts.state.ledger import Ledger
+from batchtts.state.ledger import Ledger, Verdict
 from batchtts.state.store import ChunkStore, StoredAudio
 from batchtts.synthesis.worker import BatchOutcome
 
@@ -131,6 +131,7 @@ class Committer:
                     index=c.index,
                     state="done",
                     duration=round(stored[c.key].duration, 3),
+                    **_verified(outcome.verdicts.get(c.key)),
                 )
             elif c.key in outcome.errors:
                 error, tries = outcome.errors[c.key]
@@ -138,3 +139,8 @@ class Committer:
                     "chunk", key=c.key, job=c.job_id, index=c.index, state="failed", error=error, attempts=tries
                 )
                 log.error("chunk %s#%d failed after %d attempts: %s", c.job_id, c.index, tries, error)
+
+
+def _verified(v: Verdict | None) -> dict:
+    """A chunk event's verification fields (none when the take was not verified)."""
+    return {} if v is None else {"takes": v.takes, "flagged": v.flagged, "asr_error": v.error, "metric": v.metric}
