@@ -131,8 +131,8 @@ def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
     s = summary.as_dict()
     log.info(
         "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
-        "%.3f), %d retried, %d failed; %d verified, %d retaken, %d flagged; %d files written, %d up to date; "
-        "%.1f s wall, peak memory %.0f MiB",
+        "%.3f), %d retried, %d failed; %d verified (%.1f s ASR), %d retaken, %d flagged; %d files written, "
+        "%d up to date; %.1f s wall, peak memory %.0f MiB",
         s["jobs"],
         s["chunks"],
         s["reused"],
@@ -143,6 +143,7 @@ def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
         s["retried"],
         s["failed"],
         s["verified"],
+        s["verify_seconds"],
         s["retaken"],
         s["flagged"],
         len(summary.written),

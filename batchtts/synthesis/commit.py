@@ -29,6 +29,7 @@ class SynthStats:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
     audio_seconds: float = 0.0
     synth_seconds: float = 0.0
+    verify_seconds: float = 0.0  # of synth_seconds, spent transcribing takes
     verified: int = 0  # chunks whose kept take an ASR scored
     retaken: int = 0  # ... that took more than one take to pass or to be flagged
     flagged: list[tuple[str, str]] = field(default_factory=list)  # (key, what was heard) for no take passed
@@ -94,6 +95,7 @@ class Committer:
         stats = self.stats
         audio = sum(s.duration for s in stored.values())
         stats.synth_seconds += outcome.seconds
+        stats.verify_seconds += outcome.verify_seconds
         stats.synthesized += len(stored)
         stats.audio_seconds += audio
         stats.batches += 1

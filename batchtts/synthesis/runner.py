@@ -83,6 +83,7 @@ class RunSummary:
             "verified": self.stats.verified,
             "retaken": self.stats.retaken,
             "flagged": len(self.stats.flagged),
+            "verify_seconds": round(self.stats.verify_seconds, 3),
             "audio_seconds": round(self.stats.audio_seconds, 3),
             "audio_hours": round(self.stats.audio_seconds / 3600, 4),
             "wall_seconds": round(self.wall_seconds, 3),

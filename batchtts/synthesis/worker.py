@@ -57,6 +57,7 @@ class BatchOutcome:
     retries: list[tuple[Chunk, str, int]] = field(default_factory=list)  # (chunk, error, attempt) per re-seed
     seconds: float = 0.0
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # key -> what verification said of its kept take
+    verify_seconds: float = 0.0  # of `seconds`, spent transcribing takes
 
 
 class Worker:
@@ -121,7 +122,7 @@ class Worker:
         )
         try:
             while not stop() and (batch := sched.next_batch()) is not None:
-                t0 = time.monotonic()
+                t0, asr0 = time.monotonic(), self.verifier.seconds
                 state = self._state(batch.voice)
                 results, errors, retries, verdicts = self._attempt(sched, batch, state, attempts_before, history)
                 for item in batch.items:
@@ -129,7 +130,8 @@ class Worker:
                     sched.finished(item, result.tokens if result else None)
                     if c.rolling and result and result.speech_tokens is not None:
                         history[c.key] = (c.after, c.text, result.speech_tokens)
-                yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0, verdicts)
+                asr = self.verifier.seconds - asr0
+                yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0, verdicts, asr)
             if sched.pending and not stop():  # sentences whose predecessor failed can never be prompted
                 blocked = tuple(sched.pending.values())
                 why = ("the sentence before it failed, and rolling context needs it", 0)

@@ -8,6 +8,7 @@ Retakes and the choice of the best take are the worker's (synthesis/worker.py), 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -95,6 +96,7 @@ class Verifier:
     def __init__(self, plans: Plans, device: str = "cpu"):
         self.plans, self.device = plans, device
         self.backends: dict[str, AsrBackend] = {}
+        self.seconds = 0.0  # spent transcribing, for the run summary
 
     def plan(self, job_id: str, language: str) -> VerifyPlan | None:
         return self.plans.get((job_id, language))
@@ -116,6 +118,7 @@ class Verifier:
     def score(self, takes: list[tuple[VerifyPlan, str, str, np.ndarray, int]]) -> list[Score]:
         """Score takes given as (plan, spoken text, language, audio, sample rate), batched per backend and
         language; in the order given."""
+        t0 = time.monotonic()
         out: list[Score | None] = [None] * len(takes)
         groups: dict[tuple[str, str], list[int]] = {}
         for i, (plan, _text, language, _audio, _rate) in enumerate(takes):
@@ -127,6 +130,7 @@ class Verifier:
                 metric, error = error_rate(text, transcript, language)
                 short = size(text, language) < MIN_WORDS.get(language, 1)
                 out[i] = Score(name, metric, round(error, 4), transcript, short or error <= plan.max_error)
+        self.seconds += time.monotonic() - t0
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
