@@ -26,7 +26,7 @@ def _old_output(tmp_path: Path) -> Path:
 
 
 def test_fixture_is_unversioned():
-    db = sqlite3.connect(f"file:{FIXTURE / 'state' / 'ledger.sqlite'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{FIXTURE / 'state' / 'ledger.sqlite'}?mode=ro&immutable=1", uri=True)  # writes nothing
     try:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM audio WHERE state='done'").fetchone()[0] == 3
