@@ -14,7 +14,7 @@ Errors are `batchtts.errors.BatchttsError` subclasses carrying the exit code the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from batchtts.config import format_size
@@ -31,11 +31,12 @@ from batchtts.planning.schedule import plan_engine
 from batchtts.state.workspace import Workspace
 from batchtts.synthesis.doctor import Check, run_checks
 from batchtts.synthesis.executors import ExecutorOptions
-from batchtts.synthesis.runner import RunOptions, RunSummary
+from batchtts.synthesis.runner import RunOptions, RunSummary, verify_plans
 from batchtts.synthesis.runner import run as _run
 from batchtts.synthesis.status import ChunkFailure, ChunkState, JobStatus, retake, review, status  # noqa: F401
 from batchtts.synthesis.worker import SynthSettings
 from batchtts.text.chunks import Chunk
+from batchtts.verify.stage import asr_reserve
 
 PathLike = str | Path
 __all__ = [
@@ -183,9 +184,11 @@ def plan(
     plans = []
     for name in prep.engines():
         cls = engine_class(name)
-        cost = cls.cost_model()
         chunks = prep.chunks_for(name)
         pending = [c for c in chunks if c.key not in done]
+        cost = replace(
+            cls.cost_model(), asr_reserve_bytes=asr_reserve(verify_plans(prep, pending, device, quiet=True), device)
+        )
         try:
             budget = memory_budget(device, cost, kv_budget)
         except (RuntimeError, AssertionError) as exc:

@@ -61,6 +61,13 @@ def test_downloaded_checkpoint_loads_and_transcribes_in_batches(whisper_dir, mon
     assert backend.batch_bytes(2) == 2 * backend.batch_bytes(1) > 0
     backend.device = "cuda"
     assert backend.memory_bytes() == params + backend.batch_bytes(whisper_module.MAX_BATCH)
+    assert backend.batch_reserve_bytes() == backend.batch_bytes()  # a worker's free memory already lacks the weights
+    # `batchtts plan` reserves the same, without loading the model: parameters from the safetensors headers
+    # (at 2 bytes, the fp16 the backend loads on CUDA) plus the batch.
+    assert WhisperBackend.planned_bytes("cpu") == 0
+    planned = WhisperBackend.planned_bytes("cuda")
+    n_params = sum(p.numel() for p in backend.model.parameters())
+    assert planned == 2 * n_params + whisper_module._batch_bytes(32, 1, 2, whisper_module.MAX_BATCH)
 
 
 def test_a_verified_chinese_run_uses_whisper(whisper_dir, tmp_path):

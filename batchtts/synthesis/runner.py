@@ -25,6 +25,7 @@ from batchtts.state.workspace import Workspace
 from batchtts.synthesis.commit import Committer, SynthStats
 from batchtts.synthesis.executors import ExecutorOptions, Work, executor
 from batchtts.synthesis.worker import History, SynthSettings
+from batchtts.text.chunks import Chunk
 from batchtts.verify.stage import Plans, plan_verification
 
 log = logging.getLogger("batchtts")
@@ -171,14 +172,13 @@ def _check_owner(prep: Prepared, ledger: Ledger) -> None:
             )
 
 
-def _verify_plans(prep: Prepared, todo_keys: set[str], opts: RunOptions) -> Plans:
+def verify_plans(prep: Prepared, pending: list[Chunk], device: str, enabled: bool = True, quiet: bool = False) -> Plans:
     """Which backend verifies the pending chunks of each job and language (skipped languages said once)."""
     languages: dict[str, set[str]] = {}
-    for c in prep.all_chunks():
-        if c.key in todo_keys:
-            languages.setdefault(c.job_id, set()).add(c.language)
+    for c in pending:
+        languages.setdefault(c.job_id, set()).add(c.language)
     speaks = {job.id: engine_class(prep.engine_of[job.id]).speaks for job in prep.jobs}
-    return plan_verification(prep.jobs, languages, speaks, opts.synth.device, enabled=opts.verify)
+    return plan_verification(prep.jobs, languages, speaks, device, enabled=enabled, quiet=quiet)
 
 
 def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
@@ -221,7 +221,7 @@ def _run(
     elif not todo_keys:
         log.info("all %d chunks already synthesized; no synthesis needed", summary.chunks)
     runner = executor(opts.executor)
-    plans = _verify_plans(prep, todo_keys, opts)
+    plans = verify_plans(prep, [c for c in prep.all_chunks() if c.key in todo_keys], opts.synth.device, opts.verify)
     try:
         for name in prep.engines():
             todo = [c for c in prep.chunks_for(name) if c.key in todo_keys]

@@ -80,7 +80,7 @@ class Worker:
                 name,
             )
         self.cost = self.engine.cost_model()
-        reserve = self.engine.activation_reserve() + self.verifier.memory_bytes()
+        reserve = self.engine.activation_reserve() + self.verifier.batch_reserve_bytes()
         self.budget = memory_budget(settings.device, self.cost, settings.kv_budget, reserve, weights_loaded=True)
         self.max_batch = settings.max_batch or self.engine.default_batch_size(settings.threads)
         self.states: dict[str, dict] = {}

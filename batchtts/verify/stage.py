@@ -63,7 +63,12 @@ def choose_backend(asr: str, language: str, device: str) -> tuple[str | None, st
 
 
 def plan_verification(
-    jobs: Iterable[Job], languages: dict[str, set[str]], speaks: dict[str, bool], device: str, enabled: bool = True
+    jobs: Iterable[Job],
+    languages: dict[str, set[str]],
+    speaks: dict[str, bool],
+    device: str,
+    enabled: bool = True,
+    quiet: bool = False,
 ) -> Plans:
     """The plan per (job, language) for every job whose engine speaks and whose `verify` is on; languages
     left unchecked are logged once, in one line. A backend named explicitly that cannot run is an error.
@@ -85,9 +90,15 @@ def plan_verification(
             plans[(job.id, language)] = VerifyPlan(
                 name, threshold(name, language, job.verify.max_error), job.verify.retakes
             )
-    for language, why in skipped.items():
+    for language, why in skipped.items() if not quiet else ():
         log.warning("verification skipped for '%s' chunks: %s", language, why)
     return plans
+
+
+def asr_reserve(plans: Plans, device: str) -> int:
+    """Device bytes the backends these plans name will take (weights plus largest batch), without loading
+    them: what `batchtts plan` keeps from the engine's budget (CostModel.asr_reserve_bytes)."""
+    return sum(backend_class(name).planned_bytes(device) for name in {p.backend for p in plans.values()})
 
 
 class Verifier:
@@ -106,8 +117,9 @@ class Verifier:
         for name in {p.backend for p in self.plans.values()}:
             self._backend(name)
 
-    def memory_bytes(self) -> int:
-        return sum(b.memory_bytes() for b in self.backends.values())
+    def batch_reserve_bytes(self) -> int:
+        """Device memory the loaded backends' batches take beyond their weights (kept from the engine's budget)."""
+        return sum(b.batch_reserve_bytes() for b in self.backends.values())
 
     def _backend(self, name: str) -> AsrBackend:
         if name not in self.backends:

@@ -22,9 +22,19 @@ class AsrBackend(ABC):
     @abstractmethod
     def load(cls, device: str = "cpu") -> AsrBackend: ...
 
+    @classmethod
+    def planned_bytes(cls, device: str) -> int:
+        """Device memory the model and its largest batch will take, known without loading it (0 on the CPU):
+        `batchtts plan` keeps it from the engine's budget (CostModel.asr_reserve_bytes)."""
+        return 0
+
     def memory_bytes(self) -> int:
-        """Device memory the loaded model and its largest batch take (0 on the CPU): the engine's memory
-        budget leaves this much free."""
+        """Device memory the loaded model and its largest batch take (0 on the CPU)."""
+        return 0
+
+    def batch_reserve_bytes(self) -> int:
+        """Of `memory_bytes`, what its batches take beyond the loaded weights: a worker measures free memory
+        after loading the model, so it keeps only this from the engine's budget."""
         return 0
 
     @abstractmethod

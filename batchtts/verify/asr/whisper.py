@@ -5,6 +5,8 @@ models/whisper-large-v3-turbo, or the folder in BATCHTTS_WHISPER_DIR."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,15 @@ LANGUAGE = {"en": "english", "zh": "chinese"}
 
 def model_dir() -> Path:
     return config.whisper_model_dir()
+
+
+def _batch_bytes(d_model: int, decoder_layers: int, width: int, batch: int) -> int:
+    """Activations of `batch` 30 s windows: the encoder's hidden states (d_model x 1500 frames) eight times
+    over, the decoder's self-attention KV cache for 448 tokens and its cross-attention KV over 1500 frames;
+    an upper bound (bench/bench_asr.py compares it with the measured peak)."""
+    encoder = 1500 * d_model * width * 8
+    kv = 2 * decoder_layers * (448 + 1500) * d_model * width
+    return batch * (encoder + kv)
 
 
 class WhisperBackend(AsrBackend):
@@ -58,16 +69,30 @@ class WhisperBackend(AsrBackend):
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     def batch_bytes(self, batch: int | None = None) -> int:
-        """Activations of one batch of 30 s windows: the encoder's hidden states (d_model x 1500 frames) a few
-        times over, plus the decoder's KV cache for 448 tokens; an upper bound, not a measurement."""
+        """Activations of a batch (default MAX_BATCH) of 30 s windows; see `_batch_bytes`."""
         cfg = self.model.config
         width = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 2
-        encoder = 1500 * cfg.d_model * width * 8
-        kv = 2 * cfg.decoder_layers * 448 * cfg.d_model * width + 2 * cfg.decoder_layers * 1500 * cfg.d_model * width
-        return (batch or MAX_BATCH) * (encoder + kv)
+        return _batch_bytes(cfg.d_model, cfg.decoder_layers, width, batch or MAX_BATCH)
 
     def memory_bytes(self) -> int:
         return self.weights_bytes() + self.batch_bytes() if self.device == "cuda" else 0
+
+    def batch_reserve_bytes(self) -> int:
+        return self.batch_bytes() if self.device == "cuda" else 0
+
+    @classmethod
+    def planned_bytes(cls, device: str) -> int:
+        """fp16 weights (parameter count from the safetensors headers) plus `batch_bytes` from config.json."""
+        folder = model_dir()
+        if device != "cuda" or cls.available("en", device) is not None:
+            return 0
+        params = 0
+        for path in folder.glob("*.safetensors"):
+            with open(path, "rb") as fh:
+                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+            params += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return 2 * params + _batch_bytes(cfg["d_model"], cfg["decoder_layers"], 2, MAX_BATCH)
 
     def transcribe(self, audio: list[np.ndarray], sample_rate: list[int], language: str) -> list[str]:
         import torch
