@@ -138,3 +138,21 @@ def test_verify_field_is_checked(tmp_path):
     )
     with pytest.raises(batchtts.errors.InputError, match="verify.retakes"):
         batchtts.chunks(jobs)
+
+
+def test_chinese_without_whisper_is_skipped_with_one_message(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("BATCHTTS_WHISPER_DIR", str(tmp_path / "no-whisper"))
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            {"id": "zh1", "language": "zh", "output": "zh1.wav", "text": "山间有一座小茶馆。"},
+            {"id": "zh2", "language": "zh", "output": "zh2.wav", "text": "老板每天早上煮茶。"},
+            {"id": "en", "language": "en", "output": "en.wav", "text": SENTENCE},
+        ],
+    )
+    with caplog.at_level("INFO", logger="batchtts"):
+        summary = batchtts.run(jobs, out=tmp_path / "out", progress=False)
+    skipped = [r for r in caplog.records if "verification skipped for 'zh'" in r.getMessage()]
+    assert len(skipped) == 1 and "batchtts download --repo openai/whisper-large-v3-turbo" in skipped[0].getMessage()
+    assert summary.synthesized == 3 and summary.stats.verified == 1
+    assert [v.backend for v in _verdicts(tmp_path / "out").values()] == ["pocketsphinx"]
