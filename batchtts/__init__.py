@@ -1,13 +1,15 @@
 """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable.
 
-The library API (`run`, `retry`, `status`, `plan`, `chunks`, `doctor`, `download`, `waveform`, `import_book`)
-is what the `batchtts` command calls; every exception it raises on purpose is in `batchtts.errors`.
+The library API (`run`, `retry`, `status`, `plan`, `chunks`, `review`, `retake`, `doctor`, `download`,
+`waveform`, `import_book`) is what the `batchtts` command calls; every exception it raises on purpose is in
+`batchtts.errors`.
 """
 
 __version__ = "0.1.0"
 
 from batchtts.api import (  # noqa: E402
     ChunkFailure,
+    ChunkState,
     EnginePlan,
     JobStatus,
     chunks,
@@ -15,7 +17,9 @@ from batchtts.api import (  # noqa: E402
     download,
     import_book,
     plan,
+    retake,
     retry,
+    review,
     run,
     status,
     waveform,
@@ -37,6 +41,7 @@ __all__ = [
     "BatchttsError",
     "Busy",
     "ChunkFailure",
+    "ChunkState",
     "EnginePlan",
     "EnvironmentProblem",
     "FailFast",
@@ -52,7 +57,9 @@ __all__ = [
     "download",
     "import_book",
     "plan",
+    "retake",
     "retry",
+    "review",
     "run",
     "status",
     "waveform",

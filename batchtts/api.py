@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, get_args
 
@@ -27,14 +28,17 @@ from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.planning.memory import memory_budget
 from batchtts.planning.plan import DEFAULT_WASTE_TARGET
 from batchtts.planning.prepare import prepare
-from batchtts.planning.report import ChunkFailure, EnginePlan, JobStatus, done_keys, job_status
+from batchtts.planning.report import EnginePlan, done_keys
 from batchtts.planning.schedule import plan_engine
+from batchtts.synthesis import status as _status
 from batchtts.synthesis.doctor import Check, run_checks
 from batchtts.synthesis.executors import ExecutorOptions
-from batchtts.synthesis.runner import RunOptions, RunSummary
+from batchtts.synthesis.runner import RunOptions, RunSummary, verify_plans
 from batchtts.synthesis.runner import run as _run
+from batchtts.synthesis.status import ChunkFailure, ChunkState, JobStatus
 from batchtts.synthesis.worker import SynthSettings
 from batchtts.text.chunks import Chunk
+from batchtts.verify.stage import asr_reserve
 
 if TYPE_CHECKING:
     from batchtts.importer.jobfile import ImportReport
@@ -48,8 +52,9 @@ ExecutorKind = Literal["local", "ray"]
 ImportFormat = Literal["m4b", "m4a", "mp3", "opus", "ogg", "flac", "wav"]
 
 __all__ = [
-    "DEFAULT_WASTE_TARGET", "ChunkFailure", "Device", "Downloaded", "EnginePlan", "ExecutorKind", "ImportFormat",
-    "JobStatus", "RunSummary", "chunks", "doctor", "download", "import_book", "plan", "retry", "run", "status",
+    "DEFAULT_WASTE_TARGET", "ChunkFailure", "ChunkState", "Device", "Downloaded", "EnginePlan", "ExecutorKind",
+    "ImportFormat", "JobStatus", "RunSummary", "chunks", "doctor", "download", "import_book", "plan", "retake",
+    "retry", "review", "run", "status",
     "waveform",
 ]  # fmt: skip
 
@@ -131,6 +136,7 @@ def run(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     progress: bool | None = None,
+    verify: bool = True,
 ) -> RunSummary:
     """Synthesize every job and write its chapter file (and books); finished work is never redone.
 
@@ -146,6 +152,7 @@ def run(
         synth=SynthSettings(_mode("device", device, Device), max_batch, kv_budget, waste_target, retries),
         executor=ExecutorOptions(_mode("executor", executor, ExecutorKind), address, workers, gpus_per_worker),
         fail_fast=fail_fast,
+        verify=verify,
         progress=progress,
         log_json=_path(log_json),
     )
@@ -204,7 +211,57 @@ def status(
 
     'done' is the same answer `run` acts on: a chunk whose file is missing or altered is not done.
     """
-    return job_status(prepare(Path(jobs), _path(out), engine, allow_abs_paths))
+    return _status.status(jobs, out=out, engine=engine, allow_abs_paths=allow_abs_paths)
+
+
+def review(
+    jobs: PathLike, *, out: PathLike | None = None, review_all: bool = False, engine: str | None = None
+) -> Path:
+    """Write `<out>/review.html` for listening to takes, and return its path; no network needed to view it.
+
+    Per chapter, the flagged chunks (every done chunk with `review_all`), each with an `<audio>` player for the
+    kept take (16-bit WAV under `<out>/review/`, referenced by relative path), the spoken text, the ASR
+    transcript with the differences marked, the score and the number of takes.
+
+    Args:
+        jobs: The job file.
+        out: Output folder; None: `out/` beside the job file.
+        review_all: Show every done chunk, not only the flagged ones; default False.
+        engine: Engine for jobs that name none; None: the default.
+
+    Raises:
+        InputError: bad job file (exit 2). EnvironmentProblem: an unreadable ledger (exit 4).
+    """
+    return _status.review(jobs, out=out, review_all=review_all, engine=engine)
+
+
+def retake(
+    jobs: PathLike,
+    *,
+    job: str,
+    chunks: tuple[int, ...] = (),
+    match: str | None = None,
+    out: PathLike | None = None,
+    engine: str | None = None,
+) -> list[Chunk]:
+    """Give chosen chunk positions a new take; the next `run` synthesises only those and re-stitches their files.
+
+    The take number is part of the position's chunk key, so an identical sentence elsewhere keeps its audio;
+    with rolling context the sentences chained after it follow. Returns the chunks as they were.
+
+    Args:
+        jobs: The job file.
+        job: The job id whose chunks to retake.
+        chunks: Chunk positions (0-based `index`, as `status` shows them); default none.
+        match: Also every position whose spoken or book text contains this string; None: none.
+        out: Output folder; None: `out/` beside the job file.
+        engine: Engine for jobs that name none; None: the default.
+
+    Raises:
+        InputError: an unknown job or position, or nothing matches (exit 2). Busy: a run holds the folder (exit 3).
+    """
+    return _status.retake(jobs, job=job, chunks=chunks, match=match, out=out, engine=engine)
+
 
 
 def plan(
@@ -241,9 +298,11 @@ def plan(
     plans = []
     for name in prep.engines():
         cls = engine_class(name)
-        cost = cls.cost_model()
         chunks = prep.chunks_for(name)
         pending = [c for c in chunks if c.key not in done]
+        cost = replace(
+            cls.cost_model(), asr_reserve_bytes=asr_reserve(verify_plans(prep, pending, device, quiet=True), device)
+        )
         try:
             budget = memory_budget(device, cost, kv_budget)
         except (RuntimeError, AssertionError) as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from typing import get_args
 import click
 
 from batchtts import __version__, api
-from batchtts.config import format_size, parse_size
+from batchtts.config import parse_size
 from batchtts.errors import EXIT_CHUNKS_FAILED, BatchttsError, EnvironmentProblem
 
 log = logging.getLogger("batchtts")
@@ -129,11 +128,12 @@ def main() -> None:
     """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable."""
 
 
-def _report(jobs: Path, summary: api.RunSummary) -> None:
+def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
     s = summary.as_dict()
     log.info(
         "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
-        "%.3f), %d retried, %d failed; %d files written, %d up to date; %.1f s wall, peak memory %.0f MiB",
+        "%.3f), %d retried, %d failed; %d verified (%.1f s ASR), %d retaken, %d flagged; %d files written, "
+        "%d up to date; %.1f s wall, peak memory %.0f MiB",
         s["jobs"],
         s["chunks"],
         s["reused"],
@@ -143,6 +143,10 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
         s["real_time_factor"],
         s["retried"],
         s["failed"],
+        s["verified"],
+        s["verify_seconds"],
+        s["retaken"],
+        s["flagged"],
         len(summary.written),
         len(summary.up_to_date),
         s["wall_seconds"],
@@ -170,6 +174,14 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
             err=True,
         )
         sys.exit(EXIT_CHUNKS_FAILED)
+    if summary.flagged:
+        click.echo(
+            f"batchtts: {len(summary.flagged)} chunks flagged (no take passed ASR verification; the best is kept); "
+            f"listen with `batchtts review {jobs}`, redo with `batchtts retake {jobs} --job ID --chunk N`",
+            err=True,
+        )
+        if strict:
+            sys.exit(EXIT_CHUNKS_FAILED)
 
 
 @main.command("run")
@@ -177,11 +189,13 @@ def _report(jobs: Path, summary: api.RunSummary) -> None:
 @OUT
 @ENGINE
 @click.option("--fresh", is_flag=True, help="Forget finished chunks and synthesise everything again.")
+@click.option("--no-verify", "verify", flag_value=False, default=True, help="Check no take by speech recognition.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a chunk is flagged (no take passed verification).")
 @_synthesis_options
-def run_cmd(jobs: Path, verbose: int, **options) -> None:
+def run_cmd(jobs: Path, verbose: int, strict: bool, **options) -> None:
     """Synthesise every job in JOBS and write its chapter file; finished work is never redone."""
     _setup_logging(verbose)
-    _report(jobs, _call(api.run, jobs, **options))
+    _report(jobs, _call(api.run, jobs, **options), strict)
 
 
 @main.command("retry")
@@ -200,18 +214,52 @@ def retry_cmd(jobs: Path, verbose: int, **options) -> None:
 @OUT
 @ENGINE
 @ABS
-def status_cmd(jobs: Path, **options) -> None:
-    """Chunks done, left and failed per job; failed chunks are listed with their error."""
+@click.option("--json", "as_json", is_flag=True, help="Every job and chunk as JSON (README: status --json).")
+def status_cmd(jobs: Path, as_json: bool, **options) -> None:
+    """Chunks done, left, failed and flagged per job; failed and flagged chunks are listed."""
     _setup_logging(0)
     report = _call(api.status, jobs, **options)
-    click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6}  output")
+    if as_json:
+        click.echo(json.dumps({"jobs": [s.as_dict() for s in report]}, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{'job':<24} {'done':>6} {'left':>6} {'failed':>6} {'flagged':>7}  output")
     for s in report:
         mark = "" if s.written else " (not written)"
-        click.echo(f"{s.job_id:<24} {s.done:>6} {s.left:>6} {s.failed:>6}  {s.output}{mark}")
+        click.echo(f"{s.job_id:<24} {s.done:>6} {s.left:>6} {s.failed:>6} {len(s.flagged):>7}  {s.output}{mark}")
     failures = [f"  {s.job_id}#{f.index} {f.key[:12]}: {f.error} | {f.text[:60]}" for s in report for f in s.failures]
     if failures:
-        click.echo("failed chunks:")
-        click.echo("\n".join(failures))
+        click.echo("failed chunks:\n" + "\n".join(failures))
+    flagged = [
+        f"  {s.job_id}#{c.index} {c.asr['metric']} {c.asr['error']:.2f} ({c.takes} takes): {c.text[:50]} | heard: "
+        f"{c.asr['transcript'][:50]}"
+        for s in report
+        for c in s.flagged
+    ]
+    if flagged:
+        click.echo("flagged chunks (no take passed verification; `batchtts review`):\n" + "\n".join(flagged))
+
+
+@main.command("review")
+@JOBS
+@OUT
+@ENGINE
+@click.option("--all", "review_all", is_flag=True, help="Every chunk, not only the flagged ones.")
+def review_cmd(jobs: Path, **options) -> None:
+    """Write <out>/review.html: flagged takes to listen to, with what the recogniser heard."""
+    click.echo(str(_call(api.review, jobs, **options)))
+
+
+@main.command("retake")
+@JOBS
+@OUT
+@ENGINE
+@click.option("--job", required=True, help="Job id.")
+@click.option("--chunk", "chunks", type=int, multiple=True, help="Chunk position (repeatable; see status --json).")
+@click.option("--match", default=None, help="Every chunk of the job whose text contains this.")
+def retake_cmd(jobs: Path, chunks: tuple[int, ...], **options) -> None:
+    """Give chunks a new take; the next `batchtts run` synthesises only those and re-stitches their chapters."""
+    for c in _call(api.retake, jobs, chunks=chunks, **options):
+        click.echo(f"new take for {c.job_id}#{c.index}: {c.text[:70]}")
 
 
 @main.command("plan")
@@ -232,43 +280,7 @@ def plan_cmd(jobs: Path, as_json: bool, **options) -> None:
         click.echo(json.dumps([p.as_dict() for p in plans], indent=2, ensure_ascii=False))
         return
     for p in plans:
-        _print_plan(p)
-
-
-def _print_plan(p: api.EnginePlan) -> None:
-    plan, s = p.plan, p.plan.summary()
-    click.echo(
-        f"engine {p.engine}: {s['chunks']} chunks to synthesise ({p.already_done} already done), "
-        f"budget {format_size(plan.budget_bytes)}, {format_size(p.cost.bytes_per_token)} per token, "
-        f"at most {plan.max_batch} per batch"
-    )
-    click.echo(
-        f"{'batch':>5} {'voice':<10} {'size':>4} {'tokens':>11} {'worst mem':>10} {'pred mem':>10} "
-        f"{'waste':>6} {'steps':>6}"
-    )
-    for n, b in enumerate(plan.batches, 1):
-        lengths = [i.length for i in b.items]
-        click.echo(
-            f"{n:>5} {b.voice[:10]:<10} {len(b.items):>4} {min(lengths):>5}-{max(lengths):<5} "
-            f"{format_size(b.worst_bytes):>10} {format_size(b.predicted_bytes):>10} "
-            f"{100 * b.padded_slots / b.useful_slots:>5.1f}% {b.decode_steps:>6}"
-        )
-    click.echo(f"bucket edges (tokens): {', '.join(map(str, s['bucket_edges'])) or '-'}")
-    target = (
-        f"target {100 * plan.waste_target:.0f}% per batch"
-        if math.isfinite(plan.waste_target)
-        else ("no target: this engine runs rows unpadded")
-    )
-    click.echo(
-        f"padding waste {100 * s['padding_waste']:.1f}% ({target}); "
-        f"peak worst-case memory {format_size(s['peak_worst_bytes'])} of {format_size(plan.budget_bytes)}"
-    )
-    click.echo(
-        f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
-        f"({s['step_saving']}x fewer)"
-    )
-    if p.outlook:
-        click.echo(f"engine's decoder: {p.outlook['summary']}")
+        click.echo("\n".join(p.describe()))
 
 
 @main.command("chunks")

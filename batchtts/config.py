@@ -19,10 +19,13 @@ BATCHTTS_FREE_MEMORY = "BATCHTTS_FREE_MEMORY"  # bytes free on the device before
 GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cross-checks, and its CAM++ model
 GLMTTS_CAMPPLUS = "GLMTTS_CAMPPLUS"  # GLM-TTS's CAM++ speaker model (campplus.onnx), wherever it is
 GLMTTS_AUDIO_MEMORY = "GLMTTS_AUDIO_MEMORY"  # bytes for GLM-TTS's flow and vocoder batches on CUDA
+WHISPER_MODEL_DIR = "BATCHTTS_WHISPER_DIR"  # a downloaded Whisper checkpoint (default: models/whisper-large-v3-turbo)
 HF_ENDPOINT = "HF_ENDPOINT"  # hub or mirror URL
 HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # never touch the network
 
 DEFAULT_GLMTTS_MODEL_DIR = Path("models") / "GLM-TTS"
+DEFAULT_WHISPER_REPO = "openai/whisper-large-v3-turbo"
+DEFAULT_WHISPER_MODEL_DIR = Path("models") / "whisper-large-v3-turbo"
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -32,6 +35,10 @@ def _get(name: str) -> str | None:
 
 def glmtts_model_dir() -> Path:
     return Path(_get(GLMTTS_MODEL_DIR) or DEFAULT_GLMTTS_MODEL_DIR).resolve()
+
+
+def whisper_model_dir() -> Path:
+    return Path(_get(WHISPER_MODEL_DIR) or DEFAULT_WHISPER_MODEL_DIR).resolve()
 
 
 def glmtts_decode() -> str:

@@ -40,7 +40,7 @@ class InputError(BatchttsError, ValueError):
     exit_code = EXIT_BAD_INPUT
 
     def __init__(self, path: object, line: int | None, field: str | None, message: str):
-        self.path, self.line, self.field = path, line, field
+        self.path, self.line, self.field, self.message = path, line, field, message
         where = f"{path}:{line}" if line is not None else f"{path}"
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")

@@ -37,6 +37,7 @@ class ToneEngine(Engine):
     option_defaults: ClassVar[dict[str, float]] = {"speed": 1.0}
     sample_rate = 8000
     supports_rolling_context = True
+    speaks = False  # tones: ASR verification does not apply
     log: ClassVar[ToneLog | None] = None  # set only on the per-test subclasses `bound` makes
 
     def __init__(self) -> None:

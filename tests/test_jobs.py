@@ -123,7 +123,7 @@ def test_bad_input_from_a_real_process_exits_2(job_dir):
         proc.stderr.strip() == f"batchtts: error: {jobs}:2: field 'extra': unknown key (allowed: author, book, "
         "context, cover, engine, id, language, loudness, output, pauses, pronunciations, sample_rate, sampling, seed, "
         "text, text_file, "
-        "title, track, voice)"
+        "title, track, verify, voice)"
     )
 
 

@@ -73,6 +73,9 @@ class CostModel:
     # How a batch pads: "full" (every row runs as long as the longest), "prompt" (prompts are
     # left-padded to the longest, and a row leaves the batch when it is done), "none" (rows run unpadded).
     padding: str = "full"
+    # Device memory kept free for an ASR model that verifies takes beside the engine (weights plus its
+    # largest batch, bytes). The worker sets it from the loaded backend (ASR reserve); 0: none on the device.
+    asr_reserve_bytes: int = 0
 
     def text_tokens(self, text: str, language: str) -> int:
         return max(1, math.ceil(len(text) / self.chars_per_text_token.get(language, 1.0)))
@@ -133,6 +136,8 @@ class Engine(ABC):
     option_defaults: ClassVar[dict[str, float]] = {}
     #: Inclusive (lowest, highest) value of each option; a value outside is refused before any work.
     option_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: Whether its audio is speech an ASR can check (verify stage); test doubles that emit tones say no.
+    speaks: ClassVar[bool] = True
 
     sample_rate: int
 

@@ -24,14 +24,16 @@ from batchtts.errors import InputError
 from batchtts.jobs.formats import OUTPUT_FORMATS, SAMPLE_RATES
 from batchtts.jobs.markup import PAUSE_MARKER_RE, speakable, strip_markers
 from batchtts.jobs.textfile import normalize_text, read_text_file
-from batchtts.jobs.types import CONTEXTS, LANGUAGES, Job, Loudness, Pauses, Source, Voice
+from batchtts.jobs.types import ASR_CHOICES, CONTEXTS, LANGUAGES, Job, Loudness, Pauses, Source, Verify, Voice
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_KEYS = {
     *("id", "text", "text_file", "output", "voice", "language", "sample_rate", "seed", "sampling", "engine"),
-    *("pauses", "title", "book", "author", "track", "pronunciations", "cover", "loudness", "context"),
+    *("pauses", "title", "book", "author", "track", "pronunciations", "cover", "loudness", "context", "verify"),
 }
 _LOUDNESS_KEYS = {"target", "true_peak"}
+_VERIFY_KEYS = {"asr", "max_error", "retakes"}
+MAX_RETAKES = 20
 _VOICE_KEYS = {"prompt_audio", "prompt_text"}
 _PAUSE_KEYS = set(Pauses.__dataclass_fields__)
 MAX_PAUSE = 60.0  # seconds, for `pauses` and inline [pause:N] markers alike
@@ -249,6 +251,31 @@ def _undecodable(path: Path, _size: int, _mtime: int) -> str | None:
     return (lines[-1] if lines else f"ffmpeg exit {proc.returncode}") if proc.returncode else None
 
 
+def _verify(line: _Line) -> Verify:
+    raw = line.obj.get("verify")
+    if raw is False:
+        return Verify(asr=None)
+    if raw is None or raw is True:
+        return Verify()
+    if not isinstance(raw, dict):
+        raise line.src.error("verify", 'must be an object like {"asr": "auto", "retakes": 2} or false')
+    _unknown(line.src, raw, _VERIFY_KEYS, "verify.")
+    asr = raw.get("asr", "auto")
+    if asr is not False and asr not in ASR_CHOICES:
+        raise line.src.error("verify.asr", f"{json.dumps(asr)} is not one of {', '.join(ASR_CHOICES)}, false")
+    max_error = line.typed("max_error", (int, float), raw, "verify.")
+    if max_error is not None and not 0 <= max_error <= 10:
+        raise line.src.error("verify.max_error", f"{max_error} is outside 0 to 10 (an error rate; 0.3 is 30%)")
+    retakes = line.typed("retakes", int, raw, "verify.")
+    if retakes is not None and not 0 <= retakes <= MAX_RETAKES:
+        raise line.src.error("verify.retakes", f"{retakes} is outside 0 to {MAX_RETAKES}")
+    return Verify(
+        None if asr is False else asr,
+        None if max_error is None else float(max_error),
+        Verify.retakes if retakes is None else retakes,
+    )
+
+
 def _loudness(line: _Line) -> Loudness:
     raw = line.obj.get("loudness")
     if raw is False:
@@ -300,6 +327,7 @@ def parse_job(src: Source, obj: Any, base_dir: Path, out_dir: Path, allow_abs_pa
         cover=_cover(line),
         loudness=_loudness(line),
         context=_choice(line, "context", CONTEXTS, "prompt"),
+        verify=_verify(line),
     )
 
 

@@ -48,6 +48,23 @@ class Loudness:
     enabled: bool = True
 
 
+ASR_CHOICES = ("auto", "whisper", "pocketsphinx")
+
+
+@dataclass(frozen=True)
+class Verify:
+    """ASR verification of every take (job field `verify`); `asr=None` (`"verify": false`) turns it off.
+
+    `asr`: "auto" picks the best backend available per language (verify/stage.py), or a backend by name.
+    `max_error`: highest WER (English) / CER (Chinese) that passes; None: the backend's default per language.
+    `retakes`: new-seed takes after the first for a chunk that does not pass; the best take is kept.
+    """
+
+    asr: str | None = "auto"
+    max_error: float | None = None
+    retakes: int = 2
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -70,3 +87,4 @@ class Job:
     loudness: Loudness = Loudness()
     context: str = "prompt"  # or "rolling": each sentence also prompted by the sentences before it
     text_file: Path | None = None  # where `text` was read from: an input no output may replace
+    verify: Verify = Verify()

@@ -32,17 +32,20 @@ def vtt(cues: list[Cue]) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def manifest(cues: list[Cue], info: dict) -> str:
+def manifest(cues: list[Cue], info: dict, verified: dict[str, dict] | None = None) -> str:
+    """`verified`: key -> what ASR verification said of its take (asr, takes, flagged), added to its row."""
+    verified = verified or {}
     rows = [
         {"index": c.index, "key": c.key, "text": c.text, "start": round(c.start, 4), "end": round(c.end, 4)}
+        | verified.get(c.key, {})
         for c in cues
     ]
     return json.dumps({**info, "chunks": rows}, ensure_ascii=False, indent=1)
 
 
-def write_timings(output: Path, cues: list[Cue], info: dict) -> list[Path]:
+def write_timings(output: Path, cues: list[Cue], info: dict, verified: dict[str, dict] | None = None) -> list[Path]:
     """Write <stem>.srt, <stem>.vtt and <stem>.json beside the chapter file."""
     paths = timing_files(output)
-    for path, text in zip(paths, (srt(cues), vtt(cues), manifest(cues, info)), strict=True):
+    for path, text in zip(paths, (srt(cues), vtt(cues), manifest(cues, info, verified)), strict=True):
         atomic_write_bytes(path, text.encode("utf-8"))
     return paths

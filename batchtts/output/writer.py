@@ -13,11 +13,17 @@ from batchtts.output.stitch import Piece, build_chapter, signature
 from batchtts.output.subtitles import write_timings
 from batchtts.planning.prepare import Prepared
 from batchtts.state.events import EventLog
-from batchtts.state.ledger import Ledger
+from batchtts.state.ledger import Ledger, Verdict
 from batchtts.state.store import ChunkStore
 from batchtts.state.workspace import Workspace
 
 log = logging.getLogger("batchtts")
+
+
+def verdict_row(v: Verdict) -> dict:
+    """A chunk's verification as the chapter manifest and `status --json` give it."""
+    asr = {"backend": v.backend, "metric": v.metric, "error": v.error, "transcript": v.transcript}
+    return {"takes": v.takes, "flagged": v.flagged, "asr": asr}
 
 
 def job_tags(job: Job) -> Tags:
@@ -81,7 +87,8 @@ class Writer:
             "loudness_lufs": chapter.loudness and round(chapter.loudness.integrated_lufs, 2),
             "true_peak_db": chapter.loudness and round(chapter.loudness.true_peak_db, 2),
         }
-        write_timings(job.output, chapter.cues, info)
+        verdicts = self.ledger.verdicts(c.key for c in chunks)
+        write_timings(job.output, chapter.cues, info, {k: verdict_row(v) for k, v in verdicts.items()})
         self.ledger.record_files(files)
         self.ledger.mark_stitched(job.id, sig)
         self.written.append(str(job.output))

@@ -41,7 +41,7 @@ def memory_budget(
         import torch
 
         free, _total = torch.cuda.mem_get_info()
-        if not weights_loaded:
-            free -= cost.weights_bytes
+        if not weights_loaded:  # nor the ASR model that verifies takes beside it (CostModel.asr_reserve_bytes)
+            free -= cost.weights_bytes + cost.asr_reserve_bytes
         return max(0, math.floor((free - (reserve or 0)) * CUDA_SAFETY))
     return math.floor(available_ram() * CPU_SHARE)

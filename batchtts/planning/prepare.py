@@ -7,10 +7,11 @@ from pathlib import Path
 
 from batchtts.engines import DEFAULT_ENGINE, engine_class, engine_names
 from batchtts.engines.base import Engine
-from batchtts.errors import OptionError
+from batchtts.errors import InputError, OptionError
 from batchtts.jobs.parse import default_out_dir, load_jobs
 from batchtts.jobs.targets import check_targets
 from batchtts.jobs.types import Job
+from batchtts.state.ledger import read_take_numbers
 from batchtts.state.voice import VoiceAudio, load_voice
 from batchtts.state.workspace import Workspace
 from batchtts.text.chunkrule import split_by_rule
@@ -55,6 +56,7 @@ def prepare(
     out_dir = Path(out_dir).resolve() if out_dir else default_out_dir(job_file)
     jobs = load_jobs(job_file, out_dir, allow_abs_paths)
     check_targets(job_file, jobs, out_dir, Workspace(out_dir).state)
+    takes = read_take_numbers(Workspace(out_dir).ledger_path)  # positions given a new take by `batchtts retake`
     voices_by_path: dict[tuple[Path | None, str], VoiceAudio] = {}
     engine_of, chunks = {}, {}
     for job in jobs:
@@ -68,13 +70,16 @@ def prepare(
             raise job.source.error("context", f"engine '{name}' cannot prompt with earlier sentences; use \"prompt\"")
         key = (job.voice.prompt_audio, job.voice.prompt_text)
         if key not in voices_by_path:
-            voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+            try:
+                voices_by_path[key] = load_voice(job.voice.prompt_audio, job.voice.prompt_text)
+            except InputError as exc:  # a clip that is silent, mostly silence or clipped: name the job's line
+                raise job.source.error(exc.field, f"{job.voice.prompt_audio}: {exc.message}") from None
         voice = voices_by_path[key]
         rule = cls.chunk_rule
         segments = split_by_rule(job.text, rule) if rule else split_text(job.text, cls.max_chars)
         engine_of[job.id] = name
         chunks[job.id] = make_chunks(
-            job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text
+            job, segments, voice.fingerprint, name, cls.revision_for, options, cls.speakable_text, takes.get(job.id)
         )
     voices = {v.fingerprint: v for v in voices_by_path.values()}
     return Prepared(job_file, out_dir, jobs, engine_of, chunks, voices)

@@ -1,60 +1,19 @@
-"""What the read-only commands report: per-job progress (`status`) and the batching per engine (`plan`).
+"""What `plan` reports: the batching (or decode queue) per engine, and which chunks need no synthesis.
 
-Plain dataclasses, built from a `Prepared` job file and the workspace's one answer to "is this chunk done".
+Plain dataclasses, built from a `Prepared` job file and the workspace's one answer to "is this chunk done"
+(per-job progress, `status`, is synthesis/status.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from pathlib import Path
 
+from batchtts.config import format_size
 from batchtts.engines.base import CostModel
 from batchtts.planning.plan import Plan
 from batchtts.planning.prepare import Prepared
 from batchtts.state.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class ChunkFailure:
-    index: int  # the chunk's place in its job, from 0
-    key: str  # its content key (SHA-256 hex)
-    error: str  # the last attempt's error
-    text: str  # the chunk's text as the job file gave it
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    output: Path
-    chunks: int
-    done: int
-    failed: int
-    written: bool  # the chapter file exists and every chunk is done
-    failures: tuple[ChunkFailure, ...] = ()
-
-    @property
-    def left(self) -> int:
-        return self.chunks - self.done
-
-
-def job_status(prep: Prepared) -> list[JobStatus]:
-    """Chunks done, left and failed per job, in job-file order; the ledger is only read."""
-    space = Workspace(prep.out_dir)
-    ledger = space.read_ledger()
-    try:
-        done = space.done(ledger, prep.all_chunks())
-        failed = ledger.failures({c.key for c in prep.all_chunks()}) if ledger else {}
-    finally:
-        if ledger:
-            ledger.close()
-    report = []
-    for job in prep.jobs:
-        chunks = prep.chunks[job.id]
-        n_done = sum(c.key in done for c in chunks)
-        failures = tuple(ChunkFailure(c.index, c.key, failed[c.key], c.source_text) for c in chunks if c.key in failed)
-        written = job.output.is_file() and n_done == len(chunks)
-        report.append(JobStatus(job.id, job.output, len(chunks), n_done, len(failures), written, failures))
-    return report
 
 
 def done_keys(prep: Prepared) -> set[str]:
@@ -100,3 +59,41 @@ class EnginePlan:
                 for b in self.plan.batches
             ],
         }
+
+    def describe(self) -> list[str]:
+        """The plan as `batchtts plan` prints it, one line per item."""
+        p, out = self, []
+        plan, s = p.plan, p.plan.summary()
+        out.append(
+            f"engine {p.engine}: {s['chunks']} chunks to synthesise ({p.already_done} already done), "
+            f"budget {format_size(plan.budget_bytes)}, {format_size(p.cost.bytes_per_token)} per token, "
+            f"at most {plan.max_batch} per batch"
+        )
+        out.append(
+            f"{'batch':>5} {'voice':<10} {'size':>4} {'tokens':>11} {'worst mem':>10} {'pred mem':>10} "
+            f"{'waste':>6} {'steps':>6}"
+        )
+        for n, b in enumerate(plan.batches, 1):
+            lengths = [i.length for i in b.items]
+            out.append(
+                f"{n:>5} {b.voice[:10]:<10} {len(b.items):>4} {min(lengths):>5}-{max(lengths):<5} "
+                f"{format_size(b.worst_bytes):>10} {format_size(b.predicted_bytes):>10} "
+                f"{100 * b.padded_slots / b.useful_slots:>5.1f}% {b.decode_steps:>6}"
+            )
+        out.append(f"bucket edges (tokens): {', '.join(map(str, s['bucket_edges'])) or '-'}")
+        target = (
+            f"target {100 * plan.waste_target:.0f}% per batch"
+            if math.isfinite(plan.waste_target)
+            else ("no target: this engine runs rows unpadded")
+        )
+        out.append(
+            f"padding waste {100 * s['padding_waste']:.1f}% ({target}); "
+            f"peak worst-case memory {format_size(s['peak_worst_bytes'])} of {format_size(plan.budget_bytes)}"
+        )
+        out.append(
+            f"decode steps: {s['decode_steps']} batched vs {s['sequential_decode_steps']} one sentence at a time "
+            f"({s['step_saving']}x fewer)"
+        )
+        if p.outlook:
+            out.append(f"engine's decoder: {p.outlook['summary']}")
+        return out

@@ -2,6 +2,10 @@
 
 Synthesis state is kept per content key (table `audio`), chapter layout per job (table `chunks`),
 so editing one sentence changes one key and leaves every other finished chunk in place.
+
+The schema is versioned with `PRAGMA user_version`: version 0 is the unversioned schema of the first
+releases (`_SCHEMA`, still created as is), and each later version is one step in `_MIGRATIONS`, applied in
+order in its own transaction when a ledger is opened. A ledger from a newer batchtts is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.errors import LedgerUnreadable
+from batchtts.errors import EnvironmentProblem, LedgerUnreadable
 from batchtts.state.store import ChunkStore, StoredAudio, digest
 
 log = logging.getLogger("batchtts")
@@ -43,7 +47,43 @@ CREATE TABLE IF NOT EXISTS audio (
 );
 """
 
+# One step per version: _MIGRATIONS[n] takes a ledger from version n to n + 1. Never edit a released step.
+_MIGRATIONS = (
+    # 1: ASR verification (issue 24): per take its score, transcript, number of takes and flag; and the
+    # take number a listener gave a chunk position with `batchtts retake`.
+    """
+    ALTER TABLE audio ADD COLUMN takes INTEGER;
+    ALTER TABLE audio ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE audio ADD COLUMN asr_backend TEXT;
+    ALTER TABLE audio ADD COLUMN asr_metric TEXT;
+    ALTER TABLE audio ADD COLUMN asr_error REAL;
+    ALTER TABLE audio ADD COLUMN transcript TEXT;
+    CREATE TABLE IF NOT EXISTS retakes (
+        job_id TEXT NOT NULL, idx INTEGER NOT NULL, take INTEGER NOT NULL, updated REAL NOT NULL,
+        PRIMARY KEY (job_id, idx)
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
 DONE, FAILED = "done", "failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verification said about the take that was kept (stored per key beside its audio).
+
+    `error`: WER (English) or CER (Chinese) of the transcript against the spoken text, 0 = every word heard;
+    None when no backend checked it (`backend` is then "none"). `takes`: takes synthesised for this chunk in
+    the run that kept it, the kept one included. `flagged`: no take passed its threshold; the best is kept.
+    """
+
+    backend: str
+    metric: str | None = None  # "wer" | "cer"
+    error: float | None = None
+    transcript: str | None = None
+    takes: int = 1
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,25 @@ def ledger_problem(path: Path) -> str | None:
     return None
 
 
+def read_take_numbers(path: Path) -> dict[str, dict[int, int]]:
+    """Job id -> {chunk position: take number} given by `batchtts retake`, read without writing (no ledger,
+    or one from before version 1: none)."""
+    if not Path(path).is_file() or ledger_problem(Path(path)):
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT job_id, idx, take FROM retakes").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    for job_id, idx, take in rows:
+        out.setdefault(job_id, {})[idx] = take
+    return out
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -90,10 +149,34 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "full" in str(exc)):
                 raise
             raise LedgerUnreadable(self.path, str(exc)) from None
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, one step per version, each step and its version bump atomic."""
+        version = self.version()
+        if version > SCHEMA_VERSION:
+            raise EnvironmentProblem(
+                f"{self.path} was written by a newer batchtts (ledger version {version}; this one reads up to "
+                f"{SCHEMA_VERSION}): upgrade batchtts, or use another --out"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                if self.version() != step:
+                    continue  # another process migrated it while this one waited for the write lock
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {step + 1}")
+            log.info("ledger %s upgraded to version %d", self.path, step + 1)
+
+    def version(self) -> int:
+        """The schema version (PRAGMA user_version)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def recover_from(self, store: ChunkStore, keys: Iterable[str]) -> int:
         """Mark done every chunk the ledger does not call done whose stored file proves its key.
@@ -166,19 +249,61 @@ class Ledger:
     def failures(self, keys: Iterable[str]) -> dict[str, str]:
         return dict(self._by_key("error", FAILED, keys))
 
-    def mark_done(self, run_id: int | None, stored: dict[str, StoredAudio]) -> None:
-        """Mark a whole batch done in one transaction, after its audio files are safely on disk."""
+    def mark_done(
+        self, run_id: int | None, stored: dict[str, StoredAudio], verdicts: dict[str, Verdict] | None = None
+    ) -> None:
+        """Mark a whole batch done in one transaction, after its audio files are safely on disk, with what
+        verification said of each kept take (none: not verified, e.g. recovered from the chunk store)."""
         now = time.time()
+        verdicts = verdicts or {}
+        rows = []
+        for k, s in stored.items():
+            v = verdicts.get(k)
+            asr = (v.takes, int(v.flagged), v.backend, v.metric, v.error, v.transcript) if v else (None, 0, *[None] * 4)
+            rows.append((k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now, *asr))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT INTO audio(key, state, attempts, path, duration, nbytes, sha256, error, run_id, updated) "
-                "VALUES (?, ?, 1, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(key) DO UPDATE SET state=excluded.state, "
-                "attempts=audio.attempts+1, path=excluded.path, duration=excluded.duration, "
+                "INSERT INTO audio(key, state, attempts, path, duration, nbytes, sha256, error, run_id, updated, "
+                "takes, flagged, asr_backend, asr_metric, asr_error, transcript) "
+                "VALUES (?, ?, 1, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "state=excluded.state, attempts=audio.attempts+1, path=excluded.path, duration=excluded.duration, "
                 "nbytes=excluded.nbytes, sha256=excluded.sha256, error=NULL, run_id=excluded.run_id, "
-                "updated=excluded.updated",
-                [(k, DONE, str(s.path), s.duration, s.nbytes, s.sha256, run_id, now) for k, s in stored.items()],
+                "updated=excluded.updated, takes=excluded.takes, flagged=excluded.flagged, "
+                "asr_backend=excluded.asr_backend, asr_metric=excluded.asr_metric, asr_error=excluded.asr_error, "
+                "transcript=excluded.transcript",
+                rows,
             )
+
+    def verdicts(self, keys: Iterable[str]) -> dict[str, Verdict]:
+        """What verification said of each done key that was verified (or skipped), by key."""
+        cols = "asr_backend, asr_metric, asr_error, transcript, takes, flagged"
+        return {
+            r[0]: Verdict(r[1], r[2], r[3], r[4], r[5] or 1, bool(r[6]))
+            for r in self._by_key(cols, DONE, keys)
+            if r[1] is not None
+        }
+
+    def attempts(self, keys: Iterable[str]) -> dict[str, int]:
+        """Synthesis attempts recorded per key, whatever its state."""
+        keys = list(set(keys))
+        rows: list[tuple] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = f"SELECT key, attempts FROM audio WHERE key IN ({','.join('?' * len(part))})"
+            rows += self.db.execute(q, part).fetchall()
+        return dict(rows)
+
+    def take_numbers(self, job_id: str) -> dict[int, int]:
+        """Chunk position -> take number a listener asked for with `batchtts retake` (absent: take 0)."""
+        return dict(self.db.execute("SELECT idx, take FROM retakes WHERE job_id=?", (job_id,)).fetchall())
+
+    def set_take(self, job_id: str, index: int, take: int) -> None:
+        self.db.execute(
+            "INSERT INTO retakes(job_id, idx, take, updated) VALUES (?, ?, ?, ?) ON CONFLICT(job_id, idx) "
+            "DO UPDATE SET take=excluded.take, updated=excluded.updated",
+            (job_id, index, take, time.time()),
+        )
 
     def mark_failed(self, run_id: int, key: str, error: str, tries: int = 1) -> None:
         self.db.execute(
@@ -224,4 +349,3 @@ class Ledger:
             "sig=excluded.sig, updated=excluded.updated",
             (book, signature, time.time()),
         )
-

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from batchtts.errors import FailFast
 from batchtts.state.events import EventLog
-from batchtts.state.ledger import Ledger
+from batchtts.state.ledger import Ledger, Verdict
 from batchtts.state.store import ChunkStore, StoredAudio
 from batchtts.synthesis.worker import BatchOutcome
 
@@ -29,6 +29,10 @@ class SynthStats:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
     audio_seconds: float = 0.0
     synth_seconds: float = 0.0
+    verify_seconds: float = 0.0  # of synth_seconds, spent transcribing takes
+    verified: int = 0  # chunks whose kept take an ASR scored
+    retaken: int = 0  # ... that took more than one take to pass or to be flagged
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (key, what was heard) for no take passed
 
     @property
     def real_time_factor(self) -> float:
@@ -70,7 +74,7 @@ class Committer:
             if c.rolling and result and result.speech_tokens is not None:
                 self.store.write_tokens(c.key, result.speech_tokens)
         stored = {k: self.store.write(k, r.audio, r.sample_rate) for k, r in outcome.results.items()}
-        self.ledger.mark_done(self.run_id, stored)
+        self.ledger.mark_done(self.run_id, stored, outcome.verdicts)
         for key, (error, tries) in outcome.errors.items():
             self.ledger.mark_failed(self.run_id, key, error, tries)
         self._account(outcome, stored)
@@ -87,11 +91,23 @@ class Committer:
         stats = self.stats
         audio = sum(s.duration for s in stored.values())
         stats.synth_seconds += outcome.seconds
+        stats.verify_seconds += outcome.verify_seconds
         stats.synthesized += len(stored)
         stats.audio_seconds += audio
         stats.batches += 1
         stats.retried += len(outcome.retries)
         stats.failed += [(k, e) for k, (e, _) in outcome.errors.items()]
+        verdicts = [(k, v) for k, v in outcome.verdicts.items() if k in stored]
+        stats.verified += len(verdicts)
+        stats.retaken += sum(v.takes > 1 for _, v in verdicts)
+        stats.flagged += [(k, f"{v.metric} {v.error:.2f}, heard {v.transcript!r}") for k, v in verdicts if v.flagged]
+        for c in outcome.chunks:
+            v = outcome.verdicts.get(c.key)
+            if v and v.flagged and c.key in stored:
+                log.warning(
+                    "chunk %s#%d flagged: no take of %d passed (best %s %.2f, heard %r); kept the best for review",
+                    *(c.job_id, c.index, v.takes, v.metric.upper(), v.error, v.transcript[:80]),
+                )
         for c, error, attempt in outcome.retries:
             log.warning("chunk %s#%d: %s; retrying with a new seed", c.job_id, c.index, error)
             self.events.emit(
@@ -113,6 +129,7 @@ class Committer:
                     index=c.index,
                     state="done",
                     duration=round(stored[c.key].duration, 3),
+                    **_verified(outcome.verdicts.get(c.key)),
                 )
             elif c.key in outcome.errors:
                 error, tries = outcome.errors[c.key]
@@ -120,3 +137,8 @@ class Committer:
                     "chunk", key=c.key, job=c.job_id, index=c.index, state="failed", error=error, attempts=tries
                 )
                 log.error("chunk %s#%d failed after %d attempts: %s", c.job_id, c.index, tries, error)
+
+
+def _verified(v: Verdict | None) -> dict:
+    """A chunk event's verification fields (none when the take was not verified)."""
+    return {} if v is None else {"takes": v.takes, "flagged": v.flagged, "asr_error": v.error, "metric": v.metric}

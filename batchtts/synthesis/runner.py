@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchtts.engines import engine_class
 from batchtts.errors import EnvironmentProblem, InputError, PlanError
 from batchtts.output.encode import write_failure
 from batchtts.output.writer import Writer
@@ -23,6 +24,8 @@ from batchtts.state.workspace import Workspace
 from batchtts.synthesis.commit import Committer, SynthStats
 from batchtts.synthesis.executors import ExecutorOptions, Work, executor
 from batchtts.synthesis.worker import History, SynthSettings
+from batchtts.text.chunks import Chunk
+from batchtts.verify.stage import Plans, plan_verification
 
 log = logging.getLogger("batchtts")
 
@@ -37,6 +40,7 @@ class RunOptions:
     synth: SynthSettings = SynthSettings()
     executor: ExecutorOptions = ExecutorOptions()
     fail_fast: bool = False
+    verify: bool = True  # False (`--no-verify`): no ASR check of any take, whatever the jobs say
     progress: bool | None = None  # None: only when stderr is a terminal
     log_json: Path | None = None
 
@@ -62,6 +66,11 @@ class RunSummary:
     def failed(self) -> list[tuple[str, str]]:
         return self.stats.failed
 
+    @property
+    def flagged(self) -> list[tuple[str, str]]:
+        """(key, score and transcript) of chunks kept with a take that never passed verification."""
+        return self.stats.flagged
+
     def as_dict(self) -> dict:
         return {
             "jobs": self.jobs,
@@ -71,6 +80,10 @@ class RunSummary:
             "batches": self.stats.batches,
             "retried": self.stats.retried,
             "failed": len(self.stats.failed),
+            "verified": self.stats.verified,
+            "retaken": self.stats.retaken,
+            "flagged": len(self.stats.flagged),
+            "verify_seconds": round(self.stats.verify_seconds, 3),
             "audio_seconds": round(self.stats.audio_seconds, 3),
             "audio_hours": round(self.stats.audio_seconds / 3600, 4),
             "wall_seconds": round(self.wall_seconds, 3),
@@ -158,6 +171,15 @@ def _check_owner(prep: Prepared, ledger: Ledger) -> None:
             )
 
 
+def verify_plans(prep: Prepared, pending: list[Chunk], device: str, enabled: bool = True, quiet: bool = False) -> Plans:
+    """Which backend verifies the pending chunks of each job and language (skipped languages said once)."""
+    languages: dict[str, set[str]] = {}
+    for c in pending:
+        languages.setdefault(c.job_id, set()).add(c.language)
+    speaks = {job.id: engine_class(prep.engine_of[job.id]).speaks for job in prep.jobs}
+    return plan_verification(prep.jobs, languages, speaks, device, enabled=enabled, quiet=quiet)
+
+
 def rolling_history(prep: Prepared, store: ChunkStore, done: set[str]) -> History:
     """Finished rolling-context sentences with the speech tokens they decoded, to prompt the next ones."""
     history: History = {}
@@ -198,6 +220,7 @@ def _run(
     elif not todo_keys:
         log.info("all %d chunks already synthesized; no synthesis needed", summary.chunks)
     runner = executor(opts.executor)
+    plans = verify_plans(prep, [c for c in prep.all_chunks() if c.key in todo_keys], opts.synth.device, opts.verify)
     try:
         for name in prep.engines():
             todo = [c for c in prep.chunks_for(name) if c.key in todo_keys]
@@ -217,7 +240,7 @@ def _run(
                 progress=opts.progress,
             )
             try:
-                work = Work(name, todo, prep.voices, attempts, history)
+                work = Work(name, todo, prep.voices, attempts, history, plans)
                 runner.execute(work, opts.synth, committer.commit, lambda: stop.requested, space.voice_cache())
             finally:
                 committer.close()

@@ -4,6 +4,10 @@ Runs in the driver for a local run, or inside a Ray actor; it never touches the 
 outputs. Failure policy: a CUDA out-of-memory error splits the batch and lowers the ceiling; any
 other engine error, or audio that fails the quality checks, sends the chunk back with a new seed, up
 to `retries` times; after that it is reported failed.
+
+Verification (verify/stage.py): a take that passes the quality checks is transcribed and scored; one
+above its threshold is taken again with a new seed, up to the job's `retakes`, and the best take (lowest
+error) is kept. A chunk whose takes never pass is kept with its best take and flagged, not failed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from batchtts.errors import BatchttsError
 from batchtts.planning.memory import memory_budget
 from batchtts.planning.plan import DEFAULT_WASTE_TARGET, Batch
 from batchtts.planning.schedule import Scheduler
+from batchtts.state.ledger import Verdict
 from batchtts.state.voice import VoiceAudio, VoiceCache
 from batchtts.text.chunks import Chunk, chunk_seed
 from batchtts.verify.quality import check
+from batchtts.verify.stage import Plans, Score, Verifier
 
 log = logging.getLogger("batchtts")
 
@@ -50,14 +56,23 @@ class BatchOutcome:
     errors: dict[str, tuple[str, int]]  # key -> (last error, attempts)
     retries: list[tuple[Chunk, str, int]] = field(default_factory=list)  # (chunk, error, attempt) per re-seed
     seconds: float = 0.0
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # key -> what verification said of its kept take
+    verify_seconds: float = 0.0  # of `seconds`, spent transcribing takes
 
 
 class Worker:
     def __init__(
-        self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio], cache: VoiceCache | None = None
+        self,
+        name: str,
+        settings: SynthSettings,
+        voices: dict[str, VoiceAudio],
+        cache: VoiceCache | None = None,
+        verify: Plans | None = None,
     ):
         self.name, self.settings, self.voices, self.cache = name, settings, voices, cache
         self.engine = engine_class(name).load(settings.device, threads=settings.threads)
+        self.verifier = Verifier(verify or {}, settings.device)
+        self.verifier.load()  # before the budget is measured: an ASR model on the GPU is not the engine's room
         if not self.engine.can_clone and any(v.path for v in voices.values()):
             log.info(
                 "engine '%s' cannot clone voices: the reference clips are recorded in the chunk keys but the "
@@ -65,9 +80,8 @@ class Worker:
                 name,
             )
         self.cost = self.engine.cost_model()
-        self.budget = memory_budget(
-            settings.device, self.cost, settings.kv_budget, self.engine.activation_reserve(), weights_loaded=True
-        )
+        reserve = self.engine.activation_reserve() + self.verifier.batch_reserve_bytes()
+        self.budget = memory_budget(settings.device, self.cost, settings.kv_budget, reserve, weights_loaded=True)
         self.engine.use_memory_budget(self.budget)  # the engine's own cache sizes from the planner's figure
         self.max_batch = settings.max_batch or self.engine.default_batch_size(settings.threads)
         self.states: dict[str, dict] = {}
@@ -79,6 +93,7 @@ class Worker:
         )
 
     def close(self) -> None:
+        self.verifier.close()
         self.engine.close()
 
     def _state(self, voice_fp: str) -> dict:
@@ -109,15 +124,16 @@ class Worker:
         )
         try:
             while not stop() and (batch := sched.next_batch()) is not None:
-                t0 = time.monotonic()
+                t0, asr0 = time.monotonic(), self.verifier.seconds
                 state = self._state(batch.voice)
-                results, errors, retries = self._attempt(sched, batch, state, attempts_before, history)
+                results, errors, retries, verdicts = self._attempt(sched, batch, state, attempts_before, history)
                 for item in batch.items:
                     c, result = item.chunk, results.get(item.chunk.key)
                     sched.finished(item, result.tokens if result else None)
                     if c.rolling and result and result.speech_tokens is not None:
                         history[c.key] = (c.after, c.text, result.speech_tokens)
-                yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0)
+                asr = self.verifier.seconds - asr0
+                yield BatchOutcome(batch.chunks, results, errors, retries, time.monotonic() - t0, verdicts, asr)
             if sched.pending and not stop():  # sentences whose predecessor failed can never be prompted
                 blocked = tuple(sched.pending.values())
                 why = ("the sentence before it failed, and rolling context needs it", 0)
@@ -135,21 +151,25 @@ class Worker:
             room -= len(tokens)
         return tuple(reversed(entries))
 
-    def _attempt(
-        self, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int], history: History
-    ) -> tuple[dict[str, SynthResult], dict[str, tuple[str, int]], list[tuple[Chunk, str, int]]]:
-        """Synthesize a batch, re-seeding chunks whose audio fails the checks."""
+    def _attempt(self, sched: Scheduler, batch: Batch, state: dict, attempts_before: dict[str, int], history: History):
+        """Synthesize a batch, re-seeding chunks whose audio fails the checks or the verification.
+
+        Returns (results, errors, retries, verdicts) as BatchOutcome holds them."""
         results: dict[str, SynthResult] = {}
         errors: dict[str, tuple[str, int]] = {}
         retries: list[tuple[Chunk, str, int]] = []
+        best: dict[str, tuple[SynthResult, Score, int]] = {}  # key -> best verified take, its score, takes so far
+        verdicts: dict[str, Verdict] = {}
         todo = list(batch.items)
-        for attempt in range(self.settings.retries + 1):
+        plans = {i.chunk.key: self.verifier.plan(i.chunk.job_id, i.chunk.language) for i in todo}
+        most = max([self.settings.retries, *(p.retakes for p in plans.values() if p)])
+        for attempt in range(most + 1):
             if not todo:
                 break
             seeds = {i.chunk.key: chunk_seed(i.chunk.key, attempts_before.get(i.chunk.key, 0) + attempt) for i in todo}
             contexts = {i.chunk.key: self._context(i.chunk, history) for i in todo if i.chunk.rolling}
             raw = self._synthesize(sched, sched.sub_batch(batch, todo), state, seeds, contexts)
-            again = []
+            again, heard = [], []
             for item in todo:
                 c, outcome = item.chunk, raw[item.chunk.key]
                 problem = (
@@ -158,16 +178,44 @@ class Worker:
                     else check(c.text, c.language, outcome.audio, outcome.sample_rate, outcome.truncated)
                 )
                 key = c.key
-                if problem is None:
+                if problem is not None:
+                    errors[key] = (problem, attempt + 1)
+                    again.append(item)
+                elif plans[key] is None:
                     results[key] = outcome
                     errors.pop(key, None)
                 else:
-                    errors[key] = (problem, attempt + 1)
+                    heard.append(item)
+            scores = self.verifier.score(
+                [(plans[i.chunk.key], i.chunk.text, i.chunk.language, raw[i.chunk.key].audio,
+                  raw[i.chunk.key].sample_rate) for i in heard]
+            )  # fmt: skip
+            for item, score in zip(heard, scores, strict=True):
+                key = item.chunk.key
+                errors.pop(key, None)
+                if key not in best or score.error < best[key][1].error:
+                    best[key] = (raw[key], score, attempt + 1)
+                if score.passed:
+                    results[key] = best[key][0]
+                    verdicts[key] = _verdict(best[key][1], attempt + 1, flagged=False)
+                else:
+                    errors[key] = (
+                        f"heard {score.transcript[:60]!r}: {score.metric.upper()} {score.error:.2f}",
+                        attempt + 1,
+                    )
                     again.append(item)
-            if again and attempt < self.settings.retries:
-                retries += [(item.chunk, errors[item.chunk.key][0], attempt + 1) for item in again]
+            limit = {i.chunk.key: plans[i.chunk.key].retakes if i.chunk.key in best else self.settings.retries
+                     for i in again}  # fmt: skip
+            again = [i for i in again if attempt < limit[i.chunk.key]]
+            retries += [(item.chunk, errors[item.chunk.key][0], attempt + 1) for item in again]
+            for item in todo:  # out of takes: the best verified one is kept, flagged
+                key = item.chunk.key
+                if key not in results and key in best and item not in again:
+                    take, score, _ = best[key]
+                    results[key], verdicts[key] = take, _verdict(score, attempt + 1, flagged=True)
+                    errors.pop(key, None)
             todo = again
-        return results, errors, retries
+        return results, errors, retries, verdicts
 
     def _synthesize(
         self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int], contexts: dict[str, tuple]
@@ -199,3 +247,7 @@ class Worker:
                 continue
             results.update(self._synthesize(sched, sched.sub_batch(batch, part), state, seeds, contexts))
         return results
+
+
+def _verdict(score: Score, takes: int, flagged: bool) -> Verdict:
+    return Verdict(score.backend, score.metric, score.error, score.transcript, takes, flagged)

@@ -50,8 +50,10 @@ def chunk_key(
     options: dict[str, float],
     seed: int,
     after: str | None = None,
+    take: int = 0,
 ) -> str:
-    """`after` chains rolling-context chunks: a sentence's audio depends on the ones before it."""
+    """`after` chains rolling-context chunks: a sentence's audio depends on the ones before it. `take`: the
+    take number `batchtts retake` gave this position (0, the first take, leaves the key as it always was)."""
     payload = json.dumps(
         {
             "v": KEY_VERSION,
@@ -63,6 +65,7 @@ def chunk_key(
             "options": options,
             "seed": seed,
             **({"after": after} if after else {}),
+            **({"take": take} if take else {}),
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -82,9 +85,10 @@ def make_chunks(
     revision: str | Callable[[str], str],  # or the engine's revision per language
     options: dict[str, float],
     speakable: Callable[[str, str], str] | None = None,
+    takes: dict[int, int] | None = None,
 ) -> list[Chunk]:
     """`speakable`: the engine's text normalisation (Engine.speakable_text), so Chunk.text and the key hold
-    exactly what the engine reads."""
+    exactly what the engine reads. `takes`: chunk position -> take number from `batchtts retake`."""
     chunks: list[Chunk] = []
     rolling = job.context == "rolling"
     for index, seg in enumerate(segments):
@@ -94,7 +98,7 @@ def make_chunks(
             text = speakable(text, language)
         after = chunks[-1].key if rolling and chunks else None
         rev = revision(language) if callable(revision) else revision
-        key = chunk_key(text, language, voice, engine, rev, options, job.seed, after)
+        key = chunk_key(text, language, voice, engine, rev, options, job.seed, after, (takes or {}).get(index, 0))
         chunks.append(
             Chunk(
                 job.id,

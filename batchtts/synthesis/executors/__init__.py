@@ -10,6 +10,7 @@ from typing import Protocol
 from batchtts.state.voice import VoiceAudio, VoiceCache
 from batchtts.synthesis.worker import BatchOutcome, History, SynthSettings
 from batchtts.text.chunks import Chunk
+from batchtts.verify.stage import Plans
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Work:
     voices: dict[str, VoiceAudio]
     attempts: dict[str, int] = field(default_factory=dict)  # failed attempts so far, per key (new seeds)
     history: History = field(default_factory=dict)  # finished rolling-context sentences
+    verify: Plans = field(default_factory=dict)  # (job id, language) -> how its takes are verified
 
 
 class Executor(Protocol):

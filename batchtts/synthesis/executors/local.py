@@ -22,7 +22,7 @@ class LocalExecutor:
         cache: VoiceCache | None = None,
     ) -> None:
         log.info("loading engine '%s' for %d chunks", work.engine, len({c.key for c in work.todo}))
-        worker = Worker(work.engine, settings, work.voices, cache)
+        worker = Worker(work.engine, settings, work.voices, cache, work.verify)
         try:
             for outcome in worker.work(work.todo, work.attempts, stop, work.history):
                 commit(outcome)

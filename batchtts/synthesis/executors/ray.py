@@ -21,6 +21,7 @@ from batchtts.state.voice import VoiceAudio, VoiceCache
 from batchtts.synthesis.executors import ExecutorOptions, Work
 from batchtts.synthesis.worker import BatchOutcome, History, SynthSettings, Worker
 from batchtts.text.chunks import Chunk
+from batchtts.verify.stage import Plans
 
 log = logging.getLogger("batchtts")
 MAX_DEATHS = 3  # actors a work unit may take down before the run gives up on it
@@ -30,9 +31,9 @@ UNIT_BATCHES = 2  # batches of work per unit: small enough to rebalance, big eno
 class _Actor:
     """Body of the Ray actor: one Worker (engine loaded once), voices prepared once each."""
 
-    def __init__(self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio]):
+    def __init__(self, name: str, settings: SynthSettings, voices: dict[str, VoiceAudio], verify: Plans):
         logging.basicConfig(level=logging.INFO, format="batchtts[actor]: %(message)s")
-        self.worker = Worker(name, settings, voices)
+        self.worker = Worker(name, settings, voices, verify=verify)
 
     def run_unit(self, chunks: list[Chunk], attempts: dict[str, int], history: History) -> list[BatchOutcome]:
         return list(self.worker.work(chunks, attempts, history=history))
@@ -104,7 +105,9 @@ def _drive(
     serial = itertools.count()
 
     def spawn():
-        return remote.options(name=f"{prefix}-{next(serial)}").remote(work.engine, actor_settings, work.voices)
+        return remote.options(name=f"{prefix}-{next(serial)}").remote(
+            work.engine, actor_settings, work.voices, work.verify
+        )
 
     actors = [spawn() for _ in range(count)]
     seen: list[set[str]] = [set() for _ in actors]

@@ -1,0 +1,161 @@
+"""What verification costs.
+
+    python bench/bench_asr.py --device cpu [--out DIR]
+        pocketsphinx on the embedded engine's English (the example book's English chapters): ASR seconds as a
+        fraction of synthesis seconds, and the per-sentence WER of good and garbled takes
+        (sampling noise_scale/noise_w 2.0), i.e. what the default threshold flags.
+    python bench/bench_asr.py --device cuda --random-weights [--out DIR]
+        Whisper at large-v3-turbo's dimensions with random weights (no download, no network), batched on the
+        GPU: audio seconds transcribed per second and peak memory per batch size, beside the memory the
+        backend reserves from the engine's budget (WhisperBackend.batch_bytes). With --device cpu the same
+        step runs at toy dimensions, to exercise the script.
+
+Each result is written to DIR/asr-<device>.json (and .md) the moment it exists, so a timeout keeps what
+finished. bench/gpu_check.sh calls the cuda form; it finishes in well under a minute on an H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP_SECONDS = 6.0  # a typical sentence
+TURBO = dict(  # openai/whisper-large-v3-turbo's config.json
+    d_model=1280, encoder_layers=32, decoder_layers=4, encoder_attention_heads=20, decoder_attention_heads=20,
+    encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128, vocab_size=51866, max_target_positions=448,
+)  # fmt: skip
+TOY = dict(
+    d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+    encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=128, vocab_size=51866, max_target_positions=448,
+)  # fmt: skip
+
+
+class Results:
+    def __init__(self, folder: Path, device: str):
+        self.folder, self.device, self.data = folder, device, {"device": device}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, value) -> None:
+        self.data[name] = value
+        stem = self.folder / f"asr-{self.device}"
+        stem.with_suffix(".json").write_text(json.dumps(self.data, indent=1, ensure_ascii=False) + "\n")
+        lines = [f"# ASR verification benchmark ({self.device})", ""]
+        lines += [f"- **{k}**: `{json.dumps(v, ensure_ascii=False)}`" for k, v in self.data.items()]
+        stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print(f"{name}: {json.dumps(value, ensure_ascii=False)}", flush=True)
+
+
+def cpu_cost(results: Results) -> None:
+    import batchtts
+    from batchtts.engines.base import SynthRequest
+    from batchtts.engines.embedded import EmbeddedEngine
+    from batchtts.text.chunks import chunk_seed
+    from batchtts.verify.asr.pocketsphinx import PocketsphinxBackend
+    from batchtts.verify.score import MIN_WORDS, error_rate, size, threshold
+
+    chunks = [c for c in batchtts.chunks(ROOT / "jobs" / "book.jsonl") if c.language == "en"]
+    engine, asr = EmbeddedEngine.load(), PocketsphinxBackend.load()
+    limit = threshold("pocketsphinx", "en")
+    try:
+        for label, extra in (("good", {}), ("garbled", {"noise_scale": 2.0, "noise_w": 2.0})):
+            reqs = [SynthRequest(c.key, c.text, "en", chunk_seed(c.key), {**c.options, **extra}) for c in chunks]
+            t0 = time.perf_counter()
+            takes = [engine.synthesize(reqs[i : i + 8], {}) for i in range(0, len(reqs), 8)]
+            synth = time.perf_counter() - t0
+            takes = [t for batch in takes for t in batch]
+            t0 = time.perf_counter()
+            heard = asr.transcribe([t.audio for t in takes], [t.sample_rate for t in takes], "en")
+            asr_s = time.perf_counter() - t0
+            errors = [error_rate(c.text, h, "en")[1] for c, h in zip(chunks, heard, strict=True)]
+            audio = sum(len(t.audio) / t.sample_rate for t in takes)
+            results.add(
+                f"pocketsphinx_{label}",
+                {
+                    "chunks": len(chunks),
+                    "audio_seconds": round(audio, 2),
+                    "synthesis_seconds": round(synth, 2),
+                    "asr_seconds": round(asr_s, 2),
+                    "asr_share_of_synthesis": round(asr_s / synth, 3),
+                    "wer_mean": round(statistics.mean(errors), 3),
+                    "wer_max": round(max(errors), 3),
+                    # what a run would retake: above the threshold, and long enough to be judged on its score
+                    "above_threshold": sum(
+                        e > limit and size(c.text, "en") >= MIN_WORDS["en"] for c, e in zip(chunks, errors, strict=True)
+                    ),
+                    "threshold": limit,
+                },
+            )
+    finally:
+        engine.close()
+
+
+def whisper_random(results: Results, device: str, batches: list[int]) -> None:
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from batchtts.verify.asr.whisper import WhisperBackend
+
+    dims = TURBO if device == "cuda" else TOY
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    t0 = time.perf_counter()
+    config = WhisperConfig(**dims, decoder_start_token_id=50258, eos_token_id=50257, pad_token_id=50257)
+    with torch.device(device):
+        model = WhisperForConditionalGeneration(config).to(dtype).eval()
+    backend = WhisperBackend.__new__(WhisperBackend)  # the backend's own memory model on this model
+    backend.model, backend.dtype, backend.device = model, dtype, device
+    extractor = WhisperFeatureExtractor(feature_size=dims["num_mel_bins"])
+    built = round(time.perf_counter() - t0, 2)
+    name = "large-v3-turbo" if device == "cuda" else "toy"
+    results.add("whisper_model", {"dims": name, "dtype": str(dtype), "weights_bytes": backend.weights_bytes(),
+                                  "build_seconds": built})  # fmt: skip
+    new_tokens = 32  # a sentence's transcript; random weights would otherwise run to the length limit
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        clips = [rng.normal(0, 0.1, int(CLIP_SECONDS * 16000)).astype(np.float32) for _ in range(batch)]
+        feats = extractor(clips, sampling_rate=16000, return_tensors="pt").input_features.to(device, dtype)
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            model.generate(feats, min_new_tokens=new_tokens, max_new_tokens=new_tokens)  # warm-up
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model.generate(feats, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+            if device == "cuda":
+                torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+        results.add(
+            f"whisper_batch_{batch}",
+            {
+                "seconds": round(seconds, 4),
+                "audio_seconds_per_second": round(batch * CLIP_SECONDS / seconds, 1),
+                "peak_bytes": peak,
+                "reserved_by_backend": backend.weights_bytes() + backend.batch_bytes(batch),
+            },
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--random-weights", action="store_true", help="Whisper at real size with random weights")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--batches", default="1,8,16,32", help="Whisper batch sizes")
+    args = ap.parse_args()
+    results = Results(args.out, args.device)
+    if args.random_weights:
+        whisper_random(results, args.device, [int(b) for b in args.batches.split(",")])
+    else:
+        cpu_cost(results)
+
+
+if __name__ == "__main__":
+    main()
