@@ -35,7 +35,7 @@ from batchtts.synthesis.doctor import Check, run_checks
 from batchtts.synthesis.executors import ExecutorOptions
 from batchtts.synthesis.runner import RunOptions, RunSummary, verify_plans
 from batchtts.synthesis.runner import run as _run
-from batchtts.synthesis.status import ChunkFailure, ChunkState, JobStatus
+from batchtts.synthesis.status import ChunkFailure, ChunkState, JobStatus, retake, review
 from batchtts.synthesis.worker import SynthSettings
 from batchtts.text.chunks import Chunk
 from batchtts.verify.stage import asr_reserve
@@ -112,7 +112,10 @@ def _mode(name: str, value: str, choices: object) -> str:
 Args:
     jobs: The job file (JSON Lines, one job per line).
     fresh: Forget finished chunks and synthesise everything again; default False.
-    only_failed: Synthesise only chunks that failed before, with new seeds (what `retry` does); default False."""
+    only_failed: Synthesise only chunks that failed before, with new seeds (what `retry` does); default False.
+    verify: Check every take by ASR against the text the engine read (WER for English, CER for Chinese), retake
+        a failing one with new seeds up to the job's `verify.retakes` and keep the best take; a chunk no take of
+        which passes is written and listed in `summary.flagged`, not failed. Default True; False: no ASR."""
     + _SYNTHESIS_PARAMETERS
     + _RUN_RAISES
 )
@@ -140,8 +143,8 @@ def run(
 ) -> RunSummary:
     """Synthesize every job and write its chapter file (and books); finished work is never redone.
 
-    Returns a `RunSummary`: chunks synthesised, reused and failed (`summary.failed`: [(chunk key, error)]),
-    files written, audio seconds, real-time factor. Failed chunks do not raise.
+    Returns a `RunSummary`: chunks synthesised, reused, failed (`summary.failed`: [(chunk key, error)]) and
+    verified, retaken and flagged; files written, audio seconds, real-time factor. Failed chunks do not raise.
     """
     opts = RunOptions(
         out_dir=_path(out),
@@ -212,56 +215,6 @@ def status(
     'done' is the same answer `run` acts on: a chunk whose file is missing or altered is not done.
     """
     return _status.status(jobs, out=out, engine=engine, allow_abs_paths=allow_abs_paths)
-
-
-def review(
-    jobs: PathLike, *, out: PathLike | None = None, review_all: bool = False, engine: str | None = None
-) -> Path:
-    """Write `<out>/review.html` for listening to takes, and return its path; no network needed to view it.
-
-    Per chapter, the flagged chunks (every done chunk with `review_all`), each with an `<audio>` player for the
-    kept take (16-bit WAV under `<out>/review/`, referenced by relative path), the spoken text, the ASR
-    transcript with the differences marked, the score and the number of takes.
-
-    Args:
-        jobs: The job file.
-        out: Output folder; None: `out/` beside the job file.
-        review_all: Show every done chunk, not only the flagged ones; default False.
-        engine: Engine for jobs that name none; None: the default.
-
-    Raises:
-        InputError: bad job file (exit 2). EnvironmentProblem: an unreadable ledger (exit 4).
-    """
-    return _status.review(jobs, out=out, review_all=review_all, engine=engine)
-
-
-def retake(
-    jobs: PathLike,
-    *,
-    job: str,
-    chunks: tuple[int, ...] = (),
-    match: str | None = None,
-    out: PathLike | None = None,
-    engine: str | None = None,
-) -> list[Chunk]:
-    """Give chosen chunk positions a new take; the next `run` synthesises only those and re-stitches their files.
-
-    The take number is part of the position's chunk key, so an identical sentence elsewhere keeps its audio;
-    with rolling context the sentences chained after it follow. Returns the chunks as they were.
-
-    Args:
-        jobs: The job file.
-        job: The job id whose chunks to retake.
-        chunks: Chunk positions (0-based `index`, as `status` shows them); default none.
-        match: Also every position whose spoken or book text contains this string; None: none.
-        out: Output folder; None: `out/` beside the job file.
-        engine: Engine for jobs that name none; None: the default.
-
-    Raises:
-        InputError: an unknown job or position, or nothing matches (exit 2). Busy: a run holds the folder (exit 3).
-    """
-    return _status.retake(jobs, job=job, chunks=chunks, match=match, out=out, engine=engine)
-
 
 
 def plan(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -92,9 +93,7 @@ SYNTHESIS_OPTIONS = [
 
 
 def _synthesis_options(fn: Callable) -> Callable:
-    for option in reversed(SYNTHESIS_OPTIONS):
-        fn = option(fn)
-    return fn
+    return functools.reduce(lambda f, option: option(f), reversed(SYNTHESIS_OPTIONS), fn)
 
 
 def _setup_logging(verbose: int) -> None:

@@ -13,7 +13,6 @@ import batchtts
 from batchtts.errors import EnvironmentProblem
 from batchtts.state.ledger import SCHEMA_VERSION, Ledger
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 
 FIXTURE = Path(__file__).parent / "data" / "ledger_v0"
 HARBOUR = (FIXTURE / "jobs.jsonl").read_text(encoding="utf-8").strip()
@@ -34,8 +33,7 @@ def test_fixture_is_unversioned():
         db.close()
 
 
-def test_old_ledger_upgrades_and_run_resumes_without_redoing(tmp_path, monkeypatch):
-    monkeypatch.setattr(ToneEngine, "calls", [])
+def test_old_ledger_upgrades_and_run_resumes_without_redoing(tmp_path, tone):
     out = _old_output(tmp_path)
     pier = {
         "id": "pier",
@@ -47,7 +45,7 @@ def test_old_ledger_upgrades_and_run_resumes_without_redoing(tmp_path, monkeypat
     jobs = write_jobs(tmp_path / "jobs.jsonl", [HARBOUR, pier])
     old_keys = {c.key for c in batchtts.chunks(jobs, out=out) if c.job_id == "harbour"}
     summary = batchtts.run(jobs, out=out, progress=False)
-    made = {k for call in ToneEngine.calls for k in call}
+    made = {k for call in tone.calls for k in call}
     assert summary.reused == 3 and summary.synthesized == 2
     assert not made & old_keys  # the three finished chunks were not synthesised again
     assert (out / "harbour.wav").is_file() and (out / "pier.wav").is_file()

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 import batchtts
 from batchtts.cli import main
 from tests.conftest import write_jobs
-from tests.fakes import ToneEngine
 from tests.test_verify import WrongTextEngine  # noqa: F401 - registers the "wrongtext" engine
 
 CHUNK_FIELDS = {"index", "key", "text", "source", "state", "attempts", "takes", "flagged", "asr"}
@@ -79,22 +78,21 @@ def test_review_page_lists_flagged_takes_with_playable_audio(flagged_out, tmp_pa
     assert dom.stdout.count("<audio") == 2, dom.stderr[-2000:]
 
 
-def test_retake_redoes_exactly_the_named_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(ToneEngine, "calls", [])
+def test_retake_redoes_exactly_the_named_chunks(tmp_path, tone):
     text = "The bell rang twice. A dog barked at the gate. The bell rang twice. Then all was quiet."
     jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "engine": "tone", "output": "a.wav", "text": text}])
     out = tmp_path / "out"
     batchtts.run(jobs, out=out, progress=False)
     before = batchtts.chunks(jobs, out=out)
     assert before[0].key == before[2].key  # the same sentence twice: one key, one take
-    ToneEngine.calls.clear()
+    tone.calls.clear()
     result = CliRunner().invoke(main, ["retake", str(jobs), "--out", str(out), "--job", "a", "--chunk", "2"])
     assert result.exit_code == 0 and "a#2" in result.output, result.output
     after = batchtts.chunks(jobs, out=out)
     changed = [c.index for b, c in zip(before, after, strict=True) if b.key != c.key]
     assert changed == [2]
     summary = batchtts.run(jobs, out=out, progress=False)
-    assert summary.synthesized == 1 and [k for call in ToneEngine.calls for k in call] == [after[2].key]
+    assert summary.synthesized == 1 and [k for call in tone.calls for k in call] == [after[2].key]
     assert str(out / "a.wav") in summary.written
     again = CliRunner().invoke(main, ["retake", str(jobs), "--out", str(out), "--job", "a", "--match", "dog"])
     assert again.exit_code == 0 and [c.index for c in batchtts.chunks(jobs, out=out) if c.key not in

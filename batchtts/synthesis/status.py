@@ -125,9 +125,21 @@ def status(
 
 
 def review(jobs: PathLike, *, out: PathLike | None = None, review_all: bool = False, engine: str | None = None) -> Path:
-    """Write `<out>/review.html`: per chapter its flagged chunks (every done chunk with `review_all`), each with a
-    player for the kept take (16-bit WAV under `<out>/review/`), the spoken text, the transcript with the
-    differences marked, the score and the number of takes. Returns the page's path; no network needed."""
+    """Write `<out>/review.html` for listening to takes, and return its path; no network needed to view it.
+
+    Per chapter, the flagged chunks (every done chunk with `review_all`), each with an `<audio>` player for the
+    kept take (16-bit WAV under `<out>/review/`, referenced by relative path), the spoken text, the ASR
+    transcript with the differences marked, the score and the number of takes.
+
+    Args:
+        jobs: The job file.
+        out: Output folder; None: `out/` beside the job file.
+        review_all: Show every done chunk, not only the flagged ones; default False.
+        engine: Engine for jobs that name none; None: the default.
+
+    Raises:
+        InputError: bad job file (exit 2). EnvironmentProblem: an unreadable ledger (exit 4).
+    """
     from batchtts.output.review import ReviewChunk, ReviewJob, write_review
     from batchtts.verify.score import diff
 
@@ -164,11 +176,22 @@ def retake(
     out: PathLike | None = None,
     engine: str | None = None,
 ) -> list[Chunk]:
-    """Give chunk positions of job `job` a new take: positions `chunks`, and those whose spoken or book text
-    contains `match`. The take number is part of the position's key, so an identical sentence elsewhere keeps
-    its audio; with rolling context the sentences after it follow. The next `run` synthesises only those and
-    re-stitches their chapters and books. Returns the chunks as they were. Raises InputError for an unknown
-    job or position, or when nothing matches; a busy output folder raises as `run` does."""
+    """Give chosen chunk positions a new take; the next `run` synthesises only those and re-stitches their files.
+
+    The take number is part of the position's chunk key, so an identical sentence elsewhere keeps its audio;
+    with rolling context the sentences chained after it follow. Returns the chunks as they were.
+
+    Args:
+        jobs: The job file.
+        job: The job id whose chunks to retake.
+        chunks: Chunk positions (0-based `index`, as `status` shows them); default none.
+        match: Also every position whose spoken or book text contains this string; None: none.
+        out: Output folder; None: `out/` beside the job file.
+        engine: Engine for jobs that name none; None: the default.
+
+    Raises:
+        InputError: an unknown job or position, or nothing matches (exit 2). Busy: a run holds the folder (exit 3).
+    """
     prep = prepare(Path(jobs), _path(out), engine)
     if job not in prep.chunks:
         raise InputError(prep.job_file, None, "job", f"no job '{job}' (jobs: {', '.join(prep.chunks)})")
