@@ -18,9 +18,13 @@ from batchtts.text.normalize.zh import normalize_zh
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A Chinese run: Han characters with the Chinese punctuation, digits and spaces between them.
-_ZH_RUN_RE = re.compile(rf"[{_HAN}](?:[{_HAN}\d\s，。！？；：、“”‘’《》（）…—．%-]*[{_HAN}])?[，。！？；：、”’》）…]*")
+_ZH_RUN_RE = re.compile(rf"(?:\d+(?:\.\d+)?\s*)?[{_HAN}](?:[{_HAN}\d\s，。！？；：、“”‘’《》（）…—．%-]*[{_HAN}])?[，。！？；：、”’》）…]*")
 # An English run in Chinese text: Latin words with the digits, dots and spaces between them.
 _EN_RUN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-\s]*[A-Za-z0-9]|[A-Za-z]")
+
+
+# Full-width digits and signs read as their ASCII forms (wetext would turn them into ASCII digits later).
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９％＋＝＠＃＊＿～／＼", "0123456789%+=@#*_~/\\")
 
 
 def normalize(text: str, language: str, log: Log | None = None) -> str:
@@ -29,6 +33,8 @@ def normalize(text: str, language: str, log: Log | None = None) -> str:
     `log`, when given, receives one (class, source, reading) per rewrite: class is one of number, year,
     date, numeral, abbreviation, unit, url, code.
     """
+    text = text.translate(_FULL_WIDTH)
+    text = re.sub(re.escape(LINE_MARKER) + r"\s*$", "", text)  # a verse line that ends the chunk: no mark added
     text = text.replace(LINE_MARKER, "，" if language == "zh" else ",")
     text = drop_markers(text)
     return unprotected(text, lambda part: _normalize(part, language, log))

@@ -73,7 +73,7 @@ def _code(m: re.Match) -> str | None:
     return " dot ".join(code_words(token))
 
 
-@R.add("code", r"\b[vV](?:ersion\s+)?(\d+(?:\.\d+)+)\b")
+@R.add("code", r"\b(?:[Vv]ersion\s+[vV]?|[vV])(\d+(?:\.\d+)+)\b")
 def _version(m: re.Match) -> str:
     parts = m.group(1).split(".")
     return "version " + " point ".join(n.cardinal(p) for p in parts)
@@ -188,7 +188,7 @@ def _year_after_era(m: re.Match) -> str:
     return f"{m.group(1)} {n.year(m.group(2))}"
 
 
-@R.add("year", rf"\b({_YEAR_WORDS})(\s+)(1[1-9]\d\d|20[0-4]\d)\b(?![\d,.]\d|\s?(?:{_UNIT_ALT})\b|%)")
+@R.add("year", rf"\b({_YEAR_WORDS})(\s+)(1\d\d\d|20[0-4]\d)\b(?![\d,.]\d|\s?(?:{_UNIT_ALT})\b|%)")
 def _year_in_context(m: re.Match) -> str:
     return f"{m.group(1)}{m.group(2)}{n.year(m.group(3))}"
 

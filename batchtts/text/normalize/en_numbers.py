@@ -64,7 +64,7 @@ def number(s: str) -> str:
         return decimal(s)
     if len(s) > 1 and s.startswith("0"):
         return digits(s)
-    if len(s) > 15:
+    if len(s) >= 7:  # an unseparated digit string (a reference, an account, a phone number): digit by digit
         return digits(s)
     return cardinal(s)
 

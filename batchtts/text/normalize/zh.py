@@ -70,9 +70,7 @@ def _code(m: re.Match) -> str | None:
 
 @R.add("year", rf"(\d{{2,4}})\s*(?=年(?![{_HAN}]{{0,1}}[前后间来代]|级))|(\d{{2,4}})\s*(?=年代)")
 def _year(m: re.Match) -> str:
-    if m.group(2):
-        return number(m.group(2))
-    return direct(m.group(1))
+    return direct(m.group(1) or m.group(2))
 
 
 @R.add("date", r"(\d{1,2})\s*(?=[月日号])")
