@@ -54,7 +54,8 @@ def _normalize(text: str, language: str, log: Log | None) -> str:
         out.append(" " + normalize_zh(m.group(0), log) + " ")
         pos = m.end()
     out.append(normalize_en(text[pos:], log) if text[pos:].strip() else "")
-    return re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", "".join(out))).strip()
+    text = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", "".join(out))).strip()
+    return re.sub(rf"(?<=[{_HAN}])\s+(?=[{_HAN}])", "，", text)  # as the Chinese rules read such a space
 
 
 __all__ = ["normalize", "Log"]

@@ -226,13 +226,13 @@ def _regnal(m: re.Match) -> str | None:
     return f"{m.group(1)} the {n.ordinal(value).title()}"
 
 
-@R.add("numeral", rf"^(\s*)({n.ROMAN_RE})(\.?)(?=$|\s+[A-Z\"“‘(]|\.)")
+@R.add("numeral", rf"^([\s/\\@_*#~|^`<>{{}}\-–—,;:!?.…]*)({n.ROMAN_RE})(\.?)(?=$|\s+[A-Z\"“‘(]|\.)")
 def _roman_opening(m: re.Match) -> str | None:
     value = n.roman_value(m.group(2))
-    whole = m.string.strip().rstrip(".")
+    whole = re.sub(r"^[\W_]+", "", m.string.strip()).rstrip(".")
     if value is None or (m.group(2) == "I" and whole != "I"):
         return None
-    if re.search(r"[.!?;]\s*\S", m.string.strip()[len(m.group(0).strip()) :]):  # a sentence, not a heading
+    if re.search(r"[.!?;]\s*\S", m.string[m.end() :].strip()):  # a sentence, not a heading
         return None
     return f"{m.group(1)}{n.cardinal(value).title()}" + ("," if whole != m.group(2) else m.group(3))
 
@@ -356,6 +356,7 @@ def _symbols(text: str) -> str:
 
 def normalize_en(text: str, log: Log | None = None) -> str:
     """English (or Latin-script) text as a narrator reads it; see the module docstring."""
+    text = re.sub(r"(?<!\S)[/\\@_*#~|^`<>{}=+&]+(?!\S)", " ", text)  # a symbol standing alone is not read
     text = R.apply(text, log)
     text = _pauses(text)
     text = _symbols(text)

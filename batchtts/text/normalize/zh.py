@@ -144,4 +144,5 @@ def normalize_zh(text: str, log: Log | None = None) -> str:
     text = re.sub(r"[，,](?:\s*[，,])+", "，", text)
     text = re.sub(r"[，,]\s*(?=[。！？；])", "", text)
     text = re.sub(r"^\s*[，,]\s*", "", text)
+    text = re.sub(rf"(?<=[{_HAN}，。！？；：、])[^\S\n]+|[^\S\n]+(?=[{_HAN}，。！？；：、])", "", text)
     return re.sub(r"[^\S\n]+", " ", text).strip()
