@@ -53,11 +53,17 @@ class Rules:
 
 def unprotected(text: str, fn: Callable[[str], str]) -> str:
     """`fn` applied to each stretch of `text` outside protected spans; the protection marks are removed."""
+
+    def part(s: str) -> str:  # the spaces around a stretch stay, so it does not run into its protected neighbour
+        said = fn(s)
+        lead, trail = s[: len(s) - len(s.lstrip())], s[len(s.rstrip()) :]
+        return (" " if lead and said else "") + said + (" " if trail and said else "")
+
     out, pos = [], 0
     for m in _PROTECTED_RE.finditer(text):
-        out += [fn(text[pos : m.start()]), m.group(0)[1:-1]]
+        out += [part(text[pos : m.start()]), m.group(0)[1:-1]]
         pos = m.end()
-    out.append(fn(text[pos:]))
+    out.append(part(text[pos:]))
     return "".join(out).replace(PROTECT_OPEN, "").replace(PROTECT_CLOSE, "")
 
 
