@@ -33,7 +33,11 @@ def test_short_heading_is_its_own_chunk_in_every_language() -> None:
 def test_heading_never_merges_with_the_paragraph_after() -> None:
     text = "第一回 灵根育孕源流出 心性修持大道生\n\n诗曰：\n\n混沌未分天地乱，茫茫渺渺无人见。"
     chunks = _chunks(text, GlmttsEngine)
-    assert [c.text for c in chunks] == ["第一回，灵根育孕源流出，心性修持大道生。", "诗曰。", "混沌未分天地乱，茫茫渺渺无人见。"]
+    assert [c.text for c in chunks] == [
+        "第一回，灵根育孕源流出，心性修持大道生。",
+        "诗曰。",
+        "混沌未分天地乱，茫茫渺渺无人见。",
+    ]
 
 
 def test_full_width_stop_ends_a_sentence_for_the_default_engine() -> None:
@@ -70,7 +74,10 @@ def test_verse_lines_pause_without_inventing_a_stop() -> None:
     text = "April is the cruellest month, breeding[line]\nLilacs out of the dead land, mixing[line]\nMemory and desire."
     chunks = _chunks(text, EmbeddedEngine)
     assert len(chunks) == 1
-    assert chunks[0].text == "April is the cruellest month, breeding, Lilacs out of the dead land, mixing, Memory and desire."
+    assert (
+        chunks[0].text
+        == "April is the cruellest month, breeding, Lilacs out of the dead land, mixing, Memory and desire."
+    )
     assert "[line]" not in chunks[0].source_text
     long = "A line of verse that runs on and on[line]\n" * 12 + "the end."
     cut = _chunks(long, EmbeddedEngine, pauses=Pauses(line=0.4))

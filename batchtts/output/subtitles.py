@@ -30,8 +30,8 @@ _MARKER_RE = re.compile(r"\[(?:pause:[^\]]*|scene|line)\]", re.IGNORECASE)
 def cue_text(text: str) -> str:
     """A cue's text as every reader accepts it: the book's words on one line, or on two (split at the space,
     or for Chinese the punctuation, nearest the middle) when longer than LINE_CHARS; never a blank line,
-    never `-->`. A cue with nothing left to show gets "…"."""
-    text = " ".join(_MARKER_RE.sub(" ", text).replace("-->", "->").split())
+    never `-->` (an arrow instead). A cue with nothing left to show gets "…"."""
+    text = " ".join(_MARKER_RE.sub(" ", text).replace("-->", "→").split())
     if not text:
         return "…"
     if len(text) <= LINE_CHARS:

@@ -18,7 +18,9 @@ from batchtts.text.normalize.zh import normalize_zh
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A Chinese run: Han characters with the Chinese punctuation, digits and spaces between them.
-_ZH_RUN_RE = re.compile(rf"(?:\d+(?:\.\d+)?\s*)?[{_HAN}](?:[{_HAN}\d\s，。！？；：、“”‘’《》（）…—．%-]*[{_HAN}])?[，。！？；：、”’》）…]*")
+_ZH_RUN_RE = re.compile(
+    rf"(?:\d+(?:\.\d+)?\s*)?[{_HAN}](?:[{_HAN}\d\s，。！？；：、“”‘’《》（）…—．%-]*[{_HAN}])?[，。！？；：、”’》）…]*"
+)
 # An English run in Chinese text: Latin words with the digits, dots and spaces between them.
 _EN_RUN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-\s]*[A-Za-z0-9]|[A-Za-z]")
 
