@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - one table row per line
 """The English book-text normaliser: source text in, the exact reading out, for both engines (the default engine
 reads the normaliser's text; GLM-TTS reads it through its own frontend, lower-cased with a final stop)."""
 

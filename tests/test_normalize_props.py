@@ -20,7 +20,8 @@ from batchtts.text.split import split_text
 FORBIDDEN = re.compile(r"[0-9/\\@_*#~]")
 WORDS = ["in", "Chapter", "St.", "No.", "Henry", "VIII", "XII", "I", "May", "km", "m.", "ft", "AD", "B.C.", "etc.",
          "e.g.", "www.example.com/a", "a@b.cn", "console.log", "v2.0", "的", "年", "第", "回", "你好", "天气", "度",
-         "and/or", "parents’", "…", "—", "(", ")", "：", "，", "。", ".", ",", "-", "−", "%", "$", "°", "'"]  # fmt: skip
+         "and/or", "parents’", "…", "—", "(", ")", "：", "，", "。", ".", ",", "-", "−", "%", "$", "°",
+         "'"]  # fmt: skip
 token = st.one_of(
     st.sampled_from(WORDS),
     st.from_regex(r"[0-9]{1,5}(?:[.,:/-][0-9]{1,4})?", fullmatch=True),

@@ -26,6 +26,8 @@ _EN_RUN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-\s]*[A-Za-z0-9]|[A-Za-z]")
 
 
 # Full-width digits and signs read as their ASCII forms (wetext would turn them into ASCII digits later).
+# `_emphasis_` as plain-text books mark italics: the words, not code.
+_EMPHASIS_RE = re.compile(r"(?<![A-Za-z0-9_])_([^_\n]+?)_(?![A-Za-z0-9_])")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９％＋＝＠＃＊＿～／＼", "0123456789%+=@#*_~/\\")
 
 
@@ -35,7 +37,7 @@ def normalize(text: str, language: str, log: Log | None = None) -> str:
     `log`, when given, receives one (class, source, reading) per rewrite: class is one of number, year,
     date, numeral, abbreviation, unit, url, code.
     """
-    text = text.translate(_FULL_WIDTH)
+    text = _EMPHASIS_RE.sub(r"\1", text.translate(_FULL_WIDTH))
     text = re.sub(re.escape(LINE_MARKER) + r"\s*$", "", text)  # a verse line that ends the chunk: no mark added
     text = text.replace(LINE_MARKER, "，" if language == "zh" else ",")
     text = drop_markers(text)
