@@ -226,7 +226,7 @@ def _regnal(m: re.Match) -> str | None:
     return f"{m.group(1)} the {n.ordinal(value).title()}"
 
 
-@R.add("numeral", rf"^([\s/\\@_*#~|^`<>{{}}\-–—,;:!?.…]*)({n.ROMAN_RE})(\.?)(?=$|\s+[A-Z\"“‘(]|\.)")
+@R.add("numeral", rf"^([\s/\\@_*#~|^`<>{{}}\-–—,;:!?.…]*)({n.ROMAN_RE})(\.?)(?=\s*[.,;:!?…]*\s*$|\s+[A-Z\"“‘(]|\.)")
 def _roman_opening(m: re.Match) -> str | None:
     value = n.roman_value(m.group(2))
     whole = re.sub(r"^[\W_]+", "", m.string.strip()).rstrip(".")
@@ -355,8 +355,19 @@ def _symbols(text: str) -> str:
 
 
 def normalize_en(text: str, log: Log | None = None) -> str:
-    """English (or Latin-script) text as a narrator reads it; see the module docstring."""
-    text = re.sub(r"(?<!\S)[/\\@_*#~|^`<>{}=+&]+(?!\S)", " ", text)  # a symbol standing alone is not read
+    """English (or Latin-script) text as a narrator reads it; see the module docstring. Run to a fixed point
+    (at most three passes), so a symbol dropped next to a word cannot leave something a second pass would read
+    differently ("X/" -> "X")."""
+    for _ in range(3):
+        said = _normalize_en_once(text, log)
+        if said == text:
+            break
+        text = said
+    return text
+
+
+def _normalize_en_once(text: str, log: Log | None = None) -> str:
+    text = re.sub(r"(?<!\S)[/\\@_*#~|^`<>{}=+&]+(?!\S)", " ", text).strip()  # a lone symbol is not read
     text = R.apply(text, log)
     text = _pauses(text)
     text = _symbols(text)
