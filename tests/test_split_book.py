@@ -97,3 +97,24 @@ def test_chunk_keeps_the_books_own_text_for_subtitles() -> None:
     chunks = _chunks("In 1905 he walked 20 m. to No. 7.", GlmttsEngine)
     assert chunks[0].source_text == "In 1905 he walked 20 m. to No. 7."
     assert chunks[0].text == "in nineteen oh five he walked twenty metres to number seven."
+
+
+def test_ellipsis_before_a_lower_case_word_does_not_end_the_sentence() -> None:
+    segments = split_text("She was still… and then she left. Next.", 300)
+    assert [s.text for s in segments] == ["She was still… and then she left.", "Next."]
+    assert _chunks("She was still… and then she left.", EmbeddedEngine)[0].text == "She was still, and then she left."
+
+
+def test_dashes_and_ellipses_are_where_a_long_sentence_may_be_cut() -> None:
+    text = (
+        "The old keeper climbed the winding iron stair of the lighthouse on the headland every single evening of "
+        "her long and solitary life — through the winter storms and the thick grey fogs of the autumn and the quiet "
+        "summer nights… she never once missed a single one of them, not once in all those years, and the great lamp "
+        "burned on above the dark water long after the village below had gone to sleep."
+    )
+    chunks = _chunks(text, GlmttsEngine)
+    assert len(chunks) > 1
+    assert chunks[0].source_text.endswith("nights…")  # the clause break nearest the limit
+    assert ", through the winter" in chunks[0].text  # the dash inside the chunk reads as a pause
+    assert chunks[0].brk == "comma"
+    assert all(length_units(c.text) <= CHUNK_RULE.max_units for c in chunks)

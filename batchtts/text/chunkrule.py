@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from batchtts.jobs.markup import LINE_MARKER, strip_markers
 from batchtts.text.split import COMMA, HARD, LINE, PARAGRAPH, PAUSE, SCENE, Segment, detect_language, split_text
 
-# A clause may end after these: full-width marks anywhere, ASCII ones before a space or the end, a verse line's
-# marker.
-_CLAUSE_END_RE = re.compile(r"(?:(?:[，、；：]|[,;:](?=\s|$))[\"'”’」』）》】)\]]*|" + re.escape(LINE_MARKER) + r")\s*")
+# A clause may end after these: full-width marks, ellipses and dashes anywhere (the normaliser reads them as a
+# clause pause), ASCII ones before a space or the end, a verse line's marker.
+_CLAUSE_END_RE = re.compile(
+    r"(?:(?:[，、；：…—]+|[,;:](?=\s|$)|\.{3}(?=\s)|\s[–-](?=\s))[\"'”’」』）》】)\]]*|"
+    + re.escape(LINE_MARKER)
+    + r")\s*"
+)
 
 
 @dataclass(frozen=True)

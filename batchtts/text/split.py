@@ -26,7 +26,7 @@ _CLOSERS = "\"'”’」』）》】〕〉)]"
 # Chinese/full-width enders break wherever they stand; ASCII ones need a space, an end or CJK after.
 _CJK_END_RE = re.compile(rf"(?:[。！？；．]|…+|！|？)+[{re.escape(_CLOSERS)}]*")
 _ASCII_END_RE = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s|$|[\u3000-\u9fff\uff00-\uffef])")
-_CLAUSE_RE = re.compile(rf"(?:[,，、;：:—]+[{re.escape(_CLOSERS)}]*|{re.escape(LINE_MARKER)})\s*")
+_CLAUSE_RE = re.compile(rf"(?:[,，、;：:—…]+[{re.escape(_CLOSERS)}]*|{re.escape(LINE_MARKER)})\s*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 
