@@ -81,3 +81,20 @@ def test_rewrites_are_logged_by_class() -> None:
     classes = {c for c, _, _ in log}
     assert {"year", "numeral", "unit", "abbreviation", "url", "code"} <= classes
     assert ("year", "In 1905", "In nineteen oh five") in log
+
+
+MORE = [
+    ("clock", "Left London at 8.45 p.m.", "Left London at eight forty-five P M."),
+    ("clock", "at 10:00 pm", "at ten P M"),
+    ("initial, not a numeral", "M. Waldman praised me, with kindness.", "M. Waldman praised me, with kindness."),
+    ("numeral heading", "II. THE GAME OF CHESS", "Two, THE GAME OF CHESS"),
+    ("emphasis, not code", "such as _good, dearest_.", "such as good, dearest."),
+    ("unit", "a 5 in. pipe", "a five inches pipe"),
+    ("money", "£2,400 a year", "two thousand four hundred pounds a year"),
+    ("dated year", "the 21st of December, 1872", "the twenty-first of December eighteen seventy-two"),
+]
+
+
+@pytest.mark.parametrize(("cls", "source", "reading"), MORE, ids=[c[1] for c in MORE])
+def test_book_context(cls: str, source: str, reading: str) -> None:
+    assert normalize(source, "en") == reading, cls

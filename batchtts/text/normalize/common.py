@@ -74,7 +74,8 @@ URL_RE = re.compile(
 EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?![A-Za-z0-9-])")
 # console.log, document.getElementById(), snake_case_name, __init__: code, not prose.
 CODE_RE = re.compile(
-    r"(?<![A-Za-z0-9_.$])(?:[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?:\(\))?|[A-Za-z$]*_[\w$]*|[A-Za-z_$][\w$]*\(\))(?![A-Za-z0-9_$])"
+    r"(?<![A-Za-z0-9_.$])(?:[A-Za-z$][\w$]*(?:\.[A-Za-z$][\w$]*)+(?:\(\))?|[A-Za-z0-9$]+(?:_[A-Za-z0-9$]+)+"
+    r"|__\w+__|[A-Za-z_$][\w$]*\(\))(?![A-Za-z0-9_$])"
 )
 
 

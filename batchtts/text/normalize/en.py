@@ -9,47 +9,14 @@ import re
 
 from batchtts.text.normalize import en_numbers as n
 from batchtts.text.normalize.common import CODE_RE, ELLIPSIS_RE, EMAIL_RE, URL_RE, Log, Rules, code_words, url_host
+from batchtts.text.normalize.en_tables import ABBREVIATIONS, CURRENCY, MONTH_ABBR, REGNAL, UNITS
 
 R = Rules()
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_MONTH_ABBR = {"Jan": "January", "Feb": "February", "Mar": "March", "Apr": "April", "Jun": "June", "Jul": "July",
-               "Aug": "August", "Sep": "September", "Sept": "September", "Oct": "October", "Nov": "November",
-               "Dec": "December"}  # fmt: skip
-_MONTH = rf"(?:{MONTHS}|(?:{'|'.join(_MONTH_ABBR)})\.?)"
+_MONTH = rf"(?:{MONTHS}|(?:{'|'.join(MONTH_ABBR)})\.?)"
 _HEADING_WORDS = r"(?:Chapter|Part|Book|Act|Scene|Volume|Vol\.|Canto|Section|Letter|Appendix|Stave|Psalm|Lesson|Day)"
 _YEAR_WORDS = r"(?:in|In|since|Since|by|of|from|From|until|till|to|circa|c\.|ca\.|before|after|year|years|Anno|around|about|early|late|mid|summer|winter|spring|autumn|fall|during|between|and|the)"  # noqa: E501
-_REGNAL = (
-    "Henry|Edward|George|William|Charles|James|Richard|Elizabeth|Mary|Louis|Philip|Frederick|Napoleon|Peter|"
-    "Catherine|Alexander|Nicholas|John|Pius|Leo|Gregory|Benedict|Clement|Innocent|Urban|Boniface|Paul|Francis|"
-    "Ferdinand|Alfonso|Victor|Emmanuel|Gustav|Gustavus|Christian|Frederic|Otto|Rudolf|Ivan|Ramesses|Ptolemy|"
-    "Amenhotep|Thutmose|Constantine|Justinian|Friedrich|Wilhelm|Karl|Ludwig|Sancho|Pedro|Juan|Carlos|Stephen|"
-    "Malcolm|David|Robert|Harold|Canute|Olaf|Haakon|Eric|Magnus|Sigismund|Casimir|Sixtus|Julius|Adrian|Hadrian"
-)
-_UNITS = {
-    "km": ("kilometre", "kilometres"), "m": ("metre", "metres"), "cm": ("centimetre", "centimetres"),
-    "mm": ("millimetre", "millimetres"), "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"),
-    "mg": ("milligram", "milligrams"), "ft": ("foot", "feet"), "in": ("inch", "inches"), "mi": ("mile", "miles"),
-    "yd": ("yard", "yards"), "yds": ("yard", "yards"), "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"),
-    "oz": ("ounce", "ounces"), "l": ("litre", "litres"), "ml": ("millilitre", "millilitres"),
-    "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometre per hour", "kilometres per hour"),
-    "kph": ("kilometre per hour", "kilometres per hour"), "kmh": ("kilometre per hour", "kilometres per hour"),
-    "h": ("hour", "hours"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"), "min": ("minute", "minutes"),
-    "mins": ("minute", "minutes"), "s": ("second", "seconds"), "sec": ("second", "seconds"),
-    "kb": ("kilobyte", "kilobytes"), "mb": ("megabyte", "megabytes"), "gb": ("gigabyte", "gigabytes"),
-    "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"), "KB": ("kilobyte", "kilobytes"),
-    "°C": ("degree Celsius", "degrees Celsius"), "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
-    "°": ("degree", "degrees"), "%": ("percent", "percent"), "ha": ("hectare", "hectares"),
-}  # fmt: skip
-_UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
-             "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}  # fmt: skip
-_ABBREVIATIONS = {
-    "Mr.": "Mister", "Mrs.": "Missus", "Messrs.": "Messieurs", "Dr.": "Doctor", "Prof.": "Professor",
-    "Capt.": "Captain", "Gen.": "General", "Col.": "Colonel", "Lt.": "Lieutenant", "Sgt.": "Sergeant",
-    "Rev.": "Reverend", "Hon.": "Honourable", "Mt.": "Mount", "Jr.": "Junior", "Sr.": "Senior", "Gov.": "Governor",
-    "Fig.": "figure", "fig.": "figure", "vs.": "versus", "cf.": "compare", "approx.": "approximately",
-    "e.g.": "for example", "i.e.": "that is", "viz.": "namely", "Ave.": "Avenue", "Rd.": "Road",
-}  # fmt: skip
+_UNIT_ALT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
 
 @R.add("url", r"\S+")
@@ -96,12 +63,18 @@ def _era(m: re.Match) -> str | None:
     return said
 
 
-@R.add("abbreviation", r"\b([ap])\.\s?m\.(?=\W|$)|\b(\d{1,2}(?::\d\d)?)\s?([ap])m\b", re.IGNORECASE)
+@R.add("number", r"\b(\d{1,2})(?:[.:](\d\d))?\s?([aApP])\.?\s?[mM]\b(\.?)")
+def _clock(m: re.Match) -> str:
+    """'8.45 p.m.', '8:45 pm', '11 a.m.': a time of day (not a decimal), the letters read out."""
+    minutes = int(m.group(2) or 0)
+    said = n.cardinal(m.group(1)) + (f" {'oh ' if minutes < 10 else ''}{n.cardinal(minutes)}" if minutes else "")
+    end = "." if m.group(4) and re.fullmatch(r"\s*", m.string[m.end() :]) else ""
+    return f"{said} {m.group(3).upper()} M{end}"
+
+
+@R.add("abbreviation", r"\b([ap])\.\s?m\.(?=\W|$)", re.IGNORECASE)
 def _ampm(m: re.Match) -> str:
-    if m.group(1):
-        letter = m.group(1).upper()
-        return f"{letter} M" + ("." if re.fullmatch(r"\s*", m.string[m.end() :]) else "")
-    return f"{m.group(2)} {m.group(3).upper()} M"
+    return f"{m.group(1).upper()} M" + ("." if re.fullmatch(r"\s*", m.string[m.end() :]) else "")
 
 
 @R.add("abbreviation", r"\b(?:No|Nos|no|nos|Nr|nr)\.\s?(?=\d)|#(?=\d)")
@@ -129,12 +102,12 @@ def _abbreviation(m: re.Match) -> str:
         return "et cetera" + ("." if re.match(r"\s*(?:$|[A-Z\"“”])", rest) else "")
     if token == "Dr." and re.match(r"\s*(?:$|[,.;:])", rest):
         return "Drive"
-    return _ABBREVIATIONS[token]
+    return ABBREVIATIONS[token]
 
 
-@R.add("abbreviation", rf"\b({'|'.join(_MONTH_ABBR)})\.(?=\s?\d)")
+@R.add("abbreviation", rf"\b({'|'.join(MONTH_ABBR)})\.(?=\s?\d)")
 def _month_abbr(m: re.Match) -> str:
-    return _MONTH_ABBR[m.group(1)]
+    return MONTH_ABBR[m.group(1)]
 
 
 @R.add("date", rf"\b(\d{{1,2}})(?:st|nd|rd|th|d)?\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{3,4}})\b)?")
@@ -142,8 +115,9 @@ def _day_month(m: re.Match) -> str | None:
     day = int(m.group(1))
     if not 1 <= day <= 31:
         return None
-    month = _MONTH_ABBR.get(m.group(2).rstrip("."), m.group(2).rstrip("."))
-    said = f"the {n.ordinal(day)} of {month}"
+    month = MONTH_ABBR.get(m.group(2).rstrip("."), m.group(2).rstrip("."))
+    the = "" if re.search(r"\b[Tt]he\s+$", m.string[: m.start()]) else "the "
+    said = f"{the}{n.ordinal(day)} of {month}"
     return said + (f" {n.year(m.group(3))}" if m.group(3) else "")
 
 
@@ -152,7 +126,7 @@ def _month_day(m: re.Match) -> str | None:
     day = int(m.group(2))
     if not 1 <= day <= 31:
         return None
-    month = _MONTH_ABBR.get(m.group(1).rstrip("."), m.group(1).rstrip("."))
+    month = MONTH_ABBR.get(m.group(1).rstrip("."), m.group(1).rstrip("."))
     return f"{month} {n.ordinal(day)}" + (f", {n.year(m.group(3))}" if m.group(3) else "")
 
 
@@ -215,13 +189,13 @@ def _number_heading_word(m: re.Match) -> str:
     return f"{m.group(1)} {n.cardinal(m.group(2))}"
 
 
-@R.add("numeral", rf"\b((?:{_REGNAL})|[A-Z][a-z]+)\s({n.ROMAN_RE})\b(?!['’]\w)")
+@R.add("numeral", rf"\b((?:{REGNAL})|[A-Z][a-z]+)\s({n.ROMAN_RE})\b(?!['’]\w)")
 def _regnal(m: re.Match) -> str | None:
     numeral = m.group(2)
     value = n.roman_value(numeral)
     if value is None or not re.fullmatch(r"[IVX]+", numeral) or value > 39 or numeral == "X":
         return None
-    if numeral == "I" and not re.fullmatch(_REGNAL, m.group(1)):
+    if numeral == "I" and not re.fullmatch(REGNAL, m.group(1)):
         return None
     return f"{m.group(1)} the {n.ordinal(value).title()}"
 
@@ -230,10 +204,11 @@ def _regnal(m: re.Match) -> str | None:
 def _roman_opening(m: re.Match) -> str | None:
     value = n.roman_value(m.group(2))
     whole = re.sub(r"^[\W_]+", "", m.string.strip()).rstrip(".")
-    if value is None or (m.group(2) == "I" and whole != "I"):
-        return None
-    if re.search(r"[.!?;]\s*\S", m.string[m.end() :].strip()):  # a sentence, not a heading
-        return None
+    if value is None or (m.group(2) == "I" and whole != "I") or len(m.group(2)) == 1 and m.group(2) not in "IVX":
+        return None  # "M. Waldman" is Monsieur, "C." an initial
+    rest = m.string[m.end() :].strip()
+    if re.search(r"[.!?;]\s*\S", rest) or re.search(r"[,;]|[.!?]$", rest) or len(rest.split()) > 10:
+        return None  # a sentence, not a heading
     return f"{m.group(1)}{n.cardinal(value).title()}" + ("," if whole != m.group(2) else m.group(3))
 
 
@@ -249,7 +224,7 @@ def _coordinate(m: re.Match) -> str:
 
 @R.add("unit", r"([$£€¥])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d\d))?(?:\s?(million|billion|thousand|m|bn|k)\b)?")
 def _money(m: re.Match) -> str:
-    one, many, sub_one, sub_many = _CURRENCY[m.group(1)]
+    one, many, sub_one, sub_many = CURRENCY[m.group(1)]
     whole = int(m.group(2).replace(",", ""))
     scale = {"m": "million", "bn": "billion", "k": "thousand"}.get(m.group(4) or "", m.group(4))
     if scale:
@@ -270,7 +245,7 @@ def _unit(m: re.Match) -> str | None:
             return None
     value = m.group(2).replace(",", "")
     amount = n.decimal(f"{value}.{m.group(3)}") if m.group(3) else n.number(value)
-    one, many = _UNITS[unit]
+    one, many = UNITS[unit]
     said = f"{'minus ' if m.group(1) else ''}{amount} {one if amount == 'one' else many}"
     if dot and re.match(r"\s*(?:$|[A-Z\"“”])", m.string[m.end() :]):
         said += "."
