@@ -57,3 +57,17 @@ def test_glmtts_frontend_is_idempotent_where_the_official_is_not() -> None:
 
 def test_chinese_run_in_english_is_read_by_the_chinese_rules() -> None:
     assert normalize("He said 你好 in 2011年 to me.", "en") == "He said 你好 in 二零一一年 to me."
+
+
+MORE = [
+    ("duration, not a year", "整整用了 15 年。", "整整用了十五年。"),
+    ("number inside a number", "发布 262 号标准", "发布二百六十二号标准"),
+    ("digits of a name", "简称 ES2016", "简称ES二零一六"),
+    ("bare address", "在官方网站GitHub.com/tc39/ecma262查看。", "在官方网站GitHub点com查看。"),
+    ("digit separators", "值为12_345，共1,500人", "值为一万二千三百四十五，共一千五百人"),
+]
+
+
+@pytest.mark.parametrize(("cls", "source", "reading"), MORE, ids=[c[1] for c in MORE])
+def test_book_context(cls: str, source: str, reading: str) -> None:
+    assert normalize(source, "zh") == reading, cls

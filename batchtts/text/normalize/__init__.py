@@ -26,9 +26,17 @@ _EN_RUN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-\s]*[A-Za-z0-9]|[A-Za-z]")
 
 
 # Full-width digits and signs read as their ASCII forms (wetext would turn them into ASCII digits later).
+# `12_345`, a number with digit separators (code books): the number.
+_SEPARATED_RE = re.compile(r"(?<![A-Za-z0-9_])\d+(?:_\d+)+(?![A-Za-z0-9_])")
 # `_emphasis_` as plain-text books mark italics: the words, not code.
 _EMPHASIS_RE = re.compile(r"(?<![A-Za-z0-9_])_([^_\n]+?)_(?![A-Za-z0-9_])")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９％＋＝＠＃＊＿～／＼", "0123456789%+=@#*_~/\\")
+
+
+def _thousands(literal: str) -> bool:
+    """Whether `1_000_000` groups its digits in threes (so it reads as 1,000,000)."""
+    head, *groups = literal.split("_")
+    return len(head) <= 3 and all(len(g) == 3 for g in groups)
 
 
 def normalize(text: str, language: str, log: Log | None = None) -> str:
@@ -38,6 +46,7 @@ def normalize(text: str, language: str, log: Log | None = None) -> str:
     date, numeral, abbreviation, unit, url, code.
     """
     text = _EMPHASIS_RE.sub(r"\1", text.translate(_FULL_WIDTH))
+    text = _SEPARATED_RE.sub(lambda m: m.group(0).replace("_", "," if _thousands(m.group(0)) else ""), text)
     text = re.sub(re.escape(LINE_MARKER) + r"\s*$", "", text)  # a verse line that ends the chunk: no mark added
     text = text.replace(LINE_MARKER, "，" if language == "zh" else ",")
     text = drop_markers(text)

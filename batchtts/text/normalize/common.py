@@ -67,8 +67,12 @@ def unprotected(text: str, fn: Callable[[str], str]) -> str:
     return "".join(out).replace(PROTECT_OPEN, "").replace(PROTECT_CLOSE, "")
 
 
+_URL_CHARS = "[^\\s<>\"'“”‘’（）()，。；！？\u3000-\u9fff\uff00-\uffef]"
+_URL_END = "[^\\s<>\"'“”‘’（）()，。；！？.,;:!?\u3000-\u9fff\uff00-\uffef]"
 URL_RE = re.compile(
-    r"(?<![A-Za-z0-9])(?:https?://|ftp://|www\.)[^\s<>\"'“”‘’（）()，。；！？]*[^\s<>\"'“”‘’（）()，。；！？.,;:!?]",
+    rf"(?<![A-Za-z0-9@.])(?:(?:https?://|ftp://|www\.){_URL_CHARS}*{_URL_END}"
+    rf"|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|org|net|io|cn|edu|gov|dev|app)(?:/{_URL_CHARS}*{_URL_END})?"
+    r"(?![A-Za-z0-9@]))",
     re.IGNORECASE,
 )
 EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?![A-Za-z0-9-])")

@@ -68,12 +68,19 @@ def _code(m: re.Match) -> str | None:
     return "点".join(code_words(token))
 
 
-@R.add("year", rf"(\d{{2,4}})\s*(?=年(?![{_HAN}]{{0,1}}[前后间来代]|级))|(\d{{2,4}})\s*(?=年代)")
+@R.add("code", r"(?<=[A-Za-z])-?(\d{3,})(?![\d.])")
+def _identifier_digits(m: re.Match) -> str:
+    """`ES2016`, `ECMA-262`: digits that are part of a name, read digit by digit."""
+    return direct(m.group(1))
+
+
+@R.add("year", rf"(?<!\d)(\d{{4}})\s*(?=年(?![{_HAN}]{{0,1}}[前后间来]|级))|(?<!\d)(\d{{2,4}})\s*(?=年代)")
 def _year(m: re.Match) -> str:
+    """`2011 年` and `1990年代`: a year, digit by digit (`15 年`, a duration, is a number)."""
     return direct(m.group(1) or m.group(2))
 
 
-@R.add("date", r"(\d{1,2})\s*(?=[月日号])")
+@R.add("date", r"(?<![\d.])(\d{1,2})\s*(?=[月日号])")
 def _month_day(m: re.Match) -> str:
     return number(m.group(1))
 
@@ -117,7 +124,7 @@ def _minus(m: re.Match) -> str:
     return "负"
 
 
-@R.add("number", r"\d+(?:\.\d+)?")
+@R.add("number", r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 def _number(m: re.Match) -> str:
     return number(m.group(0))
 
