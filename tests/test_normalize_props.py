@@ -80,3 +80,10 @@ def test_no_chunk_crosses_a_paragraph_or_heading(paragraphs: list[str]) -> None:
             inner = text[seg.start : seg.end].rstrip()
             assert "\n\n" not in inner, (engine.name, inner)
             assert not any(seg.start < s < seg.start + len(inner) for s in starts)
+
+
+@SETTINGS
+@given(sentence, st.sampled_from(["en", "zh"]))
+def test_glmtts_reading_is_idempotent(text: str, language: str) -> None:
+    once = GlmttsEngine.speakable_text(normalize(text, language), language)
+    assert GlmttsEngine.speakable_text(once, language) == once
