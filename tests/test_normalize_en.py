@@ -88,6 +88,8 @@ MORE = [
     ("clock", "at 10:00 pm", "at ten P M"),
     ("initial, not a numeral", "M. Waldman praised me, with kindness.", "M. Waldman praised me, with kindness."),
     ("numeral heading", "II. THE GAME OF CHESS", "Two, THE GAME OF CHESS"),
+    ("numeral heading", "I. THE BURIAL OF THE DEAD", "One, THE BURIAL OF THE DEAD"),
+    ("pronoun I", "I think so", "I think so"),
     ("emphasis, not code", "such as _good, dearest_.", "such as good, dearest."),
     ("unit", "a 5 in. pipe", "a five inches pipe"),
     ("money", "£2,400 a year", "two thousand four hundred pounds a year"),

@@ -204,7 +204,8 @@ def _regnal(m: re.Match) -> str | None:
 def _roman_opening(m: re.Match) -> str | None:
     value = n.roman_value(m.group(2))
     whole = re.sub(r"^[\W_]+", "", m.string.strip()).rstrip(".")
-    if value is None or (m.group(2) == "I" and whole != "I") or len(m.group(2)) == 1 and m.group(2) not in "IVX":
+    pronoun = m.group(2) == "I" and whole != "I" and not m.group(3)  # "I went", but "I. THE BURIAL" is a heading
+    if value is None or pronoun or len(m.group(2)) == 1 and m.group(2) not in "IVX":
         return None  # "M. Waldman" is Monsieur, "C." an initial
     rest = m.string[m.end() :].strip()
     if re.search(r"[.!?;]\s*\S", rest) or re.search(r"[,;]|[.!?]$", rest) or len(rest.split()) > 10:
