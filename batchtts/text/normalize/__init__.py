@@ -4,7 +4,8 @@
 and turns the book's pause punctuation (ellipses, dashes, brackets) into clause breaks. English text goes
 through `en`, Chinese through `zh`; in either, a run of the other script is left to its own rules (a Chinese
 run in an English sentence is read by the Chinese rules, and the other way round). It is idempotent:
-normalize(normalize(x)) == normalize(x). Text between common.PROTECT_OPEN and PROTECT_CLOSE (a job's
+normalize(normalize(x)) == normalize(x). `[line]` markers become a clause mark (none at the end), `[scene]`
+markers nothing. Text between common.PROTECT_OPEN and PROTECT_CLOSE (a job's
 pronunciation replacements) is left as written.
 """
 
@@ -21,15 +22,12 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _ZH_RUN_RE = re.compile(
     rf"(?:\d+(?:\.\d+)?\s*)?[{_HAN}](?:[{_HAN}\d\s，。！？；：、“”‘’《》（）…—．%-]*[{_HAN}])?[，。！？；：、”’》）…]*"
 )
-# An English run in Chinese text: Latin words with the digits, dots and spaces between them.
-_EN_RUN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-\s]*[A-Za-z0-9]|[A-Za-z]")
 
-
-# Full-width digits and signs read as their ASCII forms (wetext would turn them into ASCII digits later).
 # `12_345`, a number with digit separators (code books): the number.
 _SEPARATED_RE = re.compile(r"(?<![A-Za-z0-9_])\d+(?:_\d+)+(?![A-Za-z0-9_])")
 # `_emphasis_` as plain-text books mark italics: the words, not code.
 _EMPHASIS_RE = re.compile(r"(?<![A-Za-z0-9_])_([^_\n]+?)_(?![A-Za-z0-9_])")
+# Full-width digits and signs read as their ASCII forms (wetext would turn them into ASCII digits later).
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９％＋＝＠＃＊＿～／＼", "0123456789%+=@#*_~/\\")
 
 

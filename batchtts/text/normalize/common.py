@@ -100,17 +100,8 @@ def code_words(ident: str) -> list[str]:
     return [p for p in parts if p]
 
 
+# An ellipsis as books print it: `…`, `...`, `. . .`.
 ELLIPSIS_RE = re.compile(r"…+|\.{3,}|(?:\.\s){2}\.")
-SYMBOLS_DROPPED = "\\_*#~|^`<>{}[]"
-
-
-def tidy(text: str, stop: str, comma: str) -> str:
-    """Runs of clause marks collapsed (a clause mark before a stop gives way to it), spaces collapsed."""
-    text = re.sub(r"[^\S\n]+", " ", text)
-    text = re.sub(rf"\s*{re.escape(comma)}(?:\s*{re.escape(comma)})+", comma, text)
-    text = re.sub(rf"\s*{re.escape(comma)}\s*(?=[{re.escape(stop)}!?！？;；])", "", text)
-    text = re.sub(rf"^\s*{re.escape(comma)}\s*", "", text)
-    return text.strip()
 
 
 def drop_markers(text: str) -> str:
