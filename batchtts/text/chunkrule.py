@@ -22,7 +22,7 @@ from batchtts.text.split import COMMA, HARD, LINE, PARAGRAPH, PAUSE, SCENE, Segm
 # A clause may end after these: full-width marks, ellipses and dashes anywhere (the normaliser reads them as a
 # clause pause), ASCII ones before a space or the end, a verse line's marker.
 _CLAUSE_END_RE = re.compile(
-    r"(?:(?:[，、；：…—]+|[,;:](?=\s|$)|\.{3}(?=\s)|\s[–-](?=\s))[\"'”’」』）》】)\]]*|"
+    r"(?:(?:[，、；：…—]+|[,;:](?=\s|$|[\u3400-\u9fff])|\.{3}(?=\s)|\s[–-](?=\s))[\"'”’」』）》】)\]]*|"
     + re.escape(LINE_MARKER)
     + r")\s*"
 )

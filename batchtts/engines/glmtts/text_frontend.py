@@ -209,8 +209,10 @@ def length_units(text: str) -> float:
 @lru_cache(maxsize=65536)
 def read_units(text: str) -> float:
     """length_units of what the engine will read for a piece of source text (the book-text normaliser's reading:
-    `2011年` counts as 二零一一年), so chunks keep within the official 60 units after normalisation."""
-    return length_units(book_normalize(text, detect_language(text)))
+    `2011年` counts as 二零一一年, and the terminal stop the frontend adds counts 1), so chunks keep within the
+    official 60 units as the engine reads them."""
+    said = book_normalize(text, detect_language(text)).rstrip()
+    return length_units(said) + (0 if said and said[-1] in PUNCT + "”’」』）》】)]\"'" else 1)  # the stop it adds
 
 
 CHUNK_RULE = ChunkRule(units=read_units, min_units=30, max_units=60)

@@ -15,7 +15,7 @@ R = Rules()
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _MONTH = rf"(?:{MONTHS}|(?:{'|'.join(MONTH_ABBR)})\.?)"
 _HEADING_WORDS = r"(?:Chapter|Part|Book|Act|Scene|Volume|Vol\.|Canto|Section|Letter|Appendix|Stave|Psalm|Lesson|Day)"
-_YEAR_WORDS = r"(?:in|In|since|Since|by|of|from|From|until|till|to|circa|c\.|ca\.|before|after|year|years|Anno|around|about|early|late|mid|summer|winter|spring|autumn|fall|during|between|and|the)"  # noqa: E501
+_YEAR_WORDS = r"(?:Copyright|copyright|©|in|In|since|Since|by|of|from|From|until|till|to|circa|c\.|ca\.|before|after|year|years|Anno|around|about|early|late|mid|summer|winter|spring|autumn|fall|during|between|and|the)"  # noqa: E501
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
 
@@ -167,7 +167,7 @@ def _year_in_context(m: re.Match) -> str:
     return f"{m.group(1)}{m.group(2)}{n.year(m.group(3))}"
 
 
-@R.add("year", rf"(?<![\d,.$£€¥#-])\b(1[1-9]\d\d)\b(?![\d,.]\d|\s?(?:{_UNIT_ALT})\b|%|-)")
+@R.add("year", rf"(?<![\d,.$£€¥#-])\b(1[1-9]\d\d|20[0-3]\d)\b(?![\d,.]\d|\s?(?:{_UNIT_ALT})\b|%|-)")
 def _bare_year(m: re.Match) -> str:
     return n.year(m.group(1))
 
@@ -344,6 +344,7 @@ def normalize_en(text: str, log: Log | None = None) -> str:
 
 def _normalize_en_once(text: str, log: Log | None = None) -> str:
     text = re.sub(r"(?<!\S)[/\\@_*#~|^`<>{}=+&]+(?!\S)", " ", text).strip()  # a lone symbol is not read
+    text = re.sub(r"(?<=[a-z]{2})\.(?=\d)", ". ", text)  # "dust.30": a stop glued to a number (a line number)
     text = R.apply(text, log)
     text = _pauses(text)
     text = _symbols(text)
