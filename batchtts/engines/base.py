@@ -171,8 +171,11 @@ class Engine(ABC):
 
     @classmethod
     def speakable_text(cls, text: str, language: str) -> str:
-        """The text exactly as the engine will read it (its text normalisation), computed without weights when
-        chunks are made: it is Chunk.text and goes into the chunk key. The default reads text as written."""
+        """The text exactly as the engine will read it (its own text normalisation), computed without weights when
+        chunks are made: it is Chunk.text and goes into the chunk key. `text` has already been through the job's
+        pronunciations and the book-text normaliser (text.normalize: numbers, numerals, abbreviations, units and
+        pause punctuation as a narrator reads them), so an engine's frontend sees no digits of the book. The default
+        reads that text as it is."""
         return text
 
     @classmethod

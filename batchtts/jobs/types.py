@@ -37,6 +37,8 @@ class Pauses:
     paragraph: float = 1.0
     chapter_start: float = 0.3
     chapter_end: float = 1.0
+    scene: float = 2.0  # a scene break (`[scene]`, or a `* * *` line)
+    line: float = 0.35  # the end of a verse line (`[line]`) where a chunk ends there
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ tools need; subtitles are the same data for ordinary players.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from batchtts.jobs.targets import timing_files
@@ -22,13 +23,35 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+LINE_CHARS = 42  # a subtitle line's usual limit; a cue's text is wrapped onto two lines past it
+_MARKER_RE = re.compile(r"\[(?:pause:[^\]]*|scene|line)\]", re.IGNORECASE)
+
+
+def cue_text(text: str) -> str:
+    """A cue's text as every reader accepts it: the book's words on one line, or on two (split at the space,
+    or for Chinese the punctuation, nearest the middle) when longer than LINE_CHARS; never a blank line,
+    never `-->` (an arrow instead). A cue with nothing left to show gets "…"."""
+    text = " ".join(_MARKER_RE.sub(" ", text).replace("-->", "→").split())
+    if not text:
+        return "…"
+    if len(text) <= LINE_CHARS:
+        return text
+    mid = len(text) // 2
+    cuts = [i + 1 for i, c in enumerate(text[:-1]) if c == " " or c in "，。；：、！？,;:"]
+    cut = min(cuts, key=lambda i: abs(i - mid)) if cuts else mid
+    first, second = text[:cut].strip(), text[cut:].strip()
+    return f"{first}\n{second}" if first and second else text
+
+
 def srt(cues: list[Cue]) -> str:
-    blocks = [f"{n}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n" for n, c in enumerate(cues, 1)]
+    blocks = [
+        f"{n}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{cue_text(c.text)}\n" for n, c in enumerate(cues, 1)
+    ]
     return "\n".join(blocks)
 
 
 def vtt(cues: list[Cue]) -> str:
-    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}\n" for c in cues]
+    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{cue_text(c.text)}\n" for c in cues]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 

