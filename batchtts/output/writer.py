@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from batchtts.jobs.targets import book_files, timing_files
 from batchtts.jobs.types import Job
 from batchtts.output.book import BookChapter, book_signature, write_book, write_playlist
-from batchtts.output.encode import Tags, write_audio, write_pcm
-from batchtts.output.stitch import Piece, build_chapter, signature
+from batchtts.output.chapter import stitch_chapter
+from batchtts.output.encode import Tags
+from batchtts.output.stitch import Piece, signature
 from batchtts.output.subtitles import write_timings
 from batchtts.planning.prepare import Prepared
 from batchtts.state.events import EventLog
@@ -68,11 +69,11 @@ class Writer:
             self.up_to_date.append(str(job.output))
             self.events.emit("job", job=job.id, output=str(job.output), state="up_to_date")
             return
-        # Chunk audio is read only for a chapter that must be written: an up-to-date book costs no decoding.
-        pieces = [Piece(*self.store.read(c.key), c.brk, c.source_text, c.key, c.pause) for c in chunks]
-        chapter = build_chapter(pieces, rate, job.pauses, job.loudness, lead)
-        write_pcm(pcm, chapter.audio, rate)
-        write_audio(job.output, chapter.audio, rate, tags)
+        # Chunk audio is read only for a chapter that must be written (an up-to-date book costs no decoding),
+        # one chunk at a time as the stitch consumes it.
+        pieces = (Piece(*self.store.read(c.key), c.brk, c.source_text, c.key, c.pause) for c in chunks)
+        chapter = stitch_chapter(pieces, rate, job.pauses, job.loudness, lead, pcm, job.output, tags)
+        log.debug("%s: %.1f MB of temporary disk", job.id, chapter.scratch_bytes / 1e6)
         info = {
             "job": job.id,
             "title": job.title,
