@@ -154,17 +154,49 @@ print(json.dumps({"audio_h": ch.duration / 3600, "wall_s": time.monotonic() - t0
 """
 
 
-def bench_chapters(minutes_list: list[float], work: Path) -> list[dict]:
+# The same chapter through the whole-array API (build_chapter, write_pcm, write_audio): what main did before
+# streaming. Run with --baseline <a checkout of that commit> to measure the old slope.
+WHOLE_ARRAY = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from batchtts.jobs.types import Loudness, Pauses
+from batchtts.output.encode import Tags, write_audio, write_pcm
+from batchtts.output.stitch import Piece, build_chapter
+minutes, folder = float(sys.argv[1]), Path(sys.argv[2])
+rate = 22050
+rng = np.random.default_rng(0)
+clips = []
+for i in range(5):
+    t = np.arange(int(rate * (3.0 + 0.4 * i))) / rate
+    clip = 0.1 * np.sin(2 * np.pi * (150 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    clip += 0.01 * rng.standard_normal(len(t))
+    clip[len(t) // 3] = 0.6
+    clips.append(clip.astype(np.float32))
+pieces = []
+total, i = 0.0, 0
+while total < minutes * 60:
+    clip = clips[i % 5]
+    total += len(clip) / rate + 0.45
+    pieces.append(Piece(clip, rate, "sentence", f"s{i}", f"k{i % 5}"))
+    i += 1
+t0 = time.monotonic()
+ch = build_chapter(pieces, rate, Pauses(), Loudness(), None)
+write_pcm(folder / "ch.flac", ch.audio, rate)
+write_audio(folder / "ch.wav", ch.audio, rate, Tags("T"))
+print(json.dumps({"audio_h": ch.duration / 3600, "wall_s": time.monotonic() - t0, "scratch_mb": 0.0}))
+"""
+
+
+def bench_chapters(minutes_list: list[float], work: Path, script: str = RESTITCH, root: Path = ROOT) -> list[dict]:
     rows = []
     for minutes in minutes_list:
-        folder = work / f"chapter{minutes:g}"
+        folder = work / f"chapter{minutes:g}-{abs(hash(str(root)))}"
         folder.mkdir()
         start = time.monotonic()
+        env = dict(os.environ, PYTHONPATH=str(root))
         proc = subprocess.Popen(
-            [sys.executable, "-c", RESTITCH, str(minutes), str(folder)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            env=_env(),
+            [sys.executable, "-c", script, str(minutes), str(folder)], cwd=root, stdout=subprocess.PIPE, env=env
         )
         _, status, usage = os.wait4(proc.pid, 0)
         out = json.loads(proc.stdout.read())
@@ -175,7 +207,7 @@ def bench_chapters(minutes_list: list[float], work: Path) -> list[dict]:
     return rows
 
 
-def _table(chapters: list[dict], books: list[dict]) -> str:
+def _table(chapters: list[dict], books: list[dict], before: list[dict] | None = None) -> str:
     lines = [
         "# Scale benchmark",
         "",
@@ -192,15 +224,23 @@ def _table(chapters: list[dict], books: list[dict]) -> str:
         ]
         row = "| {:.1f} min | {} | {} | {:.0f} |"
         lines += [row.format(r["audio_h"] * 60, r["wall_s"], r["rss_mib"], r["scratch_mb"]) for r in chapters]
-        if len(chapters) > 1:
-            a, b = chapters[0], chapters[-1]
-            slope = (b["rss_mib"] - a["rss_mib"]) / max(1e-9, b["audio_h"] - a["audio_h"])
-            lines += ["", f"Slope: {slope:.2f} MiB per hour of chapter audio."]
+        lines += ["", f"Slope (streaming): {_slope(chapters):.2f} MiB per hour of chapter audio."]
+        if before:
+            lines += [
+                "",
+                "Before (the whole-array stitch of main at f4bc294, `--baseline`):",
+                "",
+                "| chapter audio | wall s | peak RSS MiB |",
+                "|---|---|---|",
+            ]
+            lines += [f"| {r['audio_h'] * 60:.1f} min | {r['wall_s']} | {r['rss_mib']} |" for r in before]
+            lines += ["", f"Slope (before): {_slope(before):.0f} MiB per hour of chapter audio."]
         lines.append("")
     if books:
         stages = ["plan (before run)", "run", "no-op run", "status", "plan", "chunks", "retry"]
         lines += [
-            "## Books (tone engine at 8 kHz, 15-minute WAV chapters without loudness passes, one AAC m4b, a marker per chapter)",
+            "## Books (tone engine at 8 kHz, 15-minute WAV chapters without loudness passes, one AAC m4b with a"
+            " marker per chapter)",
             "",
             "| book | chapters | chunks | " + " | ".join(stages) + " |",
             "|---|---|---|" + "---|" * len(stages),
@@ -212,6 +252,11 @@ def _table(chapters: list[dict], books: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _slope(rows: list[dict]) -> float:
+    a, b = rows[0], rows[-1]
+    return (b["rss_mib"] - a["rss_mib"]) / max(1e-9, b["audio_h"] - a["audio_h"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, nargs="*", default=[1, 5, 50])
@@ -219,12 +264,16 @@ def main() -> None:
     parser.add_argument("--skip-books", action="store_true")
     parser.add_argument("--skip-chapters", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--baseline", type=Path, help="a checkout of the pre-streaming code: its slope, at 8 and 16 min"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         chapters = [] if args.skip_chapters else bench_chapters(args.chapter_minutes, work)
+        before = bench_chapters([8, 16], work, WHOLE_ARRAY, args.baseline) if args.baseline else None
         books = [] if args.skip_books else bench_books(args.hours, work)
-    text = _table(chapters, books)
+    text = _table(chapters, books, before)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text + "\n", encoding="utf-8")
     print(text)

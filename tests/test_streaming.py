@@ -66,6 +66,7 @@ def _timing_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(nums).encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_example_book_is_byte_identical_to_main(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("run", "jobs/book.jsonl", "--out", str(out))
