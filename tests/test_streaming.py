@@ -142,11 +142,15 @@ def test_limiter_under_the_ceiling_is_the_identity():
     assert np.array_equal(got, audio)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_stitched_files_hold_the_whole_array_chapter(tmp_path, enabled):
+@pytest.mark.parametrize(("enabled", "level"), [(True, 1.0), (False, 1.0), (True, 1e-5)])  # 1e-5: all silence
+def test_stitched_files_hold_the_whole_array_chapter(tmp_path, enabled, level):
     rate = 16000
     pieces = [
-        Piece(_speech_like(1.0 + 0.3 * i, 22050 if i % 2 else rate, seed=i), 22050 if i % 2 else rate, "sentence")
+        Piece(
+            _speech_like(1.0 + 0.3 * i, 22050 if i % 2 else rate, seed=i) * np.float32(level),
+            22050 if i % 2 else rate,
+            "sentence",
+        )
         for i in range(12)
     ]
     spec = LoudnessSpec(enabled=enabled)
@@ -165,7 +169,10 @@ def test_stitched_files_hold_the_whole_array_chapter(tmp_path, enabled):
     assert list(tmp_path.glob(".batchtts-tmp-*")) == []  # the scratch is gone
     if enabled:
         assert got.scratch_bytes == 4 * got.samples
+    if enabled and level == 1.0:
         assert abs(measure(stored, rate).integrated_lufs - spec.target) < 0.2
+    if level < 1.0:
+        assert got.loudness.integrated_lufs == -70.0 and got.loudness.true_peak_db == -math.inf  # trimmed away
 
 
 def test_array_normalize_reaches_target_and_ceiling():

@@ -97,6 +97,14 @@ def _scratch_pass(fd: int, samples: int, rate: int, gain: float, ceiling_db: flo
     return meter.result()
 
 
+def _true_peak(fd: int, samples: int, rate: int) -> float:
+    meter = LoudnessMeter(rate)
+    for start in range(0, samples, WINDOW):
+        meter.feed(_read(fd, start, min(WINDOW, samples - start)))
+    meter.feed(np.zeros(0, np.float32), last=True)
+    return meter.result().true_peak_db
+
+
 def _normalize_scratch(fd: int, samples: int, rate: int, first: Loudness, sound: bool, spec: LoudnessSpec) -> Loudness:
     """output.loudness.normalize over the scratch file: the same rounds, the same samples."""
     if not sound:
@@ -149,13 +157,18 @@ def stitch_chapter(
                 samples += len(window)
         return StitchedChapter(samples, rate, cues, None, 0)
     with _scratch(pcm.parent, pcm.stem) as fd:
-        meter, samples = LoudnessMeter(rate), 0
+        # The assembled chapter's true peak is reported only when nothing is normalised (silence): measured
+        # then, in a pass of its own, instead of oversampling every chapter once more.
+        meter, samples = LoudnessMeter(rate, true_peak=False), 0
         for window in stream:
             meter.feed(window)
             _write(fd, samples, window)
             samples += len(window)
         meter.feed(np.zeros(0, np.float32), last=True)
-        level = _normalize_scratch(fd, samples, rate, meter.result(), meter.any_sound, loudness)
+        first = meter.result()
+        if not meter.any_sound or first.integrated_lufs <= SILENCE_LUFS:
+            first = Loudness(first.integrated_lufs, _true_peak(fd, samples, rate))
+        level = _normalize_scratch(fd, samples, rate, first, meter.any_sound, loudness)
         with pcm_sink(pcm, rate) as to_pcm, audio_sink(output, rate, tags) as to_out:
             for start in range(0, samples, WINDOW):
                 window = _read(fd, start, min(WINDOW, samples - start))
