@@ -22,7 +22,7 @@ ifdef EPUB
   endif
 endif
 
-.PHONY: setup system-deps demo audiobook run status test test-fast lint bench bench-cpu bench-llm bench-split bench-ray bench-gpu gpu-check-replica clean clean-audio
+.PHONY: setup system-deps demo audiobook run status test test-fast lint bench bench-cpu bench-scale bench-llm bench-split bench-ray bench-gpu gpu-check-replica clean clean-audio
 
 setup: system-deps $(VENV)/.installed
 
@@ -70,8 +70,12 @@ lint: setup
 
 bench: bench-cpu bench-llm bench-split  ## CPU benchmarks; tables in bench/results/
 
-bench-cpu: setup  ## the default engine end to end: batched vs one chunk at a time, RTF, peak memory, WER
+bench-cpu: setup  ## the default engine end to end: batched vs one chunk at a time, RTF, peak memory, WER; then vs Piper's CLI
 	$(BIN)/python bench/bench_cpu.py --jobs $(JOBS)
+	$(BIN)/python bench/bench_cpu.py --vs-piper $(PIPER_ARGS)
+
+bench-scale: setup  ## peak RSS and wall of a re-stitch at 8 min, 1 h, 10 h of audio; run/status/plan on 1, 5, 50 h books
+	$(BIN)/python bench/bench_scale.py $(SCALE_ARGS)
 
 bench-llm: setup  ## the LLM-stage strategies at small dimensions on the CPU (the code path bench-gpu runs)
 	$(BIN)/python bench/bench_llm.py --device cpu

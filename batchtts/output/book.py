@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from batchtts.output.encode import ChapterMark, Tags, write_audio
+from batchtts.output.encode import ChapterMark, Tags, audio_sink
 from batchtts.state.atomic import atomic_write_bytes
 
 
@@ -28,20 +29,41 @@ def book_signature(chapters: list[BookChapter], tags: Tags) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+BLOCK = 1 << 16  # samples read from a chapter's PCM at a time
+
+
+def _chapter_audio(pcm: Path, rate: int) -> Iterator[np.ndarray]:
+    """A chapter's PCM as float32 windows at `rate` (resampled by soxr's stream, which gives the samples its
+    one-shot call gives)."""
+    with sf.SoundFile(str(pcm)) as fh:
+        resampler = None if fh.samplerate == rate else soxr.ResampleStream(fh.samplerate, rate, 1, dtype="float32")
+        while True:
+            block = fh.read(BLOCK, dtype="float32")
+            last = len(block) < BLOCK
+            if resampler is not None:
+                block = resampler.resample_chunk(block, last=last)
+            if len(block):
+                yield block
+            if last:
+                return
+
+
 def write_book(m4b: Path, chapters: list[BookChapter], tags: Tags) -> list[ChapterMark]:
-    """Concatenate the chapters' audio and mark each start exactly where its first sample lands."""
-    parts, marks = [], []
-    rate = None
-    pos = 0
+    """Concatenate the chapters' audio and mark each start exactly where its first sample lands. Streamed:
+    the chapter marks come from the PCM files' lengths (a chapter at another rate is counted by resampling
+    it once first), then the audio flows window by window into the encoder. Positions are Python ints, and
+    the mp4 muxer writes 64-bit chunk offsets (co64) when a book passes 4 GB."""
+    rate = sf.info(str(chapters[0].pcm)).samplerate
+    marks, pos = [], 0
     for ch in chapters:
-        audio, r = sf.read(str(ch.pcm), dtype="float32")
-        rate = rate or r
-        if r != rate:
-            audio = soxr.resample(audio, r, rate).astype(np.float32)
-        marks.append(ChapterMark(pos / rate, (pos + len(audio)) / rate, ch.title))
-        parts.append(audio)
-        pos += len(audio)
-    write_audio(m4b, np.concatenate(parts), rate, tags, marks)
+        info = sf.info(str(ch.pcm))
+        length = info.frames if info.samplerate == rate else sum(len(b) for b in _chapter_audio(ch.pcm, rate))
+        marks.append(ChapterMark(pos / rate, (pos + length) / rate, ch.title))
+        pos += length
+    with audio_sink(m4b, rate, tags, marks) as sink:
+        for ch in chapters:
+            for block in _chapter_audio(ch.pcm, rate):
+                sink(block)
     return marks
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -100,13 +101,20 @@ def _faded(audio: np.ndarray, rate: int) -> np.ndarray:
     return out
 
 
-def assemble(
-    pieces: list[Piece], rate: int, pauses: Pauses, lead: float | None = None, trim_edges: bool = True
-) -> tuple[np.ndarray, list[Cue]]:
-    """Concatenate pieces with their pauses; returns the audio and where each piece landed."""
-    parts = [np.zeros(round((pauses.chapter_start + (lead or 0.0)) * rate), np.float32)]
-    cues = []
-    pos = len(parts[0])
+def assemble_stream(
+    pieces: Iterable[Piece],
+    rate: int,
+    pauses: Pauses,
+    cues: list[Cue],
+    lead: float | None = None,
+    trim_edges: bool = True,
+) -> Iterator[np.ndarray]:
+    """The chapter as float32 windows (one piece or pause at a time), appending where each piece landed to
+    `cues`; pieces are consumed lazily, so only one chunk's audio is held at a time. Sample positions are
+    Python ints (no 32-bit counter)."""
+    head = np.zeros(round((pauses.chapter_start + (lead or 0.0)) * rate), np.float32)
+    yield head
+    pos = len(head)
     for i, piece in enumerate(pieces):
         audio = np.asarray(piece.audio, np.float32)
         if piece.sample_rate != rate and len(audio):
@@ -116,10 +124,19 @@ def assemble(
         audio = _faded(audio, rate)
         cues.append(Cue(i, piece.key, piece.text, pos / rate, (pos + len(audio)) / rate))
         gap = np.zeros(round(pause_after(piece, pauses) * rate), np.float32)
-        parts += [audio, gap]
+        yield audio
+        yield gap
         pos += len(audio) + len(gap)
-    parts.append(np.zeros(round(pauses.chapter_end * rate), np.float32))
-    return np.concatenate(parts), cues
+    yield np.zeros(round(pauses.chapter_end * rate), np.float32)
+
+
+def assemble(
+    pieces: list[Piece], rate: int, pauses: Pauses, lead: float | None = None, trim_edges: bool = True
+) -> tuple[np.ndarray, list[Cue]]:
+    """Concatenate pieces with their pauses; returns the audio and where each piece landed."""
+    cues: list[Cue] = []
+    audio = np.concatenate(list(assemble_stream(pieces, rate, pauses, cues, lead, trim_edges)))
+    return audio, cues
 
 
 def build_chapter(

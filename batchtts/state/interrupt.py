@@ -37,6 +37,16 @@ def temporary(path: Path) -> Iterator[Path]:
         _temporaries.discard(Path(path))
 
 
+@contextlib.contextmanager
+def child(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Kill `proc` (not leave it running) if a second signal stops this process while it runs."""
+    _children.add(proc)
+    try:
+        yield proc
+    finally:
+        _children.discard(proc)
+
+
 def run_child(cmd: list[str]) -> subprocess.CompletedProcess:
     """subprocess.run with capture, but killed (not left running) if a second signal stops this process."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:

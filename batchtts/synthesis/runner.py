@@ -247,7 +247,10 @@ def _run(
         if not stop.requested:
             writer.books()
     finally:
-        summary.written, summary.up_to_date, summary.chapters = writer.written, writer.up_to_date, writer.chapters
-        summary.interrupted_by = stop.signum
-        status = "interrupted" if stop.requested else "failed" if summary.failed else "done"
-        ledger.finish_run(run_id, status, summary.as_dict())
+        try:
+            writer.finish()  # chapters still being written in the background (stitching overlaps synthesis)
+        finally:
+            summary.written, summary.up_to_date, summary.chapters = writer.written, writer.up_to_date, writer.chapters
+            summary.interrupted_by = stop.signum
+            status = "interrupted" if stop.requested else "failed" if summary.failed else "done"
+            ledger.finish_run(run_id, status, summary.as_dict())
