@@ -318,3 +318,32 @@ def test_rolling_context_ratio_is_taken_once_over_every_earlier_sentence(engine)
     assert len(speech) + 320 + int(once * 20) > 750 >= len(speech) + 320 + int(after_a * 20)
     _, sp = eng._with_context(text, speech, (a, b, c), n_text=20)
     assert sp == speech + list(range(20))  # b went too: the ratio was not recomputed after a was dropped
+
+
+def test_rolling_chains_in_one_call_match_sentence_by_sentence_calls(engine):
+    """Two chapters handed to the engine as chains (SynthRequest.follows) in one call: each sentence's speech
+    tokens and audio equal decoding the sentences one call at a time, in order, prompted by the ones before."""
+    from batchtts.engines.base import SynthRequest, newest_context
+
+    eng, voice = engine
+    room, opts = eng.cost_model().context_tokens, dict(eng.option_defaults)
+    chapters = {"a": TEXTS[:4], "b": TEXTS[1:3]}
+    alone = {}
+    for name, texts in chapters.items():
+        done: tuple = ()
+        for n, text in enumerate(texts):
+            key = f"{name}{n}"
+            req = SynthRequest(key, text, "en", 7 + n, opts, newest_context(done, room))
+            (alone[key],) = eng.synthesize([req], voice)
+            done = (*done, (text, alone[key].speech_tokens))
+    (bare,) = eng.synthesize([SynthRequest("a1", TEXTS[1], "en", 8, opts)], voice)
+    assert bare.speech_tokens != alone["a1"].speech_tokens  # the context changes what a sentence says
+    reqs = [
+        SynthRequest(f"{name}{n}", text, "en", 7 + n, opts, (), f"{name}{n - 1}" if n else None)
+        for name, texts in chapters.items()
+        for n, text in enumerate(texts)
+    ]
+    chained = dict(zip((r.key for r in reqs), eng.synthesize(reqs[::-1], voice)[::-1], strict=True))
+    for key, want in alone.items():
+        assert chained[key].speech_tokens == want.speech_tokens
+        assert np.array_equal(chained[key].audio, want.audio)

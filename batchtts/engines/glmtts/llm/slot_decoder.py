@@ -31,7 +31,7 @@ import torch
 
 from batchtts.engines.glmtts.llm.llama import FusedLlama
 from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, push_history, sample, uniform
-from batchtts.engines.glmtts.llm.types import RowDone, Sampling, SpecialIds
+from batchtts.engines.glmtts.llm.types import Follow, RowDone, Sampling, SpecialIds
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class SlotDecoder:
     @torch.inference_mode()
     def decode(
         self,
-        prompts: list[list[int]],
+        prompts: list[list[int] | None],
         text_lens: list[int],
         sp: SpecialIds,
         sampling: list[Sampling],
@@ -284,24 +284,41 @@ class SlotDecoder:
         max_ratio: float = 20.0,
         on_row_done: RowDone | None = None,
         order: list[int] | None = None,
+        then: Follow | None = None,
     ) -> tuple[list[list[int]], list[bool]]:
         """Speech tokens (0-based) per prompt and whether each was cut at its maximum length. Requests enter
         slots in `order` (default: as given); `on_row_done(index, tokens, truncated)` is called as each
-        row finishes, while the others still decode."""
+        row finishes, while the others still decode.
+
+        Chains (rolling context): a prompt may be None, a request whose prompt depends on another's tokens.
+        `then(index, tokens, truncated)`, called after `on_row_done`, returns (request index, prompt) pairs
+        that are ready now; they enter the next free slots (the finished row's slot among them) ahead of the
+        queue, in the same decode. A request whose prompt never comes decodes nothing (ValueError)."""
         if sp != self.sp:
             raise ValueError("the decoder was built for other special token ids")
         n = len(prompts)
         if n == 0:
             return [], []
         k_cap = k_cap_for(sampling)
-        limits = []
-        for p, t in zip(prompts, text_lens, strict=True):
+        prompts = list(prompts)
+        limits: list[tuple[int, int]] = [(0, 1)] * n
+
+        def admit(i: int, p: list[int]) -> None:
             if len(p) >= self.length:
                 raise ValueError(f"a prompt of {len(p)} tokens does not fit a slot of {self.length}")
-            limits.append((int(t * min_ratio), max(1, min(int(t * max_ratio), self.length - len(p)))))
+            prompts[i] = p
+            t = text_lens[i]
+            limits[i] = (int(t * min_ratio), max(1, min(int(t * max_ratio), self.length - len(p))))
+
+        if len(text_lens) != n:
+            raise ValueError(f"{n} prompts but {len(text_lens)} text lengths")
+        for i, p in enumerate(prompts):
+            if p is not None:
+                admit(i, p)
         self.live.fill_(False)  # nothing survives an earlier call that failed midway (say, out of memory)
         self.capture(k_cap)
-        queue = deque(order if order is not None else range(n))
+        queue = deque(i for i in (order if order is not None else range(n)) if prompts[i] is not None)
+        waiting = {i for i, p in enumerate(prompts) if p is None}
         row_of: list[int | None] = [None] * self.slots  # slot -> request index
         bound = [0] * self.slots  # host's upper bound of each slot's cache length
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -333,8 +350,16 @@ class SlotDecoder:
                     tokens[i], truncated[i], row_of[s] = row[:c], not e, None
                     if on_row_done is not None:
                         on_row_done(i, tokens[i], not e)
+                    if then is not None:
+                        ready = [(j, p) for j, p in then(i, tokens[i], not e) if j in waiting]
+                        for j, p in ready:
+                            admit(j, p)
+                            waiting.discard(j)
+                        queue.extendleft(reversed([j for j, _ in ready]))
             if not queue:
                 self._compact(row_of, bound)
+        if waiting:
+            raise ValueError(f"{len(waiting)} chained requests never got their prompt")
         return tokens, truncated
 
     def _compact(self, row_of: list[int | None], bound: list[int]) -> None:
