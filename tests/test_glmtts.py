@@ -347,3 +347,41 @@ def test_rolling_chains_in_one_call_match_sentence_by_sentence_calls(engine):
     for key, want in alone.items():
         assert chained[key].speech_tokens == want.speech_tokens
         assert np.array_equal(chained[key].audio, want.audio)
+
+
+@pytest.mark.slow
+def test_rolling_chapters_run_as_chains_and_write_the_bytes_sentence_by_sentence_writes(
+    tiny, tmp_path, voice_wav, monkeypatch
+):
+    """`context: rolling` on GLM-TTS: a chapter's sentences share one engine call (a chain through the slots),
+    and every chapter's bytes equal the sentence-by-sentence run (one sentence per chapter per call)."""
+    from batchtts import run
+
+    voice = {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"}
+    lines = ["它是一个人，他走在路上，天气很好，我们都很高兴。", "老人爬上了楼梯，看着远方的大海，想起了从前的日子。"]
+    texts = ["".join(lines * 2), "".join(lines[::-1])]  # chunks of 30 to 60 characters: two or more a chapter
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {"id": f"c{i}", "text": t, "output": f"c{i}.wav", "engine": "glmtts", "voice": voice, "context": "rolling"}
+            for i, t in enumerate(texts)
+        ],
+    )
+    monkeypatch.setenv("GLMTTS_MODEL_DIR", str(tiny))
+    monkeypatch.delenv("GLMTTS_HOME", raising=False)
+    calls: list[list] = []
+    synthesize = GlmttsEngine.synthesize
+
+    def recorded(self, requests, state):
+        calls.append([r.follows for r in requests])
+        return synthesize(self, requests, state)
+
+    monkeypatch.setattr(GlmttsEngine, "synthesize", recorded)
+    n = run(jobs, out=tmp_path / "chains").synthesized
+    assert n >= 4 and len(calls) == 1 and sum(f is not None for f in calls[0]) == n - 2  # two whole chapters
+    calls.clear()
+    monkeypatch.setattr(GlmttsEngine, "supports_rolling_chains", False)
+    assert run(jobs, out=tmp_path / "one_by_one").synthesized == n
+    assert len(calls) > 1 and all(f is None for call in calls for f in call)  # one sentence per chapter a call
+    for i in range(len(texts)):
+        assert (tmp_path / "chains" / f"c{i}.wav").read_bytes() == (tmp_path / "one_by_one" / f"c{i}.wav").read_bytes()
