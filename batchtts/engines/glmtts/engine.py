@@ -9,8 +9,8 @@ see assets.campplus_path.
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
 CAM++ embedding. Per batch (a queue): the LLM decodes the rows with continuous batching over a slot KV cache
 (llm/slot_decoder.py, CUDA graphs on CUDA, eager steps elsewhere; the one decode path), sized from the run's
-KV budget by llm/capacity.py, then batchtts's own flow and vocoder over many rows per forward (token2wav.py),
-fed as rows finish.
+KV budget by llm/capacity.py (a rolling-context chapter is a chain through the slots: SynthRequest.follows),
+then batchtts's own flow and vocoder over many rows per forward (token2wav.py), fed as rows finish.
 """
 
 from __future__ import annotations

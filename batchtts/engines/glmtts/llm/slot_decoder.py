@@ -1,12 +1,14 @@
 """GLM-TTS decode with continuous batching over a slot KV cache; read it top to bottom like gpt-fast's generate.py.
 
 `SlotDecoder.decode` takes a queue of prompts. Each of N slots holds one sentence; when a sentence ends (EOA,
-or its maximum length) its slot is refilled with the next waiting one, whose prefill is batched with the
-other refills of that moment. All per-row state lives in device tensors allocated once (token to feed,
-cache length, decoded count, length limits, seed, sampling settings, RAS history, decoded tokens), so a
-decode step (`decode_one_token`) reads and writes only the device: sampling, the counter-based random
-numbers, EOA and the length rules included. The host looks at the `live` flags every `check_every` steps
-(`decode_n_tokens`), which is its only wait, and reads back finished rows there.
+or its maximum length) its slot is refilled with the next waiting one, whose prefill is batched with the other
+refills of that moment. A rolling-context chapter is a chain: when one of its sentences ends, the next enters
+a free slot ahead of the queue, prompted with the tokens just decoded (`then`). All per-row state lives in
+device tensors allocated once (token to feed, cache length, decoded count, length limits, seed, sampling
+settings, RAS history, decoded tokens), so a decode step (`decode_one_token`) reads and writes only the
+device: sampling, the counter-based random numbers, EOA and the length rules included. The host looks at the
+`live` flags every `check_every` steps (`decode_n_tokens`), which is its only wait, and reads back finished
+rows there.
 
 The step runs on the first n slots, n a bucket (1, 2, 4, ... up to N), over the first `span` cache columns,
 span a multiple of `quantum` above the longest live row. On CUDA each (bucket, span) step is a CUDA graph,
