@@ -349,3 +349,43 @@ def test_two_top_k_values_decode_with_one_shape_set_per_top_k_width_as_on_cuda(t
     assert {k for _, _, k in decoder.shape_steps} == {32, 128}
     assert all((n, s) in decoder.shapes[k] for n, s, k in decoder.shape_steps)
     assert decoder.capture_seconds == 0.0 and not decoder._graphs  # nothing captured off CUDA
+
+
+# -- rolling chains: a chapter's sentences follow each other through the slots --------------------------
+
+
+def _chained_prompt(sp, base: list[int], previous: list[int]) -> list[int]:
+    """A sentence's prompt with the sentence before it as context: its speech tokens after the speech prompt."""
+    return base + [sp.ats + t for t in previous]
+
+
+@pytest.mark.parametrize("slots", [1, 2, 4])
+def test_a_chain_decodes_in_one_call_what_sentence_by_sentence_decodes(tiny, slots):
+    """Two chapters of three sentences: sentence n+1 enters a slot, prompted by sentence n's tokens, inside the
+    same decode; its tokens equal decoding each sentence alone, in order (the Hugging Face reference)."""
+    llm, sp, fused, prompts, lens = tiny
+    chapters = [[0, 1, 2], [3, 4, 5]]
+    want: dict[int, tuple[list[int], bool]] = {}
+    for chapter in chapters:
+        previous: list[int] = []
+        for i in chapter:
+            toks, cut = decode_batch(
+                llm, [_chained_prompt(sp, prompts[i], previous)], [lens[i]], sp, [MIXED[i]], [SEEDS[i]], 2.0, 8.0
+            )
+            want[i], previous = (toks[0], cut[0]), toks[0]
+    follower = {c[k]: c[k + 1] for c in chapters for k in range(len(c) - 1)}
+    entered: list[int] = []
+
+    def then(i, toks, cut):
+        entered.append(i)
+        return [(follower[i], _chained_prompt(sp, prompts[follower[i]], toks))] if i in follower else []
+
+    first = [prompts[i] if i in (0, 3) else None for i in range(len(prompts))]
+    decoder = SlotDecoder(fused, sp, slots=slots, length=256, check_every=4, quantum=32)
+    got = decoder.decode(first, lens, sp, MIXED, SEEDS, 2.0, 8.0, then=then)
+    assert got == ([want[i][0] for i in range(6)], [want[i][1] for i in range(6)])
+    assert sorted(entered) == list(range(6))
+    for chapter in chapters:  # each chapter's sentences finished in order
+        assert [i for i in entered if i in chapter] == chapter
+    with pytest.raises(ValueError, match="never got their prompt"):
+        decoder.decode(first, lens, sp, MIXED, SEEDS, 2.0, 8.0, then=lambda i, t, c: [])

@@ -318,3 +318,70 @@ def test_rolling_context_ratio_is_taken_once_over_every_earlier_sentence(engine)
     assert len(speech) + 320 + int(once * 20) > 750 >= len(speech) + 320 + int(after_a * 20)
     _, sp = eng._with_context(text, speech, (a, b, c), n_text=20)
     assert sp == speech + list(range(20))  # b went too: the ratio was not recomputed after a was dropped
+
+
+def test_rolling_chains_in_one_call_match_sentence_by_sentence_calls(engine):
+    """Two chapters handed to the engine as chains (SynthRequest.follows) in one call: each sentence's speech
+    tokens and audio equal decoding the sentences one call at a time, in order, prompted by the ones before."""
+    from batchtts.engines.base import SynthRequest, newest_context
+
+    eng, voice = engine
+    room, opts = eng.cost_model().context_tokens, dict(eng.option_defaults)
+    chapters = {"a": TEXTS[:4], "b": TEXTS[1:3]}
+    alone = {}
+    for name, texts in chapters.items():
+        done: tuple = ()
+        for n, text in enumerate(texts):
+            key = f"{name}{n}"
+            req = SynthRequest(key, text, "en", 7 + n, opts, newest_context(done, room))
+            (alone[key],) = eng.synthesize([req], voice)
+            done = (*done, (text, alone[key].speech_tokens))
+    (bare,) = eng.synthesize([SynthRequest("a1", TEXTS[1], "en", 8, opts)], voice)
+    assert bare.speech_tokens != alone["a1"].speech_tokens  # the context changes what a sentence says
+    reqs = [
+        SynthRequest(f"{name}{n}", text, "en", 7 + n, opts, (), f"{name}{n - 1}" if n else None)
+        for name, texts in chapters.items()
+        for n, text in enumerate(texts)
+    ]
+    chained = dict(zip((r.key for r in reqs), eng.synthesize(reqs[::-1], voice)[::-1], strict=True))
+    for key, want in alone.items():
+        assert chained[key].speech_tokens == want.speech_tokens
+        assert np.array_equal(chained[key].audio, want.audio)
+
+
+@pytest.mark.slow
+def test_rolling_chapters_run_as_chains_and_write_the_bytes_sentence_by_sentence_writes(
+    tiny, tmp_path, voice_wav, monkeypatch
+):
+    """`context: rolling` on GLM-TTS: a chapter's sentences share one engine call (a chain through the slots),
+    and every chapter's bytes equal the sentence-by-sentence run (one sentence per chapter per call)."""
+    from batchtts import run
+
+    voice = {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"}
+    lines = ["它是一个人，他走在路上，天气很好，我们都很高兴。", "老人爬上了楼梯，看着远方的大海，想起了从前的日子。"]
+    texts = ["".join(lines * 2), "".join(lines[::-1])]  # chunks of 30 to 60 characters: two or more a chapter
+    jobs = write_jobs(
+        tmp_path / "book.jsonl",
+        [
+            {"id": f"c{i}", "text": t, "output": f"c{i}.wav", "engine": "glmtts", "voice": voice, "context": "rolling"}
+            for i, t in enumerate(texts)
+        ],
+    )
+    monkeypatch.setenv("GLMTTS_MODEL_DIR", str(tiny))
+    monkeypatch.delenv("GLMTTS_HOME", raising=False)
+    calls: list[list] = []
+    synthesize = GlmttsEngine.synthesize
+
+    def recorded(self, requests, state):
+        calls.append([r.follows for r in requests])
+        return synthesize(self, requests, state)
+
+    monkeypatch.setattr(GlmttsEngine, "synthesize", recorded)
+    n = run(jobs, out=tmp_path / "chains").synthesized
+    assert n >= 4 and len(calls) == 1 and sum(f is not None for f in calls[0]) == n - 2  # two whole chapters
+    calls.clear()
+    monkeypatch.setattr(GlmttsEngine, "supports_rolling_chains", False)
+    assert run(jobs, out=tmp_path / "one_by_one").synthesized == n
+    assert len(calls) > 1 and all(f is None for call in calls for f in call)  # one sentence per chapter a call
+    for i in range(len(texts)):
+        assert (tmp_path / "chains" / f"c{i}.wav").read_bytes() == (tmp_path / "one_by_one" / f"c{i}.wav").read_bytes()

@@ -1,12 +1,16 @@
 """`context: rolling`: each sentence is prompted with the sentences before it (as the official GLM-TTS
 script does), while batches still fill up with the next sentence of other chapters."""
 
+from dataclasses import replace
+
 from click.testing import CliRunner
 
 from batchtts import run
 from batchtts.cli import main
+from batchtts.engines.base import SynthRequest, SynthResult, newest_context
 from batchtts.state.workspace import Workspace
 from tests.conftest import write_jobs
+from tests.fakes import ToneEngine
 
 ROLL = [
     "First rolling line here.",
@@ -99,3 +103,57 @@ def test_engines_without_rolling_support_refuse_it_as_bad_input(tmp_path):
     assert result.exit_code == 2 and "field 'context': engine 'embedded' cannot prompt" in result.output
     bad = write_jobs(tmp_path / "c.jsonl", [{"id": "a", "text": "Hello.", "output": "a.wav", "context": "long"}])
     assert "'long' is not one of prompt, rolling" in CliRunner().invoke(main, ["run", str(bad)]).output
+
+
+class ChainTone(ToneEngine):
+    """The tone engine taking chapters as chains (as GLM-TTS does): a request that follows another of the same
+    call is prompted by that one's context, text and tokens, cut by the worker's rule (newest_context)."""
+
+    supports_rolling_chains = True
+
+    def synthesize(self, requests: list[SynthRequest], voice) -> list[SynthResult]:
+        by_key = {r.key: r for r in requests}
+        done: dict[str, tuple[SynthRequest, SynthResult]] = {}
+        while len(done) < len(requests):  # a chain's sentences one after another, as the decoder admits them
+            for r in requests:
+                if r.key in done or (r.follows and r.follows not in done):
+                    continue
+                if r.follows:
+                    before, result = done[r.follows]
+                    ctx = (*before.context, (before.text, result.speech_tokens))
+                    r = replace(r, context=newest_context(ctx, self.cost_model().context_tokens), follows=None)
+                (done[r.key],) = [(r, res) for res in super().synthesize([r], voice)]
+        self.record.calls[len(self.record.calls) - len(requests) :] = [[r.key for r in requests]]
+        return [done[k][1] for k in by_key]
+
+
+def test_a_chain_engine_gets_whole_chapters_per_batch_with_the_same_prompts(tmp_path, tone, bind_engine):
+    bind_engine(ChainTone)
+    jobs = _book(tmp_path)
+    summary = run(jobs, out=tmp_path / "out", max_batch=12, waste_target=100.0)
+    assert summary.synthesized == 12 and not summary.failed
+    keys = _keys(tmp_path / "out")
+    r1 = {keys[f"r1#{i}"] for i in range(4)}
+    assert max(len(r1 & set(call)) for call in tone.calls) == 4  # a whole chapter in one engine call
+    for job in ("r1", "r2"):  # ... prompted exactly as sentence by sentence
+        for i in range(4):
+            ctx = tone.contexts[keys[f"{job}#{i}"]]
+            assert [t for t, _ in ctx] == [s.replace("rolling", "other") if job == "r2" else s for s in ROLL[:i]]
+    assert all(tone.contexts[keys[f"p#{i}"]] == () for i in range(4))
+
+
+def test_a_failed_sentence_in_a_chain_holds_back_the_rest_of_its_chapter(tmp_path, tone, bind_engine):
+    bind_engine(ChainTone)
+    jobs = _book(tmp_path)
+    tone.fail_texts.add(ROLL[1])
+    result = CliRunner().invoke(main, ["run", str(jobs), "--out", str(tmp_path / "out"), "--retries", "0"])
+    assert result.exit_code == 1
+    assert "the sentence before it failed" in result.output
+    assert not (tmp_path / "out" / "r1.wav").exists() and (tmp_path / "out" / "r2.wav").exists()
+    keys = _keys(tmp_path / "out")
+    tone.fail_texts.clear()
+    tone.contexts.clear()
+    result = CliRunner().invoke(main, ["retry", str(jobs), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert keys["r1#0"] not in tone.contexts  # the finished first sentence was kept
+    assert len(tone.contexts[keys["r1#1"]]) == 1 and len(tone.contexts[keys["r1#3"]]) == 3

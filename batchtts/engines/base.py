@@ -31,6 +31,24 @@ class SynthRequest:
     options: dict[str, float] = field(default_factory=dict)
     # Rolling context: the sentences before this one, oldest first, as (text, speech tokens they decoded).
     context: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Rolling chains (engines with `supports_rolling_chains`): the key of an earlier request of the same call
+    # whose text and decoded speech tokens follow `context` (then cut by `newest_context`) in this one's prompt.
+    follows: str | None = None
+
+
+Context = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def newest_context(entries: Context, room: int) -> Context:
+    """Earlier sentences (oldest first), newest first back to `room` speech tokens: the newest sentence that
+    reaches it is kept (the engine prunes exactly). The one rule for the worker's history and an engine's chains."""
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for text, tokens in reversed(entries):
+        if room <= 0:
+            break
+        out.append((text, tokens))
+        room -= len(tokens)
+    return tuple(reversed(out))
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,8 @@ class Engine(ABC):
     can_clone: ClassVar[bool] = False
     #: Whether `context: rolling` jobs can run (the engine reads SynthRequest.context).
     supports_rolling_context: ClassVar[bool] = False
+    #: Whether one `synthesize` call can decode a chapter's chain (SynthRequest.follows) in order.
+    supports_rolling_chains: ClassVar[bool] = False
     #: Sampling options a job may set under `sampling`, with their defaults.
     option_defaults: ClassVar[dict[str, float]] = {}
     #: Inclusive (lowest, highest) value of each option; a value outside is refused before any work.

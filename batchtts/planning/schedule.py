@@ -73,10 +73,12 @@ class Scheduler:
         max_batch: int,
         waste_target: float,
         ready: Callable[[Chunk], bool] = lambda c: True,
+        chains: bool = False,
     ):
         self.cost = engine.cost_model()
         self.pending = {c.key: c for c in pending}
         self.ready = ready  # a rolling-context sentence waits for the one before it
+        self.chains = chains  # ... unless it can follow it in the same batch (the engine decodes chains)
         self.rolling = any(c.rolling for c in pending)
         self.prefix_of = prefix_tokens(type(engine), self.cost, voices, pending)
         self.predictor = LengthPredictor(self.cost)
@@ -86,9 +88,36 @@ class Scheduler:
         self._planned_with: dict[str, float] = {}
         self.queue: list[Batch] = []
 
+    def _chained(self) -> set[str]:
+        """Keys of pending sentences that are ready, or follow a ready pending one (a chain, oldest first)."""
+        out: set[str] = set()
+        blocked: set[str] = set()
+        for c in self.pending.values():
+            walk = [c]
+            seen = lambda k: k in out or k in blocked  # noqa: E731
+            while not seen(walk[-1].key) and not self.ready(walk[-1]) and walk[-1].after in self.pending:
+                walk.append(self.pending[walk[-1].after])
+            last = walk[-1]
+            (out if last.key in out or (last.key not in blocked and self.ready(last)) else blocked).update(
+                x.key for x in walk
+            )
+        return out
+
+    def _whole_chains(self, batch: Batch) -> Batch | None:
+        """The batch less the sentences whose predecessor is neither done nor in it (they wait for a later one)."""
+        keys, kept = {i.chunk.key for i in batch.items}, set()
+        while True:
+            more = {i.chunk.key for i in batch.items if self.ready(i.chunk) or i.chunk.after in kept} - kept
+            if not more:
+                break
+            kept |= more & keys
+        items = tuple(i for i in batch.items if i.chunk.key in kept)
+        return self.sub_batch(batch, items) if items else None
+
     def _replan(self) -> None:
+        chained = self._chained() if self.chains else set()
         plan = plan_batches(
-            [c for c in self.pending.values() if self.ready(c)],
+            [c for c in self.pending.values() if c.key in chained or self.ready(c)],
             self.cost,
             self.budget,
             self.max_batch,
@@ -98,6 +127,8 @@ class Scheduler:
         )
         self._planned_with = self.predictor.snapshot()
         self.queue = plan.batches
+        if self.chains:
+            self.queue = [b for b in map(self._whole_chains, plan.batches) if b is not None]
         log.debug(
             "planned %d batches (padding waste %.1f%%, %.1fx fewer decode steps than one at a time)",
             len(plan.batches),

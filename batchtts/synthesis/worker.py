@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from batchtts.config import format_size
 from batchtts.engines import engine_class
@@ -121,12 +121,16 @@ class Worker:
             self.max_batch,
             self.settings.waste_target,
             ready=lambda c: c.after is None or c.after in history,
+            chains=self.engine.supports_rolling_chains,
         )
         try:
             while not stop() and (batch := sched.next_batch()) is not None:
                 t0, asr0 = time.monotonic(), self.verifier.seconds
                 state = self._state(batch.voice)
                 results, errors, retries, verdicts = self._attempt(sched, batch, state, attempts_before, history)
+                if self.engine.supports_rolling_chains:  # chain sentences after a failed one wait, still pending
+                    kept = [i for i in batch.items if i.chunk.key in results.keys() | errors]
+                    batch = sched.sub_batch(batch, kept) if kept else replace(batch, items=())
                 for item in batch.items:
                     c, result = item.chunk, results.get(item.chunk.key)
                     sched.finished(item, result.tokens if result else None)
@@ -163,11 +167,14 @@ class Worker:
         todo = list(batch.items)
         plans = {i.chunk.key: self.verifier.plan(i.chunk.job_id, i.chunk.language) for i in todo}
         most = max([self.settings.retries, *(p.retakes for p in plans.values() if p)])
+        known = dict(history)  # with this batch's good rolling sentences, for the retries after them
         for attempt in range(most + 1):
             if not todo:
                 break
             seeds = {i.chunk.key: chunk_seed(i.chunk.key, attempts_before.get(i.chunk.key, 0) + attempt) for i in todo}
-            contexts = {i.chunk.key: self._context(i.chunk, history) for i in todo if i.chunk.rolling}
+            contexts = {i.chunk.key: self._context(i.chunk, known) for i in todo if i.chunk.rolling}
+            if self.engine.supports_rolling_chains:  # None: prompted by a predecessor decoded in the same call
+                contexts |= {i.chunk.key: None for i in todo if i.chunk.after and i.chunk.after not in known}
             raw = self._synthesize(sched, sched.sub_batch(batch, todo), state, seeds, contexts)
             again, heard = [], []
             for item in todo:
@@ -184,6 +191,8 @@ class Worker:
                 elif plans[key] is None:
                     results[key] = outcome
                     errors.pop(key, None)
+                    if c.rolling and outcome.speech_tokens is not None:
+                        known[key] = (c.after, c.text, outcome.speech_tokens)
                 else:
                     heard.append(item)
             scores = self.verifier.score(
@@ -195,9 +204,11 @@ class Worker:
                 errors.pop(key, None)
                 if key not in best or score.error < best[key][1].error:
                     best[key] = (raw[key], score, attempt + 1)
-                if score.passed:
+                if score.passed:  # a passing take is this attempt's and the best: the others all failed
                     results[key] = best[key][0]
                     verdicts[key] = _verdict(best[key][1], attempt + 1, flagged=False)
+                    if item.chunk.rolling and raw[key].speech_tokens is not None:
+                        known[key] = (item.chunk.after, item.chunk.text, raw[key].speech_tokens)
                 else:
                     errors[key] = (
                         f"heard {score.transcript[:60]!r}: {score.metric.upper()} {score.error:.2f}",
@@ -207,22 +218,40 @@ class Worker:
             limit = {i.chunk.key: plans[i.chunk.key].retakes if i.chunk.key in best else self.settings.retries
                      for i in again}  # fmt: skip
             again = [i for i in again if attempt < limit[i.chunk.key]]
-            retries += [(item.chunk, errors[item.chunk.key][0], attempt + 1) for item in again]
             for item in todo:  # out of takes: the best verified one is kept, flagged
                 key = item.chunk.key
                 if key not in results and key in best and item not in again:
                     take, score, _ = best[key]
                     results[key], verdicts[key] = take, _verdict(score, attempt + 1, flagged=True)
                     errors.pop(key, None)
+                    if item.chunk.rolling and take is raw[key] and take.speech_tokens is not None:
+                        known[key] = (item.chunk.after, item.chunk.text, take.speech_tokens)
+            for item in _unfounded(todo, raw, contexts, known):  # prompted by a sentence that failed: not decided
+                for held in (results, errors, known, verdicts, best):
+                    held.pop(item.chunk.key, None)
+                if item in again:
+                    again.remove(item)
+            retries += [(item.chunk, errors[item.chunk.key][0], attempt + 1) for item in again]
             todo = again
         return results, errors, retries, verdicts
 
     def _synthesize(
-        self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int], contexts: dict[str, tuple]
+        self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int], contexts: dict[str, tuple | None]
     ) -> dict[str, SynthResult | str]:
-        """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk."""
+        """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk.
+        A context of None: the chunk follows its predecessor in the same call (a chain; UNFOUNDED without it)."""
+        keys = {c.key for c in batch.chunks}
+        follows = {c.key: c.after for c in batch.chunks if c.key in contexts and contexts[c.key] is None}
+        if any(contexts.get(c.key, ()) is None and c.after not in keys for c in batch.chunks):  # a chain was split
+            chained = [i for i in batch.items if contexts.get(i.chunk.key, ()) is not None or i.chunk.after in keys]
+            out = dict.fromkeys((c.key for c in batch.chunks), UNFOUNDED)
+            if chained:
+                out |= self._synthesize(sched, sched.sub_batch(batch, chained), state, seeds, contexts)
+            return out
         reqs = [
-            SynthRequest(c.key, c.text, c.language, seeds[c.key], c.options, contexts.get(c.key, ()))
+            SynthRequest(
+                c.key, c.text, c.language, seeds[c.key], c.options, contexts.get(c.key) or (), follows.get(c.key)
+            )
             for c in batch.chunks
         ]
         try:
@@ -251,3 +280,24 @@ class Worker:
 
 def _verdict(score: Score, takes: int, flagged: bool) -> Verdict:
     return Verdict(score.backend, score.metric, score.error, score.transcript, takes, flagged)
+
+
+UNFOUNDED = "its rolling-context predecessor was not decoded in the same call"
+
+
+def _unfounded(todo: list, raw: dict, contexts: dict, known: History) -> list:
+    """Chain sentences whose predecessor did not pass in this batch (or was never decoded with them): their
+    tokens came from a prompt that will change, so they stay pending for a later batch."""
+    out: list = []
+    while True:
+        more = [
+            i
+            for i in todo
+            if i not in out
+            and (raw[i.chunk.key] is UNFOUNDED or contexts.get(i.chunk.key, ()) is None and i.chunk.after not in known)
+        ]
+        if not more:
+            return out
+        out += more
+        for i in more:
+            known.pop(i.chunk.key, None)

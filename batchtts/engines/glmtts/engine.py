@@ -9,8 +9,8 @@ see assets.campplus_path.
 Per voice, once: prompt text tokens, prompt speech tokens (25 per second), the prompt mel and the
 CAM++ embedding. Per batch (a queue): the LLM decodes the rows with continuous batching over a slot KV cache
 (llm/slot_decoder.py, CUDA graphs on CUDA, eager steps elsewhere; the one decode path), sized from the run's
-KV budget by llm/capacity.py, then batchtts's own flow and vocoder over many rows per forward (token2wav.py),
-fed as rows finish.
+KV budget by llm/capacity.py (a rolling-context chapter is a chain through the slots: SynthRequest.follows),
+then batchtts's own flow and vocoder over many rows per forward (token2wav.py), fed as rows finish.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class GlmttsEngine(Engine):
     chunk_rule = CHUNK_RULE
     can_clone = True
     supports_rolling_context = True
+    supports_rolling_chains = True  # a chapter's sentences follow each other through the decoder's slots
     option_defaults: ClassVar[dict[str, float]] = {
         "top_k": 25,
         "top_p": 0.8,
@@ -268,52 +269,58 @@ class GlmttsEngine(Engine):
         }
 
     def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
+        from batchtts.engines.base import newest_context
         from batchtts.engines.glmtts.llm.types import Sampling
 
         sp = self.special
         prefix_text = voice["prompt_text"].tolist()
         prompt_speech = voice["prompt_speech"].tolist()
-        prompts, lens, samplings = [], [], []
-        for r in requests:
-            ids = self._text_ids(r.text, r.language)
-            text, speech = self._with_context(prefix_text, prompt_speech, r.context, len(ids))
-            prompts.append(text + ids + [sp.boa] + [sp.ats + t for t in speech])
-            lens.append(len(ids))
+        index = {r.key: i for i, r in enumerate(requests)}
+        followers: dict[int, list[int]] = {}
+        contexts = [r.context for r in requests]
+        prompts, lens, samplings, all_ids = [], [], [], []
+
+        def prompt(i: int) -> list[int]:
+            text, speech = self._with_context(prefix_text, prompt_speech, contexts[i], len(all_ids[i]))
+            return text + all_ids[i] + [sp.boa] + [sp.ats + t for t in speech]
+
+        for i, r in enumerate(requests):
+            all_ids.append(self._text_ids(r.text, r.language))
+            chained = r.follows is not None and r.follows in index
+            if chained:
+                followers.setdefault(index[r.follows], []).append(i)
+            prompts.append(None if chained else prompt(i))
+            lens.append(len(all_ids[-1]))
             o = r.options
-            samplings.append(
-                Sampling(
-                    top_k=int(o["top_k"]),
-                    top_p=o["top_p"],
-                    temperature=o["temperature"],
-                    ras=bool(o["ras"]),
-                    greedy=bool(o["greedy"]),
-                )
-            )
+            kind = dict(top_k=int(o["top_k"]), top_p=o["top_p"], temperature=o["temperature"])
+            samplings.append(Sampling(**kind, ras=bool(o["ras"]), greedy=bool(o["greedy"])))
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
         decoder = self.slot_decoder()
         audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
+        room = self.cost_model().context_tokens
+
+        def then(i: int, toks: list[int], cut: bool) -> list[tuple[int, list[int]]]:
+            """A chain's next sentences: prompted as if decoded after this one (the worker's history rule)."""
+            ready = []
+            for j in followers.get(i, ()):
+                contexts[j] = newest_context((*contexts[i], (requests[i].text, tuple(toks))), room)
+                ready.append((j, prompt(j)))
+            return ready
+
         audio.start()
         try:
+            seeds, ratios = [r.seed for r in requests], (o["min_ratio"], o["max_ratio"])
             tokens, truncated = decoder.decode(
-                prompts,
-                lens,
-                sp,
-                samplings,
-                [r.seed for r in requests],
-                o["min_ratio"],
-                o["max_ratio"],
-                on_row_done=audio.submit,
+                prompts, lens, sp, samplings, seeds, *ratios, on_row_done=audio.submit, then=then if followers else None
             )
         except BaseException:
             audio.abort()
             raise
         waves = audio.finish(tokens)
-        out = []
-        for toks, cut, wav in zip(tokens, truncated, waves, strict=True):
-            out.append(
-                SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
-            )
-        return out
+        return [
+            SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
+            for toks, cut, wav in zip(tokens, truncated, waves, strict=True)
+        ]
 
     def _with_context(
         self, prompt_text: list[int], prompt_speech: list[int], context, n_text: int

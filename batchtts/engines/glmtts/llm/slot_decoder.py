@@ -1,12 +1,14 @@
 """GLM-TTS decode with continuous batching over a slot KV cache; read it top to bottom like gpt-fast's generate.py.
 
 `SlotDecoder.decode` takes a queue of prompts. Each of N slots holds one sentence; when a sentence ends (EOA,
-or its maximum length) its slot is refilled with the next waiting one, whose prefill is batched with the
-other refills of that moment. All per-row state lives in device tensors allocated once (token to feed,
-cache length, decoded count, length limits, seed, sampling settings, RAS history, decoded tokens), so a
-decode step (`decode_one_token`) reads and writes only the device: sampling, the counter-based random
-numbers, EOA and the length rules included. The host looks at the `live` flags every `check_every` steps
-(`decode_n_tokens`), which is its only wait, and reads back finished rows there.
+or its maximum length) its slot is refilled with the next waiting one, whose prefill is batched with the other
+refills of that moment. A rolling-context chapter is a chain: when one of its sentences ends, the next enters
+a free slot ahead of the queue, prompted with the tokens just decoded (`then`). All per-row state lives in
+device tensors allocated once (token to feed, cache length, decoded count, length limits, seed, sampling
+settings, RAS history, decoded tokens), so a decode step (`decode_one_token`) reads and writes only the
+device: sampling, the counter-based random numbers, EOA and the length rules included. The host looks at the
+`live` flags every `check_every` steps (`decode_n_tokens`), which is its only wait, and reads back finished
+rows there.
 
 The step runs on the first n slots, n a bucket (1, 2, 4, ... up to N), over the first `span` cache columns,
 span a multiple of `quantum` above the longest live row. On CUDA each (bucket, span) step is a CUDA graph,
@@ -31,7 +33,7 @@ import torch
 
 from batchtts.engines.glmtts.llm.llama import FusedLlama
 from batchtts.engines.glmtts.llm.sampling import HISTORY, RowParams, k_cap_for, push_history, sample, uniform
-from batchtts.engines.glmtts.llm.types import RowDone, Sampling, SpecialIds
+from batchtts.engines.glmtts.llm.types import Follow, RowDone, Sampling, SpecialIds
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +277,7 @@ class SlotDecoder:
     @torch.inference_mode()
     def decode(
         self,
-        prompts: list[list[int]],
+        prompts: list[list[int] | None],
         text_lens: list[int],
         sp: SpecialIds,
         sampling: list[Sampling],
@@ -284,24 +286,41 @@ class SlotDecoder:
         max_ratio: float = 20.0,
         on_row_done: RowDone | None = None,
         order: list[int] | None = None,
+        then: Follow | None = None,
     ) -> tuple[list[list[int]], list[bool]]:
         """Speech tokens (0-based) per prompt and whether each was cut at its maximum length. Requests enter
         slots in `order` (default: as given); `on_row_done(index, tokens, truncated)` is called as each
-        row finishes, while the others still decode."""
+        row finishes, while the others still decode.
+
+        Chains (rolling context): a prompt may be None, a request whose prompt depends on another's tokens.
+        `then(index, tokens, truncated)`, called after `on_row_done`, returns (request index, prompt) pairs
+        that are ready now; they enter the next free slots (the finished row's slot among them) ahead of the
+        queue, in the same decode. A request whose prompt never comes decodes nothing (ValueError)."""
         if sp != self.sp:
             raise ValueError("the decoder was built for other special token ids")
         n = len(prompts)
         if n == 0:
             return [], []
         k_cap = k_cap_for(sampling)
-        limits = []
-        for p, t in zip(prompts, text_lens, strict=True):
+        prompts = list(prompts)
+        limits: list[tuple[int, int]] = [(0, 1)] * n
+
+        def admit(i: int, p: list[int]) -> None:
             if len(p) >= self.length:
                 raise ValueError(f"a prompt of {len(p)} tokens does not fit a slot of {self.length}")
-            limits.append((int(t * min_ratio), max(1, min(int(t * max_ratio), self.length - len(p)))))
+            prompts[i] = p
+            t = text_lens[i]
+            limits[i] = (int(t * min_ratio), max(1, min(int(t * max_ratio), self.length - len(p))))
+
+        if len(text_lens) != n:
+            raise ValueError(f"{n} prompts but {len(text_lens)} text lengths")
+        for i, p in enumerate(prompts):
+            if p is not None:
+                admit(i, p)
         self.live.fill_(False)  # nothing survives an earlier call that failed midway (say, out of memory)
         self.capture(k_cap)
-        queue = deque(order if order is not None else range(n))
+        queue = deque(i for i in (order if order is not None else range(n)) if prompts[i] is not None)
+        waiting = {i for i, p in enumerate(prompts) if p is None}
         row_of: list[int | None] = [None] * self.slots  # slot -> request index
         bound = [0] * self.slots  # host's upper bound of each slot's cache length
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -333,8 +352,16 @@ class SlotDecoder:
                     tokens[i], truncated[i], row_of[s] = row[:c], not e, None
                     if on_row_done is not None:
                         on_row_done(i, tokens[i], not e)
+                    if then is not None:
+                        ready = [(j, p) for j, p in then(i, tokens[i], not e) if j in waiting]
+                        for j, p in ready:
+                            admit(j, p)
+                            waiting.discard(j)
+                        queue.extendleft(reversed([j for j, _ in ready]))
             if not queue:
                 self._compact(row_of, bound)
+        if waiting:
+            raise ValueError(f"{len(waiting)} chained requests never got their prompt")
         return tokens, truncated
 
     def _compact(self, row_of: list[int | None], bound: list[int]) -> None:

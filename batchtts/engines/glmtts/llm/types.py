@@ -12,6 +12,8 @@ import torch
 
 SPECIAL_TOKENS = {"ats": "<|audio_0|>", "boa": "<|begin_of_audio|>", "eoa": "<|user|>", "pad": "<|endoftext|>"}
 RowDone = Callable[[int, list[int], bool], None]  # (request index, speech tokens, truncated)
+# Rolling chains: (finished request index, its speech tokens, truncated) -> (request index, prompt) now ready
+Follow = Callable[[int, list[int], bool], list[tuple[int, list[int]]]]
 
 
 @dataclass(frozen=True)
