@@ -1,9 +1,10 @@
 """What verification costs.
 
-    python bench/bench_asr.py --device cpu [--out DIR]
+    python bench/bench_asr.py --device cpu [--default-search] [--out DIR]
         pocketsphinx on the embedded engine's English (the example book's English chapters): ASR seconds as a
         fraction of synthesis seconds, and the per-sentence WER of good and garbled takes
-        (sampling noise_scale/noise_w 2.0), i.e. what the default threshold flags.
+        (sampling noise_scale/noise_w 2.0), i.e. what the default threshold flags. --default-search: with
+        pocketsphinx's own search settings instead of batchtts's capped ones (to asr-cpu-default-search.*).
     python bench/bench_asr.py --device cuda --random-weights [--out DIR]
         Whisper at large-v3-turbo's dimensions with random weights (no download, no network), batched on the
         GPU: audio seconds transcribed per second and peak memory per batch size, beside the memory the
@@ -37,21 +38,22 @@ TOY = dict(
 
 
 class Results:
-    def __init__(self, folder: Path, device: str):
+    def __init__(self, folder: Path, device: str, stem: str = ""):
         self.folder, self.device, self.data = folder, device, {"device": device}
+        self.stem = stem or f"asr-{device}"
         folder.mkdir(parents=True, exist_ok=True)
 
     def add(self, name: str, value) -> None:
         self.data[name] = value
-        stem = self.folder / f"asr-{self.device}"
+        stem = self.folder / self.stem
         stem.with_suffix(".json").write_text(json.dumps(self.data, indent=1, ensure_ascii=False) + "\n")
-        lines = [f"# ASR verification benchmark ({self.device})", ""]
+        lines = [f"# ASR verification benchmark ({self.stem})", ""]
         lines += [f"- **{k}**: `{json.dumps(v, ensure_ascii=False)}`" for k, v in self.data.items()]
         stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print(f"{name}: {json.dumps(value, ensure_ascii=False)}", flush=True)
 
 
-def cpu_cost(results: Results) -> None:
+def cpu_cost(results: Results, search: dict | None = None) -> None:
     import batchtts
     from batchtts.engines.base import SynthRequest
     from batchtts.engines.embedded import EmbeddedEngine
@@ -60,7 +62,7 @@ def cpu_cost(results: Results) -> None:
     from batchtts.verify.score import MIN_WORDS, error_rate, size, threshold
 
     chunks = [c for c in batchtts.chunks(ROOT / "jobs" / "book.jsonl") if c.language == "en"]
-    engine, asr = EmbeddedEngine.load(), PocketsphinxBackend.load()
+    engine, asr = EmbeddedEngine.load(), PocketsphinxBackend(search)
     limit = threshold("pocketsphinx", "en")
     try:
         for label, extra in (("good", {}), ("garbled", {"noise_scale": 2.0, "noise_w": 2.0})):
@@ -169,12 +171,13 @@ def main() -> None:
     ap.add_argument("--random-weights", action="store_true", help="Whisper at real size with random weights")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--batches", default="1,8,16,32", help="Whisper batch sizes")
+    ap.add_argument("--default-search", action="store_true", help="pocketsphinx's default decoder settings")
     args = ap.parse_args()
-    results = Results(args.out, args.device)
+    results = Results(args.out, args.device, "asr-cpu-default-search" if args.default_search else "")
     if args.random_weights:
         whisper_random(results, args.device, [int(b) for b in args.batches.split(",")])
     else:
-        cpu_cost(results)
+        cpu_cost(results, {} if args.default_search else None)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ class PocketsphinxBackend(AsrBackend):
     name = "pocketsphinx"
     languages = ("en",)
 
-    def __init__(self):
+    def __init__(self, search: dict | None = None):
+        """`search`: decoder settings (pocketsphinx Config keywords); SPEED unless given ({}: its defaults)."""
         from pocketsphinx import Decoder
 
-        self.decoder = Decoder(samprate=RATE, loglevel="FATAL", **SPEED)
+        self.decoder = Decoder(samprate=RATE, loglevel="FATAL", **(SPEED if search is None else search))
 
     @classmethod
     def load(cls, device: str = "cpu") -> PocketsphinxBackend:
