@@ -14,8 +14,9 @@ import unicodedata
 import jiwer
 
 # Default thresholds, per backend and language: the highest error a take may have and pass.
-# pocketsphinx (its small bundled English model) mishears clean Piper English at a WER near 0.2 on
-# average and up to 0.82 on single sentences of good takes (proper names), against 0.55-1.2 on garbled takes;
+# pocketsphinx (its small bundled English model, capped search: verify/asr/pocketsphinx.py) mishears clean Piper
+# English at a WER near 0.37 on average and up to 0.82 on single long sentences of good takes (proper names),
+# against a mean of 0.70 and up to 1.5 on garbled takes;
 # measured on the example book (README, "Verification"), so its good takes are never retaken.
 # Whisper large-v3(-turbo): ~2-3% WER on clean English TTS and, with Paraformer/Whisper, ~1-2% CER on
 # Seed-TTS-eval Chinese (GLM-TTS reports CER 1.03%); a per-sentence bound must sit well above the mean.
