@@ -142,7 +142,7 @@ def _decade(m: re.Match) -> str:
     return n.decade(m.group(1) + m.group(2))
 
 
-@R.add("year", r"(?<![\d,.])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(\d{2}|\d{4})\b(?![\d,.])")
+@R.add("year", r"(?<![\d,.])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(\d{2}|\d{4})\b(?![\d,.]\d|\d)")
 def _year_range(m: re.Match) -> str | None:
     first, second = m.group(1), m.group(2)
     if len(second) == 2:
