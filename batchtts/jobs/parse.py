@@ -122,7 +122,8 @@ def _text(line: _Line) -> tuple[str, Path | None]:
     text = normalize_text(text)
     name = "text_file" if text_file is not None else "text"
     if not strip_markers(text).strip():
-        raise line.src.error(name, "is empty")
+        why = "is empty" if not text.strip() else "has only markers ([scene], [pause:N]), no words"
+        raise line.src.error(name, why)
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
     for marker in PAUSE_MARKER_RE.finditer(text):
