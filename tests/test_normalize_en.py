@@ -49,6 +49,8 @@ CASES = [
     ("phone", "call 555-1234", "call five five five one two three four", "call five five five one two three four."),
     ("digits", "12345678", "one two three four five six seven eight", "one two three four five six seven eight."),
     ("grouped", "1,500 men", "one thousand five hundred men", "one thousand five hundred men."),
+    ("mixed fraction", "hours spent, 158½; or", "hours spent, one hundred and fifty-eight and a half; or", "hours spent, one hundred and fifty eight and a half; or."),
+    ("date", "On this very 2nd of October he", "On this very second of October he", "on this very second of october he."),
     ("grouped", "It cost 1,000,000 dollars.", "It cost one million dollars.", "it cost one million dollars."),
     ("year range", "He lived there 1800-1805.", "He lived there eighteen hundred to eighteen oh five.", "he lived there eighteen hundred to eighteen oh five."),
     ("leading zero", "007", "oh oh seven", "oh oh seven."),

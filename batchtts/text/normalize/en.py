@@ -110,13 +110,19 @@ def _month_abbr(m: re.Match) -> str:
     return MONTH_ABBR[m.group(1)]
 
 
+# A word before a day that already does the work of "the" ("this very 2nd of October", "his 3rd of May").
+_DETERMINER_BEFORE = re.compile(
+    r"\b(?:the|this|that|very|every|each|next|last|our|his|her|my|your|their|its)\s+$", re.IGNORECASE
+)
+
+
 @R.add("date", rf"\b(\d{{1,2}})(?:st|nd|rd|th|d)?\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{3,4}})\b)?")
 def _day_month(m: re.Match) -> str | None:
     day = int(m.group(1))
     if not 1 <= day <= 31:
         return None
     month = MONTH_ABBR.get(m.group(2).rstrip("."), m.group(2).rstrip("."))
-    the = "" if re.search(r"\b[Tt]he\s+$", m.string[: m.start()]) else "the "
+    the = "" if _DETERMINER_BEFORE.search(m.string[: m.start()]) else "the "
     said = f"{the}{n.ordinal(day)} of {month}"
     return said + (f" {n.year(m.group(3))}" if m.group(3) else "")
 
@@ -268,11 +274,14 @@ def _ratio(m: re.Match) -> str:
     return f"{n.cardinal(m.group(1))} to {n.cardinal(m.group(2))}"
 
 
-@R.add("number", r"(?<![\w/])(\d+)\s?/\s?(\d+)(?![\w/])|([½⅓⅔¼¾⅛])")
+@R.add("number", r"(?<![\w/])(\d+)\s?/\s?(\d+)(?![\w/])|(?:(?<![\w.,])(\d+)\s?)?([½⅓⅔¼¾⅛])")
 def _fraction(m: re.Match) -> str:
-    if m.group(3):
+    if m.group(4):
+        if m.group(3):  # a mixed number: "158½" -> "one hundred and fifty-eight and a half"
+            return f"{n.cardinal(m.group(3))} and " + {"½": "a half", "⅓": "a third", "⅔": "two thirds",
+                "¼": "a quarter", "¾": "three quarters", "⅛": "an eighth"}[m.group(4)]  # fmt: skip
         return {"½": "one half", "⅓": "one third", "⅔": "two thirds", "¼": "one quarter", "¾": "three quarters",
-                "⅛": "one eighth"}[m.group(3)]  # fmt: skip
+                "⅛": "one eighth"}[m.group(4)]  # fmt: skip
     top, bottom = int(m.group(1)), int(m.group(2))
     if bottom == 0 or bottom > 100:
         return f"{n.cardinal(top)} over {n.cardinal(bottom)}"
