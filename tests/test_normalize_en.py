@@ -14,6 +14,7 @@ CASES = [
     ("leading zero", "Chapter 01", "Chapter one", "chapter one."),
     ("regnal numeral", "Henry VIII", "Henry the Eighth", "henry the eighth."),
     ("heading numeral", "Chapter XII", "Chapter twelve", "chapter twelve."),
+    ("heading numeral", "BOOK I. (FOLIO), CHAPTER XII.", "BOOK one., FOLIO, CHAPTER twelve.", "book one, folio, chapter twelve."),
     ("heading numeral", "IX The Mock Turtle", "Nine, The Mock Turtle", "nine, the mock turtle."),
     ("heading numeral", "I", "One", "one."),
     ("pronoun I", "Then I went home.", "Then I went home.", "then i went home."),

@@ -15,6 +15,7 @@ R = Rules()
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _MONTH = rf"(?:{MONTHS}|(?:{'|'.join(MONTH_ABBR)})\.?)"
 _HEADING_WORDS = r"(?:Chapter|Part|Book|Act|Scene|Volume|Vol\.|Canto|Section|Letter|Appendix|Stave|Psalm|Lesson|Day)"
+_HEADING_WORDS = rf"(?:{_HEADING_WORDS[3:-1]}|{_HEADING_WORDS[3:-1].upper()})"  # "Chapter XII" and "CHAPTER XII"
 _YEAR_WORDS = r"(?:Copyright|copyright|©|in|In|since|Since|by|of|from|From|until|till|to|circa|c\.|ca\.|before|after|year|years|Anno|around|about|early|late|mid|summer|winter|spring|autumn|fall|during|between|and|the)"  # noqa: E501
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
