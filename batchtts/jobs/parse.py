@@ -126,6 +126,9 @@ def _text(line: _Line) -> tuple[str, Path | None]:
         raise line.src.error(name, why)
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
+    for marker in re.finditer(r"\[pause\s*:[^\]\n]{0,40}\]", text, re.IGNORECASE):  # "[Pause.]" in a play is read
+        if not PAUSE_MARKER_RE.match(marker.group(0)):
+            raise line.src.error(name, f"pause marker {marker.group(0)} is not [pause:SECONDS], e.g. [pause:1.5]")
     for marker in PAUSE_MARKER_RE.finditer(text):
         if float(marker.group(1)) > MAX_PAUSE:
             raise line.src.error(
