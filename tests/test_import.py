@@ -535,3 +535,14 @@ def test_drm_encrypted_text_is_refused_but_obfuscated_fonts_are_not(tmp_path):
     with pytest.raises(InputError, match="DRM"):
         read_source(with_encryption("OEBPS/Text/ch1.html"))
     assert len(read_source(with_encryption("OEBPS/Fonts/serif.otf")).chapters) == 2
+
+
+def test_report_names_verse_line_markers_among_the_added_characters(tmp_path):
+    path = tmp_path / "poem.txt"
+    prose = "It was a long walk up the hill that morning, and the wind was cold against their faces.\n"
+    verse = "    April is the month,\n    May the next,\n    June the last.\n"
+    path.write_text(f"{prose}\n{verse}\n{prose}", encoding="utf-8")
+    import_source(path, tmp_path / "poem.jsonl")
+    text = next((tmp_path / "poem").glob("*.txt")).read_text(encoding="utf-8")
+    report = (tmp_path / "poem.import.md").read_text(encoding="utf-8")
+    assert "[line]" in text and "markers" in report, report

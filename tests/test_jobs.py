@@ -26,6 +26,8 @@ CASES = [
     ([_case(id=7)], 1, "id", "must be a string"),
     ([_case(text=...)], 1, "text", "missing"),
     ([_case(text="   \n ")], 1, "text", "is empty"),
+    ([_case(text="[scene]\n\n[pause:2]")], 1, "text", "only markers"),
+    ([_case(text="Wait [pause:1,5] there.")], 1, "text", "is not [pause:SECONDS]"),
     ([_case(colour="blue")], 1, "colour", "unknown key"),
     ([_case(voice={"prompt_audio": "v.wav", "speed": 2})], 1, "voice.speed", "unknown key"),
     ([_case(text=..., text_file="missing.txt")], 1, "text_file", "cannot read"),

@@ -10,7 +10,7 @@ import pytest
 
 from batchtts.engines.base import SynthRequest
 from batchtts.engines.embedded.engine import EmbeddedEngine
-from batchtts.engines.embedded.espeak import speak
+from batchtts.engines.embedded.espeak import MANDARIN_VOICE, phonemes, speak
 from batchtts.engines.embedded.mixed import JOIN_GAP, voice_runs
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing")
@@ -24,6 +24,12 @@ def test_runs_go_to_their_voice() -> None:
     assert voice_runs("Hello there.", "en") == [("en", "Hello there.")]
 
 
+def test_mandarin_voice_reads_tones_not_english_digits() -> None:
+    # espeak-ng 1.51's `cmn` voice reads "你好" as pinyin with English tone digits ("(en)nI55Tr'i:55": "nee three").
+    for text in ["你好", "今天的天气很好，我们去公园散步吧。", "二零二四年三月五日"]:
+        assert "(en)" not in phonemes(text), text
+
+
 @pytest.fixture(scope="module")
 def engine():
     e = EmbeddedEngine.load(threads=2)
@@ -33,7 +39,7 @@ def engine():
 
 def test_chinese_run_in_an_english_chunk_is_spoken_in_mandarin(engine) -> None:
     [mixed] = engine.synthesize([SynthRequest("k", "He said 你好 to me.", "en", 11, OPTIONS)], {})
-    mandarin = speak("你好", "cmn", engine.sample_rate)
+    mandarin = speak("你好", MANDARIN_VOICE, engine.sample_rate)
     head, tail = engine.piper.synthesize(
         ["He said", "to me."], [11, (11 + 7919 * 2) & 0xFFFFFFFF], OPTIONS["noise_scale"],
         OPTIONS["length_scale"], OPTIONS["noise_w"],
@@ -47,7 +53,7 @@ def test_chinese_run_in_an_english_chunk_is_spoken_in_mandarin(engine) -> None:
 
 def test_joins_do_not_click(engine) -> None:
     [mixed] = engine.synthesize([SynthRequest("k", "我们用Python写代码。", "zh", 3, OPTIONS)], {})
-    first = speak("我们用", "cmn", engine.sample_rate)
+    first = speak("我们用", MANDARIN_VOICE, engine.sample_rate)
     [word] = engine.piper.synthesize(
         ["Python"], [(3 + 7919) & 0xFFFFFFFF], OPTIONS["noise_scale"], OPTIONS["length_scale"], OPTIONS["noise_w"]
     )

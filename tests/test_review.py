@@ -99,3 +99,10 @@ def test_retake_redoes_exactly_the_named_chunks(tmp_path, tone):
                                       {x.key for x in after}] == [1]  # fmt: skip
     bad = CliRunner().invoke(main, ["retake", str(jobs), "--out", str(out), "--job", "a", "--chunk", "9"])
     assert bad.exit_code == 2 and "chunks 0 to 3" in bad.output
+
+
+def test_retake_without_chunk_or_match_names_the_options(tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "output": "a.wav", "text": "One. Two."}])
+    result = CliRunner().invoke(main, ["retake", str(jobs), "--out", str(tmp_path / "out"), "--job", "a"])
+    assert result.exit_code == 2
+    assert "--chunk" in result.output and "None" not in result.output, result.output

@@ -127,3 +127,12 @@ def test_markers_never_reach_spoken_text_and_coverage_holds(text, max_chars):
     for s in segs:
         assert "[pause" not in s.text.lower()
         assert s.text == strip_markers(text[s.start : s.end]).strip()
+
+
+def test_a_long_sentence_is_never_cut_inside_a_number_or_a_time():
+    text = ("The ships worth, at the time of sailing, some $20,000,000 and every year importing into our harbors "
+            "a harvest that left at 10:30 each morning.")  # fmt: skip
+    pieces = texts(text, max_chars=50)
+    assert len(pieces) > 1
+    joined = "|".join(pieces)
+    assert "20,000,000" in joined and "10:30" in joined, pieces

@@ -27,7 +27,7 @@ def _fit(text: str, width: int) -> str:
 def _why(ch: Chapter) -> str:
     parts = [f"{reason} {n}" for reason, n in sorted(ch.dropped.items(), key=lambda kv: -kv[1])]
     if ch.added_chars:
-        parts.append(f"added {ch.added_chars} (heading punctuation or title)")
+        parts.append(f"added {ch.added_chars} (heading punctuation, a title, [line]/[scene] markers)")
     if ch.unaccounted:
         parts.append(f"UNACCOUNTED {ch.unaccounted}")
     return "; ".join(parts)

@@ -122,9 +122,13 @@ def _text(line: _Line) -> tuple[str, Path | None]:
     text = normalize_text(text)
     name = "text_file" if text_file is not None else "text"
     if not strip_markers(text).strip():
-        raise line.src.error(name, "is empty")
+        why = "is empty" if not text.strip() else "has only markers ([scene], [pause:N]), no words"
+        raise line.src.error(name, why)
     if not speakable(strip_markers(text)):
         raise line.src.error(name, "has nothing to speak (only punctuation or symbols)")
+    for marker in re.finditer(r"\[pause\s*:[^\]\n]{0,40}\]", text, re.IGNORECASE):  # "[Pause.]" in a play is read
+        if not PAUSE_MARKER_RE.match(marker.group(0)):
+            raise line.src.error(name, f"pause marker {marker.group(0)} is not [pause:SECONDS], e.g. [pause:1.5]")
     for marker in PAUSE_MARKER_RE.finditer(text):
         if float(marker.group(1)) > MAX_PAUSE:
             raise line.src.error(

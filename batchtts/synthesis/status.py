@@ -190,9 +190,12 @@ def retake(
         engine: Engine for jobs that name none; None: the default.
 
     Raises:
-        InputError: an unknown job or position, or nothing matches (exit 2). Busy: a run holds the folder (exit 3).
+        InputError: no position named, an unknown job or position, or nothing matches (exit 2).
+        Busy: a run holds the folder (exit 3).
     """
     prep = prepare(Path(jobs), _path(out), engine)
+    if not chunks and not match:
+        raise InputError(prep.job_file, None, "chunk", "name the positions to retake: --chunk N or --match TEXT")
     if job not in prep.chunks:
         raise InputError(prep.job_file, None, "job", f"no job '{job}' (jobs: {', '.join(prep.chunks)})")
     mine = prep.chunks[job]

@@ -145,6 +145,9 @@ def _cut_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[int
     pieces: list[tuple[int, int]] = []
     pos = start
     for m in _CLAUSE_RE.finditer(text, start, end):
+        digits_around = text[m.start() - 1 : m.start()].isdigit() and text[m.end() : m.end() + 1].isdigit()
+        if m.group(0) in (",", ":") and digits_around:
+            continue  # a digit group or a time ("20,000,000", "10:30") is one number, not a clause
         if m.end() < end:
             pieces.append((pos, m.end()))
             pos = m.end()

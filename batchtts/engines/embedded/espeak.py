@@ -14,6 +14,12 @@ import soxr
 
 from batchtts.errors import EnvironmentProblem
 
+# espeak-ng's Mandarin voice. Not `cmn` ("latin as English"): in espeak-ng 1.51 (Debian 12) that voice turns each
+# character into pinyin with a tone digit and then reads the digit in English ("你好" -> "nee three, how three";
+# espeak-ng issues #1028, #1370). `cmn-latn-pinyin` reads the same pinyin as Mandarin syllables with their tones.
+# Latin words never reach it: mixed.py sends them to the English voice.
+MANDARIN_VOICE = "cmn-latn-pinyin"
+
 
 def espeak_version() -> str:
     """espeak-ng's version (part of Mandarin chunk keys), asked once per process and program path."""
@@ -25,6 +31,14 @@ def espeak_version() -> str:
 def _version_of(exe: str) -> str:
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
     return " ".join(out.split()[:4])
+
+
+def phonemes(text: str, voice: str = MANDARIN_VOICE) -> str:
+    """espeak-ng's phoneme mnemonics for `text` (`espeak-ng -q -x`); `(en)` in them marks a switch to English."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise EnvironmentProblem("espeak-ng is not installed (apt-get install espeak-ng, or run `make setup`)")
+    return subprocess.run([exe, "-v", voice, "-q", "-x", "--", text], capture_output=True, text=True, check=True).stdout
 
 
 def speak(text: str, voice: str, rate: int, words_per_minute: int = 175) -> np.ndarray:

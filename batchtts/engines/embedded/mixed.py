@@ -1,6 +1,6 @@
 """Mixed-language sentences for the embedded engine: a Chinese run inside an English sentence is spoken by the
-Mandarin voice (espeak-ng `cmn`), English words inside a Chinese sentence by the English voice (Piper), and the
-pieces are joined into one chunk's audio with short fades, so no join clicks."""
+Mandarin voice (espeak-ng `cmn-latn-pinyin`, see espeak.py), English words inside a Chinese sentence by the English
+voice (Piper), and the pieces are joined into one chunk's audio with short fades, so no join clicks."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ R = Rules()
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _MONTH = rf"(?:{MONTHS}|(?:{'|'.join(MONTH_ABBR)})\.?)"
 _HEADING_WORDS = r"(?:Chapter|Part|Book|Act|Scene|Volume|Vol\.|Canto|Section|Letter|Appendix|Stave|Psalm|Lesson|Day)"
+_HEADING_WORDS = rf"(?:{_HEADING_WORDS[3:-1]}|{_HEADING_WORDS[3:-1].upper()})"  # "Chapter XII" and "CHAPTER XII"
 _YEAR_WORDS = r"(?:Copyright|copyright|©|in|In|since|Since|by|of|from|From|until|till|to|circa|c\.|ca\.|before|after|year|years|Anno|around|about|early|late|mid|summer|winter|spring|autumn|fall|during|between|and|the)"  # noqa: E501
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
@@ -110,13 +111,19 @@ def _month_abbr(m: re.Match) -> str:
     return MONTH_ABBR[m.group(1)]
 
 
+# A word before a day that already does the work of "the" ("this very 2nd of October", "his 3rd of May").
+_DETERMINER_BEFORE = re.compile(
+    r"\b(?:the|this|that|very|every|each|next|last|our|his|her|my|your|their|its)\s+$", re.IGNORECASE
+)
+
+
 @R.add("date", rf"\b(\d{{1,2}})(?:st|nd|rd|th|d)?\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{3,4}})\b)?")
 def _day_month(m: re.Match) -> str | None:
     day = int(m.group(1))
     if not 1 <= day <= 31:
         return None
     month = MONTH_ABBR.get(m.group(2).rstrip("."), m.group(2).rstrip("."))
-    the = "" if re.search(r"\b[Tt]he\s+$", m.string[: m.start()]) else "the "
+    the = "" if _DETERMINER_BEFORE.search(m.string[: m.start()]) else "the "
     said = f"{the}{n.ordinal(day)} of {month}"
     return said + (f" {n.year(m.group(3))}" if m.group(3) else "")
 
@@ -142,7 +149,7 @@ def _decade(m: re.Match) -> str:
     return n.decade(m.group(1) + m.group(2))
 
 
-@R.add("year", r"(?<![\d,.])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(\d{2}|\d{4})\b(?![\d,.])")
+@R.add("year", r"(?<![\d,.])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(\d{2}|\d{4})\b(?![\d,.]\d|\d)")
 def _year_range(m: re.Match) -> str | None:
     first, second = m.group(1), m.group(2)
     if len(second) == 2:
@@ -268,11 +275,14 @@ def _ratio(m: re.Match) -> str:
     return f"{n.cardinal(m.group(1))} to {n.cardinal(m.group(2))}"
 
 
-@R.add("number", r"(?<![\w/])(\d+)\s?/\s?(\d+)(?![\w/])|([½⅓⅔¼¾⅛])")
+@R.add("number", r"(?<![\w/])(\d+)\s?/\s?(\d+)(?![\w/])|(?:(?<![\w.,])(\d+)\s?)?([½⅓⅔¼¾⅛])")
 def _fraction(m: re.Match) -> str:
-    if m.group(3):
+    if m.group(4):
+        if m.group(3):  # a mixed number: "158½" -> "one hundred and fifty-eight and a half"
+            return f"{n.cardinal(m.group(3))} and " + {"½": "a half", "⅓": "a third", "⅔": "two thirds",
+                "¼": "a quarter", "¾": "three quarters", "⅛": "an eighth"}[m.group(4)]  # fmt: skip
         return {"½": "one half", "⅓": "one third", "⅔": "two thirds", "¼": "one quarter", "¾": "three quarters",
-                "⅛": "one eighth"}[m.group(3)]  # fmt: skip
+                "⅛": "one eighth"}[m.group(4)]  # fmt: skip
     top, bottom = int(m.group(1)), int(m.group(2))
     if bottom == 0 or bottom > 100:
         return f"{n.cardinal(top)} over {n.cardinal(bottom)}"

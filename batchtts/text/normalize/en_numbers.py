@@ -59,12 +59,13 @@ def decimal(s: str) -> str:
 
 def number(s: str) -> str:
     """A plain written number: grouped ('1,500'), decimal, or with a leading zero (read digit by digit)."""
-    s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", s) else s
+    grouped = re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", s) is not None
+    s = s.replace(",", "") if grouped else s
     if "." in s:
         return decimal(s)
     if len(s) > 1 and s.startswith("0"):
         return digits(s)
-    if len(s) >= 7:  # an unseparated digit string (a reference, an account, a phone number): digit by digit
+    if len(s) >= 7 and not grouped:  # an unseparated digit string (a reference, an account): digit by digit
         return digits(s)
     return cardinal(s)
 
