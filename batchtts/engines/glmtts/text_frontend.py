@@ -161,7 +161,7 @@ def normalize(text: str, language: str = "") -> str:
     Chinese path; `language` is accepted for the engine interface and not needed."""
     text = _preprocess(to_simplified(text))
     text = _chinese(text).lower() if has_chinese(text) else _english(text)
-    text = _spaces(text)
+    text = re.sub(r"'{2,}", "'", _spaces(text))  # quotes that met once spaces went: one, as a second pass makes
     text = re.sub(rf"([{_P}])\1+", r"\1", text)
     text = re.sub(rf"[{_P}](?=[{_P}])", "", text)  # of different marks in a row the last stays
     text = text.replace("#", "").replace("！", "。").replace("!", ".")
