@@ -117,6 +117,21 @@ def test_chunk_that_never_passes_is_flagged_written_and_strict_exits_1(tmp_path)
     assert strict.exit_code == 1, strict.output
 
 
+def test_a_chunk_mixing_chinese_and_english_is_not_scored_by_an_english_only_backend(tmp_path, caplog):
+    """pocketsphinx hears English only: the Mandarin run of a mixed chunk would count as missing words on every
+    take, so such a chunk is left unchecked (said once), never retaken or flagged for it."""
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [{"id": "mix", "language": "en", "output": "mix.wav", "text": "He said 你好 to the keeper of the light."}],
+    )
+    with caplog.at_level("WARNING", logger="batchtts"):
+        summary = batchtts.run(jobs, out=tmp_path / "out", progress=False)
+    assert summary.synthesized == 1 and summary.stats.verified == 0
+    assert summary.stats.retaken == 0 and not summary.flagged
+    assert sum("mixing Chinese and English" in r.message for r in caplog.records) == 1
+    assert _verdicts(tmp_path / "out") == {}
+
+
 def test_no_verify_checks_nothing(tmp_path):
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",

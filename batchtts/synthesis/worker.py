@@ -165,7 +165,7 @@ class Worker:
         best: dict[str, tuple[SynthResult, Score, int]] = {}  # key -> best verified take, its score, takes so far
         verdicts: dict[str, Verdict] = {}
         todo = list(batch.items)
-        plans = {i.chunk.key: self.verifier.plan(i.chunk.job_id, i.chunk.language) for i in todo}
+        plans = {i.chunk.key: self.verifier.plan(i.chunk.job_id, i.chunk.language, i.chunk.text) for i in todo}
         most = max([self.settings.retries, *(p.retakes for p in plans.values() if p)])
         known = dict(history)  # with this batch's good rolling sentences, for the retries after them
         for attempt in range(most + 1):
