@@ -106,3 +106,12 @@ def test_retake_without_chunk_or_match_names_the_options(tmp_path):
     result = CliRunner().invoke(main, ["retake", str(jobs), "--out", str(tmp_path / "out"), "--job", "a"])
     assert result.exit_code == 2
     assert "--chunk" in result.output and "None" not in result.output, result.output
+
+
+def test_review_of_a_folder_nothing_has_run_into_is_one_line_exit_2(tmp_path):
+    job = {"id": "a", "engine": "tone", "output": "a.wav", "text": "Hello there."}
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [job])
+    out = tmp_path / "never" / "run"
+    result = CliRunner().invoke(main, ["review", str(jobs), "--out", str(out)])
+    assert result.exit_code == 2 and "nothing has run" in result.output, result.output
+    assert not out.exists()  # no folder made, no empty page written

@@ -144,6 +144,8 @@ def review(jobs: PathLike, *, out: PathLike | None = None, review_all: bool = Fa
     from batchtts.verify.score import diff
 
     prep = prepare(Path(jobs), _path(out), engine)
+    if not Workspace(prep.out_dir).ledger_path.is_file():
+        raise InputError(prep.job_file, None, None, f"nothing has run into {prep.out_dir} yet: no takes to review")
     report = status(jobs, out=out, engine=engine)
     store, by_key = Workspace(prep.out_dir).store(), {c.key: c for c in prep.all_chunks()}
     pages = []
