@@ -128,8 +128,8 @@ class _ReportingDecoder:
     def __init__(self, inner):
         self.inner = inner
 
-    def decode(self, prompts, lens, special, samplings, seeds, min_ratio, max_ratio, on_row_done=None):
-        tokens, cut = self.inner.decode(prompts, lens, special, samplings, seeds, min_ratio, max_ratio)
+    def decode(self, prompts, lens, special, samplings, seeds, min_ratio, max_ratio, on_row_done=None, then=None):
+        tokens, cut = self.inner.decode(prompts, lens, special, samplings, seeds, min_ratio, max_ratio, then=then)
         for i in reversed(range(len(tokens))):
             on_row_done(i, tokens[i], cut[i])
         return tokens, cut

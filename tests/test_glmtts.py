@@ -359,7 +359,7 @@ def test_rolling_chapters_run_as_chains_and_write_the_bytes_sentence_by_sentence
 
     voice = {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"}
     lines = ["它是一个人，他走在路上，天气很好，我们都很高兴。", "老人爬上了楼梯，看着远方的大海，想起了从前的日子。"]
-    texts = ["".join(lines * 2), "".join(lines[::-1])]  # chunks of 30 to 60 characters: two or more a chapter
+    texts = ["".join(lines * 3), "".join(lines[::-1] * 2)]  # chunks of 30 to 60 units: two or more a chapter
     jobs = write_jobs(
         tmp_path / "book.jsonl",
         [
