@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import batchtts
 from batchtts.cli import main
-from tests.conftest import write_jobs
+from tests.conftest import HANG_GUARD_S, write_jobs
 from tests.test_verify import WrongTextEngine  # noqa: F401 - registers the "wrongtext" engine
 
 CHUNK_FIELDS = {"index", "key", "text", "source", "state", "attempts", "takes", "flagged", "asr"}
@@ -69,13 +69,30 @@ def test_review_page_lists_flagged_takes_with_playable_audio(flagged_out, tmp_pa
     shot = tmp_path / "review.png"
     run = subprocess.run(
         [chromium, *flags, f"--screenshot={shot}", "--window-size=1000,800", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert shot.is_file() and shot.stat().st_size > 5000, run.stderr[-2000:]
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert dom.stdout.count("<audio") == 2, dom.stderr[-2000:]
+    # The browser decodes and plays a take by the page's own relative path (a one-line page beside review.html).
+    probe = out / "play-probe.html"
+    probe.write_text(
+        '<!doctype html><div id="r">pending</div><script>const a = new Audio("review/bad-00000.wav");'
+        'a.muted = true; a.onerror = () => { r.textContent = "media error " + a.error.code; };'
+        'a.onloadedmetadata = () => a.play().then(() => { r.textContent = "played " + a.duration.toFixed(1); },'
+        ' e => { r.textContent = "refused " + e; });</script>',
+        encoding="utf-8",
+    )
+    played = subprocess.run(
+        [chromium, *flags, "--autoplay-policy=no-user-gesture-required", "--allow-file-access-from-files",
+         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
+    )  # fmt: skip
+    assert '<div id="r">played ' in played.stdout, played.stdout[-500:] + played.stderr[-1000:]
 
 
 def test_retake_redoes_exactly_the_named_chunks(tmp_path, tone):
