@@ -71,8 +71,10 @@ import importlib, os, sys
 mods = """torch transformers huggingface_hub jsonlines soundfile soxr pyloudnorm kaldi_native_fbank tiktoken wetext emoji
 pronouncing yaml onnxruntime pytest hypothesis batchtts.cli batchtts.engines.glmtts.engine batchtts.engines.glmtts.checkpoint
 batchtts.engines.glmtts.llm.slot_decoder batchtts.engines.glmtts.llm.reference batchtts.engines.glmtts.audio.token2wav
-batchtts.engines.glmtts.voice.speech_tokenizer batchtts.engines.glmtts.voice.features bench.bench_llm bench.bench_e2e
-bench.probe_dtype""".split()
+batchtts.engines.glmtts.voice.speech_tokenizer batchtts.engines.glmtts.voice.features batchtts.verify.stage
+batchtts.verify.asr.whisper batchtts.text.normalize bench.bench_llm bench.bench_e2e bench.probe_dtype""".split()
+if os.path.isfile("bench/bench_asr.py"):
+    mods.append("bench.bench_asr")
 for m in mods:
     try:
         importlib.import_module(m)
