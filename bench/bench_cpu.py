@@ -72,7 +72,7 @@ def chapter_wer(out: Path, chapter: str) -> float:
     return round(wer(refs, hyps), 4)
 
 
-FRANKENSTEIN = Path("/work/shared/corpus/frankenstein-pg84.txt")
+FRANKENSTEIN = ROOT.parent / "shared" / "corpus" / "frankenstein-pg84.txt"  # the corpus beside the project
 FALLBACK = ROOT / "bench" / "data" / "ch5.txt"
 
 

@@ -1,7 +1,7 @@
 """The corpus report (issue 21): import every real book in the shared corpus and print, per book, the chapters
 found, characters kept, characters dropped by reason, unaccounted characters, seconds and seconds per MB.
 
-The corpus is read where it exists (`../shared/corpus` from the project's root, or /work/shared/corpus, or
+The corpus is read where it exists (`../shared/corpus` from the project's root, or
 `--corpus`); without it the script says so and exits 0. Nothing is written unless `--out` names a file for a
 Markdown copy of the table (e.g. bench/results/import-corpus.md). Characters are counted without whitespace,
 as the import report counts them; "dropped" joins what chapters dropped and the parts left out.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from batchtts.importer import read_source  # noqa: E402
 
-CANDIDATES = (ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus"))
+CANDIDATES = (ROOT.parent / "shared" / "corpus", ROOT.parent.parent / "shared" / "corpus")  # main or a worktree
 KINDS = (".epub", ".txt", ".md")
 
 
@@ -117,7 +117,7 @@ def main() -> int:
     args = ap.parse_args()
     folder = corpus_dir(args.corpus)
     if folder is None:
-        print("no corpus (../shared/corpus or /work/shared/corpus); nothing to report")
+        print("no corpus (../shared/corpus); nothing to report")
         return 0
     rows = []
     for path in books(folder):

@@ -16,7 +16,7 @@ import torch
 from batchtts.engines.glmtts.audio.flow import FlowModel, parse_flow_config
 from batchtts.engines.glmtts.audio.hift import HiFT
 
-# The published flow/config.yaml (see /work/shared/glmtts/flow-config.yaml).
+# The published flow/config.yaml (see shared/glmtts/flow-config.yaml beside the project).
 FLOW_CONFIG = """flow: !new:flow.flow.Flow
     spkr_emb_adaLN: True
     speech_token_cfg: False
