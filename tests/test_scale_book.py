@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from batchtts.output.book import BookChapter, write_book
@@ -29,6 +30,7 @@ def _silent_flac(path: Path, hours: float) -> None:
             left -= len(block)
 
 
+@pytest.mark.slow
 def test_m4b_past_24_hours_keeps_chapter_times(tmp_path):
     chapters = []
     for i, hours in enumerate(HOURS):

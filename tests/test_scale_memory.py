@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import ROOT
 
 # Stitches, normalises (gain, true-peak limiter) and encodes (mp3 through ffmpeg, plus the FLAC chapter PCM) a
@@ -60,6 +62,7 @@ def _peak(seconds: float, folder) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_ten_times_longer_chapter_needs_no_more_memory(tmp_path):
     short = _peak(27, tmp_path / "short")
     long = _peak(300, tmp_path / "long")

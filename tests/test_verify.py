@@ -94,6 +94,7 @@ def test_dropped_word_is_retaken_and_the_best_take_kept(tmp_path):
     assert _verdicts(tmp_path / "out") == {row["key"]: verdict}
 
 
+@pytest.mark.slow
 def test_chunk_that_never_passes_is_flagged_written_and_strict_exits_1(tmp_path):
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import batchtts
 from batchtts.engines.base import SynthRequest
 from batchtts.engines.embedded import EmbeddedEngine
@@ -15,6 +17,7 @@ from batchtts.verify.stage import Verifier, VerifyPlan
 BOOK = Path(__file__).resolve().parent.parent / "jobs" / "book.jsonl"
 
 
+@pytest.mark.slow
 def test_default_threshold_passes_good_takes_of_the_example_chapter(tmp_path):
     chunks = [c for c in batchtts.chunks(BOOK, out=tmp_path) if c.job_id == "ch01" and c.language == "en"]
     assert len(chunks) >= 10
