@@ -55,6 +55,8 @@ def unprotected(text: str, fn: Callable[[str], str]) -> str:
     """`fn` applied to each stretch of `text` outside protected spans; the protection marks are removed."""
 
     def part(s: str) -> str:  # the spaces around a stretch stay, so it does not run into its protected neighbour
+        if not s.strip():  # only whitespace: nothing to read, and nothing to pad (a second pass adds none)
+            return s
         said = fn(s)
         lead, trail = s[: len(s) - len(s.lstrip())], s[len(s.rstrip()) :]
         return (" " if lead and said else "") + said + (" " if trail and said else "")
