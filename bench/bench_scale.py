@@ -119,15 +119,12 @@ def _chunk_count(out: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
 
-RESTITCH = """
+# Five speech-like clips with a peak the limiter must catch, repeated to the chapter length; the same in both
+# scripts below (each runs alone in a child process, the second against an older checkout).
+CLIPS = """
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np
-from batchtts.jobs.types import Loudness, Pauses
-from batchtts.output.chapter import stitch_chapter
-from batchtts.output.encode import Tags
-from batchtts.output.stitch import Piece
-
 minutes, folder = float(sys.argv[1]), Path(sys.argv[2])
 rate = 22050
 rng = np.random.default_rng(0)
@@ -138,6 +135,13 @@ for i in range(5):
     clip += 0.01 * rng.standard_normal(len(t))
     clip[len(t) // 3] = 0.6
     clips.append(clip.astype(np.float32))
+"""
+
+RESTITCH = CLIPS + """
+from batchtts.jobs.types import Loudness, Pauses
+from batchtts.output.chapter import stitch_chapter
+from batchtts.output.encode import Tags
+from batchtts.output.stitch import Piece
 
 def pieces():
     total, i = 0.0, 0
@@ -156,23 +160,10 @@ print(json.dumps({"audio_h": ch.duration / 3600, "wall_s": time.monotonic() - t0
 
 # The same chapter through the whole-array API (build_chapter, write_pcm, write_audio): what main did before
 # streaming. Run with --baseline <a checkout of that commit> to measure the old slope.
-WHOLE_ARRAY = """
-import json, sys, time
-from pathlib import Path
-import numpy as np
+WHOLE_ARRAY = CLIPS + """
 from batchtts.jobs.types import Loudness, Pauses
 from batchtts.output.encode import Tags, write_audio, write_pcm
 from batchtts.output.stitch import Piece, build_chapter
-minutes, folder = float(sys.argv[1]), Path(sys.argv[2])
-rate = 22050
-rng = np.random.default_rng(0)
-clips = []
-for i in range(5):
-    t = np.arange(int(rate * (3.0 + 0.4 * i))) / rate
-    clip = 0.1 * np.sin(2 * np.pi * (150 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    clip += 0.01 * rng.standard_normal(len(t))
-    clip[len(t) // 3] = 0.6
-    clips.append(clip.astype(np.float32))
 pieces = []
 total, i = 0.0, 0
 while total < minutes * 60:
