@@ -121,15 +121,16 @@ def ledger_problem(path: Path) -> str | None:
 def read_take_numbers(path: Path) -> dict[str, dict[int, int]]:
     """Job id -> {chunk position: take number} given by `batchtts retake`, read without writing (no ledger,
     or one from before version 1: none)."""
-    if not Path(path).is_file() or ledger_problem(Path(path)):
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
         return {}
-    try:
+    try:  # a damaged ledger is the run's to report (ledger_problem); here it only means no take numbers
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
             rows = db.execute("SELECT job_id, idx, take FROM retakes").fetchall()
         finally:
             db.close()
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError:  # also OperationalError: no retakes table (before version 1), busy, unreadable
         return {}
     out: dict[str, dict[int, int]] = {}
     for job_id, idx, take in rows:
