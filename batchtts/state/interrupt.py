@@ -59,12 +59,15 @@ def run_child(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def _clean_up_now() -> None:
+    # The temporaries as they are now: once its child dies, a writer thread leaves its `temporary` block (and
+    # drops the path from the set) before its own clean-up runs, which os._exit then never lets finish.
+    temporaries = list(_temporaries)
     for proc in list(_children):
         with contextlib.suppress(OSError):
             proc.kill()
         with contextlib.suppress(Exception):
             proc.wait(timeout=5)
-    for path in list(_temporaries):
+    for path in temporaries:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
