@@ -3,10 +3,13 @@
 Piper's ONNX graph draws its noise with RandomNormalLike, whose state lives in the session, so the
 same sentence sounds different from run to run. At load time the two draws are rewritten into
 slices of extra inputs; each chunk's noise comes from its own seed, which makes its audio depend on
-its key alone. Sequences run one per thread (intra-op threads stay at 1: more of them change some samples by
-~1e-6, measured), which keeps every sequence's arithmetic identical whatever else is in the batch. The vocoder's
-activations (~520 KiB per phoneme id, ~310 MiB for a 300-character chunk) are what a run's peak memory is made
-of, so a sequence starts beside others only while the phoneme ids in flight stay within IDS_IN_FLIGHT.
+its key alone. Every sequence runs on INTRA_OP_THREADS onnxruntime threads, a constant: the thread count changes
+how the kernels split their work and so some samples by ~1e-6 (measured: 1, 2 and 4 threads give three different
+results), while sequences run side by side on one session give the same samples as each alone. So a sequence's
+arithmetic is the same whatever else is in the batch and whatever the machine's core count; more cores run more
+sequences side by side (threads // INTRA_OP_THREADS). The vocoder's activations (~520 KiB per phoneme id, ~310 MiB
+for a 300-character chunk) are what a run's peak memory is made of, so a sequence starts beside others only while
+the phoneme ids in flight stay within IDS_IN_FLIGHT.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from piper.voice import PiperVoice
 # Phoneme ids (times length_scale) synthesised at once: ~360 MiB of vocoder activations, one 330-character
 # English chunk, or two short ones side by side. A longer sequence still runs, alone.
 IDS_IN_FLIGHT = 700
+
+# onnxruntime intra-op threads per sequence. Two use both cores of a small machine on one long chunk (Piper's own
+# CLI uses every core the same way); a constant, so chunk audio does not depend on the machine.
+INTRA_OP_THREADS = 2
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
 
@@ -65,7 +72,7 @@ class SeededPiper:
         self.config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
         opts = ort.SessionOptions()
         self.threads = threads or os.cpu_count() or 1
-        opts.intra_op_num_threads = 1
+        opts.intra_op_num_threads = INTRA_OP_THREADS
         opts.inter_op_num_threads = 1
         opts.use_deterministic_compute = True
         # Loaded from a file, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
@@ -82,7 +89,8 @@ class SeededPiper:
         self._voice = PiperVoice(session=self.session, config=self.config)
         self.sample_rate = self.config.sample_rate
         self.hop = 256
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
+        self.side_by_side = max(1, self.threads // INTRA_OP_THREADS)  # sequences at once
+        self._pool = ThreadPoolExecutor(self.side_by_side, thread_name_prefix="piper")
 
     def phoneme_ids(self, text: str) -> list[int]:
         phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
