@@ -179,6 +179,65 @@ print(json.dumps({"audio_h": ch.duration / 3600, "wall_s": time.monotonic() - t0
 """
 
 
+# An m4b past 4 GB through write_book, the code that writes every book: 26 chapters of 30 minutes of 48 kHz noise
+# (13 hours). AAC at the book's 96 kbit/s would need ~93 hours of audio to pass 4 GB, so this child swaps the
+# encoder for ALAC (lossless: noise stays ~768 kbit/s) in the same mp4 muxer with the same flags.
+BIG_M4B = """
+import json, resource, sys, time
+from pathlib import Path
+import numpy as np, soundfile as sf
+from batchtts.output import encode
+from batchtts.output.book import BookChapter, write_book
+encode._FFMPEG_ARGS["aac"] = ["-c:a", "alac", "-movflags", "+faststart", "-f", "mp4"]
+folder, chapters, minutes = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+rate = 48000
+pcm = folder / "noise.wav"
+with sf.SoundFile(str(pcm), "w", rate, 1, subtype="PCM_16") as fh:
+    rng = np.random.default_rng(0)
+    for _ in range(int(minutes)):
+        fh.write((rng.uniform(-0.9, 0.9, rate * 60)).astype(np.float32))
+book = [BookChapter(f"Chapter {i + 1}", folder / f"ch{i}.m4a", pcm, str(i)) for i in range(chapters)]
+t0 = time.monotonic()
+marks = write_book(folder / "big.m4b", book, encode.Tags("Big"))
+print(json.dumps({"wall_s": time.monotonic() - t0, "last_start_s": marks[-1].start, "end_s": marks[-1].end,
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_big_m4b(work: Path, chapters: int = 26, minutes: float = 30) -> dict:
+    """Write a >4 GB, >24 h-capable m4b with write_book and read it back: size, 64-bit chunk offsets (the
+    moov's co64 box, at the front after faststart), every chapter through ffprobe, and 5 s decoded from inside
+    the last chapter. The file is removed afterwards."""
+    folder = work / "big"
+    folder.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", BIG_M4B, str(folder), str(chapters), str(minutes)],
+        cwd=ROOT, capture_output=True, text=True, env=_env(), check=True,
+    )
+    row = json.loads(proc.stdout)
+    m4b = folder / "big.m4b"
+    row["bytes"] = m4b.stat().st_size
+    with m4b.open("rb") as fh:
+        head = fh.read(64 << 20)
+    row["co64"], row["stco"] = b"co64" in head, b"stco" in head
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(m4b)], capture_output=True, text=True,
+        check=True,
+    )
+    marks = json.loads(probe.stdout)["chapters"]
+    row["chapters_read"] = len(marks)
+    row["last_chapter_start_read_s"] = float(marks[-1]["start_time"])
+    play = subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", f"{row['last_start_s'] + 60:.0f}", "-i", str(m4b), "-t", "5"]
+        + ["-f", "s16le", "-"],
+        capture_output=True,
+    )
+    row["decoded_s_at_last_chapter"] = len(play.stdout) / 2 / 48000 if play.returncode == 0 else 0.0
+    m4b.unlink()
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def bench_chapters(minutes_list: list[float], work: Path, script: str = RESTITCH, root: Path = ROOT) -> list[dict]:
     rows = []
     for minutes in minutes_list:
@@ -198,7 +257,7 @@ def bench_chapters(minutes_list: list[float], work: Path, script: str = RESTITCH
     return rows
 
 
-def _table(chapters: list[dict], books: list[dict], before: list[dict] | None = None) -> str:
+def _table(chapters: list[dict], books: list[dict], before: list[dict] | None = None, big: dict | None = None) -> str:
     lines = [
         "# Scale benchmark",
         "",
@@ -240,6 +299,17 @@ def _table(chapters: list[dict], books: list[dict], before: list[dict] | None = 
             cells = [f"{r[s]['wall_s']} s / {r[s]['rss_mib']} MiB" for s in stages]
             lines.append(f"| {r['hours']:g} h | {r['chapters']} | {r['chunks_total']} | " + " | ".join(cells) + " |")
         lines.append("")
+    if big:
+        lines += [
+            "## An m4b past 4 GB (`--big-m4b`: write_book, ALAC in the same mp4 muxer, 48 kHz noise)",
+            "",
+            f"{big['bytes'] / 1e9:.2f} GB, {big['end_s'] / 3600:.1f} h, written in {big['wall_s']:.0f} s at"
+            f" {big['rss_mib']:.0f} MiB peak RSS; 64-bit chunk offsets (co64): {big['co64']}, 32-bit (stco):"
+            f" {big['stco']}; ffprobe reads {big['chapters_read']} chapters, the last starting at"
+            f" {big['last_chapter_start_read_s']:.3f} s (written {big['last_start_s']:.3f} s); 5 s decoded from"
+            f" inside the last chapter: {big['decoded_s_at_last_chapter']:.2f} s.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -254,6 +324,7 @@ def main() -> None:
     parser.add_argument("--chapter-minutes", type=float, nargs="*", default=[8, 60, 600])
     parser.add_argument("--skip-books", action="store_true")
     parser.add_argument("--skip-chapters", action="store_true")
+    parser.add_argument("--big-m4b", action="store_true", help="also write and read back an m4b past 4 GB")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument(
         "--baseline", type=Path, help="a checkout of the pre-streaming code: its slope, at 8 and 16 min"
@@ -264,7 +335,8 @@ def main() -> None:
         chapters = [] if args.skip_chapters else bench_chapters(args.chapter_minutes, work)
         before = bench_chapters([8, 16], work, WHOLE_ARRAY, args.baseline) if args.baseline else None
         books = [] if args.skip_books else bench_books(args.hours, work)
-    text = _table(chapters, books, before)
+        big = bench_big_m4b(work) if args.big_m4b else None
+    text = _table(chapters, books, before, big)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text + "\n", encoding="utf-8")
     print(text)
