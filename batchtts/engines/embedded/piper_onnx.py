@@ -3,13 +3,15 @@
 Piper's ONNX graph draws its noise with RandomNormalLike, whose state lives in the session, so the
 same sentence sounds different from run to run. At load time the two draws are rewritten into
 slices of extra inputs; each chunk's noise comes from its own seed, which makes its audio depend on
-its key alone. Every sequence runs on INTRA_OP_THREADS onnxruntime threads, a constant: the thread count changes
-how the kernels split their work and so some samples by ~1e-6 (measured: 1, 2 and 4 threads give three different
+its key alone. Every sequence runs on one onnxruntime thread, a constant: the intra-op thread count changes how
+the kernels split their work and so some samples by ~1e-6 (measured: 1, 2 and 4 threads give three different
 results), while sequences run side by side on one session give the same samples as each alone. So a sequence's
-arithmetic is the same whatever else is in the batch and whatever the machine's core count; more cores run more
-sequences side by side (threads // INTRA_OP_THREADS). The vocoder's activations (~520 KiB per phoneme id, ~310 MiB
-for a 300-character chunk) are what a run's peak memory is made of, so a sequence starts beside others only while
-the phoneme ids in flight stay within IDS_IN_FLIGHT.
+arithmetic is the same whatever else is in the batch and whatever the machine's core count; the cores are used by
+running sequences side by side, one per thread (VITS's many small kernels scale poorly within one run: on
+Frankenstein ch. 5 two intra-op threads took 93 CPU seconds against 78 for two sequences side by side). The
+vocoder's activations (~520 KiB per phoneme id, ~330 MiB for a 300-character chunk) are what a run's peak memory
+is made of, so a sequence starts beside others only while the phoneme ids in flight stay within IDS_IN_FLIGHT;
+each free thread takes the longest waiting sequence that fits, so a long chunk runs beside a short one.
 """
 
 from __future__ import annotations
@@ -31,13 +33,9 @@ from onnx import TensorProto, helper
 from piper.config import PiperConfig
 from piper.voice import PiperVoice
 
-# Phoneme ids (times length_scale) synthesised at once: ~360 MiB of vocoder activations, one 330-character
-# English chunk, or two short ones side by side. A longer sequence still runs, alone.
-IDS_IN_FLIGHT = 700
-
-# onnxruntime intra-op threads per sequence. Two use both cores of a small machine on one long chunk (Piper's own
-# CLI uses every core the same way); a constant, so chunk audio does not depend on the machine.
-INTRA_OP_THREADS = 2
+# Phoneme ids (times length_scale) synthesised at once: ~330 MiB of vocoder activations, one 300-character
+# English chunk (the engine's max_chars), or a long and a short one side by side. A longer sequence runs alone.
+IDS_IN_FLIGHT = 640
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
 
@@ -72,12 +70,9 @@ class SeededPiper:
         self.config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
         opts = ort.SessionOptions()
         self.threads = threads or os.cpu_count() or 1
-        opts.intra_op_num_threads = INTRA_OP_THREADS
+        opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.use_deterministic_compute = True
-        # Idle intra-op threads sleep instead of spinning: the output writer, ffmpeg and the ASR process share the
-        # cores, and a spinning pool only takes their time.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Loaded from a file, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
         with tempfile.TemporaryDirectory(prefix="batchtts-piper-") as tmp:
             seeded = Path(tmp) / "seeded.onnx"
@@ -94,8 +89,7 @@ class SeededPiper:
         self._voice = PiperVoice(session=self.session, config=self.config)
         self.sample_rate = self.config.sample_rate
         self.hop = 256
-        self.side_by_side = max(1, self.threads // INTRA_OP_THREADS)  # sequences at once
-        self._pool = ThreadPoolExecutor(self.side_by_side, thread_name_prefix="piper")
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
 
     def phoneme_ids(self, text: str) -> list[int]:
         phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
@@ -138,23 +132,36 @@ class SeededPiper:
         scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
         ids = [self.phoneme_ids(t) for t in texts]
         cost = [len(i) * max(length_scale, 1.0) for i in ids]
+        waiting = sorted(range(len(ids)), key=lambda k: -cost[k])  # longest first
         gate = threading.Condition()
         in_flight = [0.0, 0]  # phoneme ids, sequences
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ids)
 
-        def one(k: int) -> np.ndarray:
-            with gate:
-                gate.wait_for(lambda: in_flight[1] == 0 or in_flight[0] + cost[k] <= IDS_IN_FLIGHT)
-                in_flight[0] += cost[k]
-                in_flight[1] += 1
-            try:
-                return self._run(ids[k], seeds[k], scales)
-            finally:
+        def fitting() -> int | None:
+            """The longest waiting sequence that fits beside those in flight (any, when none is in flight)."""
+            return next((k for k in waiting if in_flight[1] == 0 or in_flight[0] + cost[k] <= IDS_IN_FLIGHT), None)
+
+        def lane() -> None:
+            while True:
                 with gate:
-                    in_flight[0] -= cost[k]
-                    in_flight[1] -= 1
-                    gate.notify_all()
+                    gate.wait_for(lambda: not waiting or fitting() is not None)
+                    if not waiting:
+                        return
+                    k = fitting()
+                    waiting.remove(k)
+                    in_flight[0] += cost[k]
+                    in_flight[1] += 1
+                try:
+                    out[k] = self._run(ids[k], seeds[k], scales)
+                finally:
+                    with gate:
+                        in_flight[0] -= cost[k]
+                        in_flight[1] -= 1
+                        gate.notify_all()
 
-        return list(self._pool.map(one, range(len(ids))))
+        for lane_done in [self._pool.submit(lane) for _ in range(min(self.threads, len(ids)))]:
+            lane_done.result()
+        return out
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
