@@ -228,9 +228,9 @@ class AudioPipeline:
             for (i, _), wav in zip(rows, waves, strict=True):
                 self.out[i] = wav
             if self.on_results is not None:  # on this stream: Whisper's kernels queue behind the vocoder's
-                self.on_results([(i, self._take(i, wav)) for (i, _), wav in zip(rows, waves, strict=True)])
+                self.on_results([(i, self._result(i, wav)) for (i, _), wav in zip(rows, waves, strict=True)])
 
-    def _take(self, i: int, wav: np.ndarray) -> SynthResult:
+    def _result(self, i: int, wav: np.ndarray) -> SynthResult:
         tokens, cut = self.ends[i]
         self.made[i] = SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(tokens), cut, tokens)
         return self.made[i]
@@ -244,7 +244,7 @@ class AudioPipeline:
             made = self.made.get(i)
             if made is None or made.speech_tokens != tuple(toks) or made.truncated != bool(cut):
                 self.ends[i] = (tuple(toks), bool(cut))
-                made = self._take(i, wav)
+                made = self._result(i, wav)
             out.append(made)
         return out
 
