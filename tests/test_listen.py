@@ -19,8 +19,7 @@ import batchtts
 from batchtts.engines.base import SynthRequest, SynthResult
 from batchtts.engines.embedded import EmbeddedEngine
 from batchtts.state.ledger import Ledger
-from batchtts.verify import listen, stage
-from batchtts.verify import asr
+from batchtts.verify import asr, listen, stage
 from batchtts.verify.asr import backend_class
 from batchtts.verify.asr.base import AsrBackend
 from batchtts.verify.stage import Verifier, VerifyPlan
