@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import batchtts
 from batchtts.verify.asr import backend_class
 from batchtts.verify.asr.child import receive, send
 
@@ -53,7 +52,7 @@ class AsrChild:
     def __init__(self, name: str):
         self.name = name
         env = dict(os.environ)
-        here = str(Path(batchtts.__file__).resolve().parent.parent)  # this batchtts, also from a source checkout
+        here = str(Path(__file__).resolve().parents[2])  # the folder holding this batchtts (a checkout, site-packages)
         env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchtts.verify.asr.child", name],
