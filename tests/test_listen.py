@@ -114,6 +114,7 @@ def test_the_listener_scores_as_verifier_score_does_whatever_the_order(takes):
         assert set(verifier.backends) == set() and verifier.seconds > 0  # heard in the child, not here
         (child,) = listener.children.values()
         os.kill(child.proc.pid, signal.SIGINT)  # Ctrl-C reaches the process group: the parent decides
+        os.kill(child.proc.pid, signal.SIGTERM)  # as does a service manager's stop
         assert listener.collect(items[:1]) == {0: expected[0]} and child.proc.poll() is None
     finally:
         verifier.close()

@@ -9,8 +9,9 @@ reply: [b"ok", transcript (UTF-8)] or [b"error", one line]. Nothing else is writ
 fd 1 is its stderr from the start, so a library's print cannot corrupt the stream).
 
 The child ends by itself when the parent goes: EOF on stdin (the parent exited, was killed, or closed the pipe).
-It ignores SIGINT: Ctrl-C reaches the whole process group, and the parent's interrupt handling
-(state/interrupt.py) decides when its workers stop; the parent closes the pipe then.
+It ignores SIGINT and SIGTERM: Ctrl-C (or a service manager's SIGTERM) reaches the whole process group, and the
+parent's interrupt handling (state/interrupt.py) decides when its workers stop: after the current batch, which
+still needs its takes heard; the parent closes the pipe then, or exits and so closes it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def serve(name: str, requests: BinaryIO, replies: BinaryIO) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, never into the reply stream
     try:
