@@ -18,7 +18,6 @@ never different. With BATCHTTS_VERIFY_SERIAL=1 everything is scored in `collect`
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from batchtts.verify.asr import backend_class
-from batchtts.verify.asr.child import receive, send
+from batchtts.verify.asr.frames import receive, send
 
 if TYPE_CHECKING:  # stage.py imports this module
     from batchtts.verify.stage import Score, Verifier, VerifyPlan
@@ -39,6 +38,11 @@ log = logging.getLogger("batchtts")
 
 #: (key, plan, spoken text, language, audio float32 mono, sample rate): one take to score; keys are the caller's.
 Take = tuple[Hashable, "VerifyPlan", str, str, np.ndarray, int]
+# `python -c BOOT PACKAGE_DIR NAME`: `batchtts` as a bare package (its __init__ not run), then child.py's `main`.
+BOOT = (
+    "import sys, types; pkg = types.ModuleType('batchtts'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['batchtts'] = pkg; from batchtts.verify.asr.child import main; main(sys.argv[2])"
+)
 CLOSE_GUARD_S = 60  # seconds a closing child may take to see EOF and exit before it is killed (a hang guard)
 
 
@@ -47,18 +51,13 @@ class ChildGone(Exception):
 
 
 class AsrChild:
-    """One backend in a child process (`python -m batchtts.verify.asr.child NAME`), one request at a time."""
+    """One backend in a child process (verify/asr/child.py, started with its BOOT), one request at a time."""
 
     def __init__(self, name: str):
         self.name = name
-        env = dict(os.environ)
-        here = str(Path(__file__).resolve().parents[2])  # the folder holding this batchtts (a checkout, site-packages)
-        env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+        package = str(Path(__file__).resolve().parents[1])  # this batchtts, from a checkout or site-packages
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchtts.verify.asr.child", name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
+            [sys.executable, "-c", BOOT, package, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
 
     def transcribe(self, language: str, payload: bytes) -> str:
