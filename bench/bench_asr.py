@@ -10,12 +10,13 @@
         GPU: audio seconds transcribed per second and peak memory per batch size, beside the memory the
         backend reserves from the engine's budget (WhisperBackend.batch_bytes). With --device cpu the same
         step runs at toy dimensions, to exercise the script.
-    python bench/bench_asr.py --device cpu --overlap [--rounds N] [--out DIR]
+    python bench/bench_asr.py --device cpu --overlap [--rounds N] [--threads 1,2] [--out DIR]
         What verification adds to a batch's wall time on the embedded engine (the example book's English
         chapters, batches of 8, as a worker makes them): the same batches synthesised with verification off,
         verified serially (pocketsphinx in this process after each batch: before verify/listen.py) and
         overlapped (takes heard by pocketsphinx's child process as Piper reports them), side by side in
-        rotating order for N rounds; medians, and the load average (to asr-cpu-overlap.*).
+        rotating order for N rounds; medians, and the load average (to asr-cpu-overlap.*). Per engine thread
+        count: the child only gains where the engine leaves a core idle.
 
 Each result is written to DIR/asr-<device>.json (and .md) the moment it exists, so a timeout keeps what
 finished. bench/gpu_check.sh calls the cuda form; it finishes in well under a minute on an H100.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -108,9 +110,7 @@ def cpu_cost(results: Results, search: dict | None = None) -> None:
         engine.close()
 
 
-def overlap_cost(results: Results, rounds: int) -> None:
-    import os
-
+def overlap_cost(results: Results, rounds: int, threads: int) -> None:
     import batchtts
     from batchtts.engines.base import SynthRequest
     from batchtts.engines.embedded import EmbeddedEngine
@@ -122,7 +122,7 @@ def overlap_cost(results: Results, rounds: int) -> None:
     reqs = [SynthRequest(c.key, c.text, "en", chunk_seed(c.key), c.options) for c in chunks]
     batches = [list(range(i, min(i + 8, len(reqs)))) for i in range(0, len(reqs), 8)]
     plan = VerifyPlan("pocketsphinx", 0.85, 2)
-    engine = EmbeddedEngine.load()
+    engine = EmbeddedEngine.load(threads=threads)
     serial, overlapped = Verifier({}, serial=True), Verifier({})
     listener, n = overlapped.listener(), iter(range(10**9))
 
@@ -153,30 +153,40 @@ def overlap_cost(results: Results, rounds: int) -> None:
     before(batches[0])
     warm = round(time.perf_counter() - t0, 2)
     walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}  # this process's threads and the ASR child, seconds
+    (child,) = listener.children.values()
     load0 = os.getloadavg()
+
+    def cpu_now() -> float:
+        fields = Path(f"/proc/{child.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     try:
         for r in range(rounds):
             names = list(modes)[r % 3 :] + list(modes)[: r % 3]  # rotate, so no mode always runs first
             for name in names:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu_now()
                 for idx in batches:
                     modes[name](idx)
                 walls[name].append(round(time.perf_counter() - t0, 2))
+                cpu[name].append(round(cpu_now() - c0, 2))
     finally:
         engine.close()
         overlapped.close()
         serial.close()
     base = statistics.median(walls["verify_off"])
     results.add(
-        "overlap",
+        f"overlap_threads_{threads}",
         {
             "chunks": len(chunks),
             "batches": len(batches),
             "rounds": rounds,
-            "threads": os.cpu_count(),
+            "engine_threads": threads,
+            "cores": os.cpu_count(),
             "warm_up_seconds": warm,
             "wall_seconds": walls,
             "median_seconds": {m: round(statistics.median(w), 2) for m, w in walls.items()},
+            "cpu_seconds": cpu,
             "added_by_verification": {
                 m: round(statistics.median(w) / base - 1, 3) for m, w in walls.items() if m != "verify_off"
             },
@@ -260,11 +270,13 @@ def main() -> None:
     ap.add_argument("--default-search", action="store_true", help="pocketsphinx's default decoder settings")
     ap.add_argument("--overlap", action="store_true", help="verification off / serial / overlapped, paired")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --overlap")
+    ap.add_argument("--threads", default="", help="--overlap: engine thread counts (default: every core)")
     args = ap.parse_args()
     stem = "asr-cpu-default-search" if args.default_search else "asr-cpu-overlap" if args.overlap else ""
     results = Results(args.out, args.device, stem)
     if args.overlap:
-        overlap_cost(results, args.rounds)
+        for threads in [int(t) for t in args.threads.split(",") if t] or [os.cpu_count() or 1]:
+            overlap_cost(results, args.rounds, threads)
     elif args.random_weights:
         whisper_random(results, args.device, [int(b) for b in args.batches.split(",")])
     else:
