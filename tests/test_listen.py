@@ -228,3 +228,23 @@ def test_takes_reported_by_a_call_that_failed_are_never_the_ones_scored(tmp_path
     verdicts = _verdicts(tmp_path / "out")
     assert len(verdicts) == 3 and summary.stats.retaken == 0 and not summary.flagged
     assert all(v.error == 0.0 and v.takes == 1 and "babble" not in v.transcript for v in verdicts.values())
+
+
+def test_the_child_protocol_answers_each_request_and_a_bad_one_with_an_error_line():
+    import io
+
+    from batchtts.verify.asr.child import serve
+    from batchtts.verify.asr.frames import receive, send
+    from batchtts.verify.asr.pocketsphinx import PocketsphinxBackend
+
+    silence = PocketsphinxBackend.payload(np.zeros(8000, np.float32), 16000)
+    requests = io.BytesIO()
+    send(requests, b"en", silence)
+    send(requests, b"en")  # a frame missing its payload
+    send(requests, b"en", silence)
+    replies = io.BytesIO()
+    serve("pocketsphinx", io.BytesIO(requests.getvalue()), replies)
+    replies.seek(0)
+    first, bad, last = receive(replies), receive(replies), receive(replies)
+    assert first == last and first[0] == b"ok" and receive(replies) is None
+    assert bad[0] == b"error" and bad[1].startswith(b"ValueError")

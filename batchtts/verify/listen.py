@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from batchtts.errors import EnvironmentProblem
 from batchtts.verify.asr import backend_class
 from batchtts.verify.asr.frames import receive, send
 
@@ -46,10 +47,6 @@ BOOT = (
 CLOSE_GUARD_S = 60  # seconds a closing child may take to see EOF and exit before it is killed (a hang guard)
 
 
-class ChildGone(Exception):
-    """The ASR child process ended (crashed, or killed) while it had work."""
-
-
 class AsrChild:
     """One backend in a child process (verify/asr/child.py, started with its BOOT), one request at a time."""
 
@@ -60,21 +57,24 @@ class AsrChild:
             [sys.executable, "-c", BOOT, package, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
 
-    def transcribe(self, language: str, payload: bytes) -> str:
-        """The child's transcript of one payload; ChildGone if it is not there to answer, RuntimeError if it
-        answered with an error."""
+    def transcribe(self, language: str, payload: bytes) -> str | None:
+        """The child's transcript of one payload; None if it is not there to answer (`ended` says why);
+        EnvironmentProblem if it answered with an error (the backend failed on the take)."""
         try:
             send(self.proc.stdin, language.encode(), payload)
             reply = receive(self.proc.stdout)
         except (BrokenPipeError, ConnectionError, ValueError):  # ValueError: the pipe was closed here
             reply = None
         if reply is None:
-            code = self.proc.wait()
-            raise ChildGone(f"the {self.name} ASR child process (pid {self.proc.pid}) ended with exit code {code}")
+            return None
         status, text = reply
         if status != b"ok":
-            raise RuntimeError(f"ASR backend '{self.name}' failed in its child process: {text.decode()}")
+            raise EnvironmentProblem(f"ASR backend '{self.name}' failed in its child process: {text.decode()}")
         return text.decode()
+
+    def ended(self) -> str:
+        """Why a child that did not answer is gone (it is reaped here)."""
+        return f"the {self.name} ASR child process (pid {self.proc.pid}) ended with exit code {self.proc.wait()}"
 
     def close(self) -> None:
         """Close its stdin (EOF: it exits by itself); kill it only if it does not within CLOSE_GUARD_S."""
@@ -180,12 +180,12 @@ class Listener:
         if name in self.fallen:
             return self.verifier.score([take[1:]])[0]
         t0 = time.monotonic()
-        try:
-            if name not in self.children:
-                self.children[name] = AsrChild(name)
-            transcript = self.children[name].transcribe(language, backend_class(name).payload(audio, rate))
-        except ChildGone as exc:
-            log.warning("%s; its takes are scored in this process from now on (slower, same scores)", exc)
+        if name not in self.children:
+            self.children[name] = AsrChild(name)
+        transcript = self.children[name].transcribe(language, backend_class(name).payload(audio, rate))
+        if transcript is None:
+            why = self.children[name].ended()
+            log.warning("%s; its takes are scored in this process from now on (slower, same scores)", why)
             self.fallen.add(name)
             self.children.pop(name).close()
             return self.verifier.score([take[1:]])[0]
