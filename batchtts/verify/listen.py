@@ -7,7 +7,8 @@ A worker `submit`s each take that passed the quality checks as soon as its engin
   worker (verify/asr/child.py), started on the first take and fed by one thread of the listener, so synthesis
   threads keep running while it decodes;
 - any other (Whisper) in the thread that submits: for GLM-TTS that is its audio worker, which hands over the rows
-  of each flow-and-vocoder batch at once, so Whisper transcribes them as one batch while the LLM keeps decoding.
+  of each flow-and-vocoder batch at once, so Whisper transcribes them as one batch while the LLM keeps decoding
+  (one such batch at a time: the embedded engine's threads report one take each, and take turns).
 
 Scores are those `Verifier.score` gives for the same takes (the same backend code, the same judging), whatever
 the order takes arrive in: a backend's transcript depends on the take alone. A child process that dies is said
@@ -96,6 +97,7 @@ class Listener:
     def __init__(self, verifier: Verifier, serial: bool = False):
         self.verifier, self.serial = verifier, serial
         self.cond = threading.Condition()
+        self.near = threading.Lock()  # one in-thread batch at a time: a model's memory reserve is for one batch
         self.queue: list[Take] = []  # for child processes, in submission order
         self.submitted: set[Hashable] = set()
         self.scores: dict[Hashable, Score] = {}
@@ -126,7 +128,8 @@ class Listener:
                 self.cond.notify_all()
         if near:
             try:
-                scores = self.verifier.score([t[1:] for t in near])
+                with self.near:
+                    scores = self.verifier.score([t[1:] for t in near])
             except BaseException as exc:  # noqa: BLE001 - raised in collect, on the worker's thread
                 with self.cond:
                     self.error = self.error or exc
