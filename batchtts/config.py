@@ -20,6 +20,9 @@ GLMTTS_HOME = "GLMTTS_HOME"  # a GLM-TTS checkout: the official modules for cros
 GLMTTS_CAMPPLUS = "GLMTTS_CAMPPLUS"  # GLM-TTS's CAM++ speaker model (campplus.onnx), wherever it is
 GLMTTS_AUDIO_MEMORY = "GLMTTS_AUDIO_MEMORY"  # bytes for GLM-TTS's flow and vocoder batches on CUDA
 WHISPER_MODEL_DIR = "BATCHTTS_WHISPER_DIR"  # a downloaded Whisper checkpoint (default: models/whisper-large-v3-turbo)
+# 1: each batch's takes are verified after the batch is made, in the worker's own process (no ASR child process,
+# no takes heard while others are made): the serial path, for comparisons and the benchmark. Scores are the same.
+VERIFY_SERIAL = "BATCHTTS_VERIFY_SERIAL"
 HF_ENDPOINT = "HF_ENDPOINT"  # hub or mirror URL
 HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # never touch the network
 
@@ -39,6 +42,10 @@ def glmtts_model_dir() -> Path:
 
 def whisper_model_dir() -> Path:
     return Path(_get(WHISPER_MODEL_DIR) or DEFAULT_WHISPER_MODEL_DIR).resolve()
+
+
+def verify_serial() -> bool:
+    return (_get(VERIFY_SERIAL) or "").strip().lower() in _TRUE
 
 
 def glmtts_decode() -> str:

@@ -10,6 +10,13 @@
         GPU: audio seconds transcribed per second and peak memory per batch size, beside the memory the
         backend reserves from the engine's budget (WhisperBackend.batch_bytes). With --device cpu the same
         step runs at toy dimensions, to exercise the script.
+    python bench/bench_asr.py --device cpu --overlap [--rounds N] [--threads 1,2] [--out DIR]
+        What verification adds to a batch's wall time on the embedded engine (the example book's English
+        chapters, batches of 8, as a worker makes them): the same batches synthesised with verification off,
+        verified serially (pocketsphinx in this process after each batch: before verify/listen.py) and
+        overlapped (takes heard by pocketsphinx's child process as Piper reports them), side by side in
+        rotating order for N rounds; medians, and the load average (to asr-cpu-overlap.*). Per engine thread
+        count: the child only gains where the engine leaves a core idle.
 
 Each result is written to DIR/asr-<device>.json (and .md) the moment it exists, so a timeout keeps what
 finished. bench/gpu_check.sh calls the cuda form; it finishes in well under a minute on an H100.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -102,6 +110,94 @@ def cpu_cost(results: Results, search: dict | None = None) -> None:
         engine.close()
 
 
+def overlap_cost(results: Results, rounds: int, threads: int) -> None:
+    import batchtts
+    from batchtts.engines.base import SynthRequest
+    from batchtts.engines.embedded import EmbeddedEngine
+    from batchtts.text.chunks import chunk_seed
+    from batchtts.verify.quality import check
+    from batchtts.verify.stage import Verifier, VerifyPlan
+
+    chunks = [c for c in batchtts.chunks(ROOT / "jobs" / "book.jsonl") if c.language == "en"]
+    reqs = [SynthRequest(c.key, c.text, "en", chunk_seed(c.key), c.options) for c in chunks]
+    batches = [list(range(i, min(i + 8, len(reqs)))) for i in range(0, len(reqs), 8)]
+    plan = VerifyPlan("pocketsphinx", 0.85, 2)
+    engine = EmbeddedEngine.load(threads=threads)
+    serial, overlapped = Verifier({}, serial=True), Verifier({})
+    listener, n = overlapped.listener(), iter(range(10**9))
+
+    def take(i, result):
+        return (next(n), plan, chunks[i].text, "en", result.audio, result.sample_rate)
+
+    audio: dict[int, float] = {}
+
+    def off(idx):
+        made = engine.synthesize([reqs[i] for i in idx], {})
+        audio.update({i: len(r.audio) / r.sample_rate for i, r in zip(idx, made, strict=True)})
+
+    def before(idx):  # what Worker._attempt did: the batch, then its takes scored in this process
+        made = engine.synthesize([reqs[i] for i in idx], {})
+        serial.score([take(i, r)[1:] for i, r in zip(idx, made, strict=True)])
+
+    def after(idx):  # what it does: takes heard as they are reported, collected when the call returns
+        def heard(done):
+            good = [(idx[k], r) for k, r in done if check(chunks[idx[k]].text, "en", r.audio, r.sample_rate) is None]
+            listener.submit([take(i, r) for i, r in good])
+
+        engine.synthesize([reqs[i] for i in idx], {}, on_results=heard)
+        listener.collect([])
+
+    modes = {"verify_off": off, "serial_before": before, "overlapped_after": after}
+    t0 = time.perf_counter()
+    after(batches[0])  # starts the child process (once per worker) and loads both decoders before timing
+    before(batches[0])
+    warm = round(time.perf_counter() - t0, 2)
+    walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}  # this process's threads and the ASR child, seconds
+    (child,) = listener.children.values()
+    load0 = os.getloadavg()
+
+    def cpu_now() -> float:
+        fields = Path(f"/proc/{child.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        for r in range(rounds):
+            names = list(modes)[r % 3 :] + list(modes)[: r % 3]  # rotate, so no mode always runs first
+            for name in names:
+                t0, c0 = time.perf_counter(), cpu_now()
+                for idx in batches:
+                    modes[name](idx)
+                walls[name].append(round(time.perf_counter() - t0, 2))
+                cpu[name].append(round(cpu_now() - c0, 2))
+    finally:
+        engine.close()
+        overlapped.close()
+        serial.close()
+    base = statistics.median(walls["verify_off"])
+    results.add(
+        f"overlap_threads_{threads}",
+        {
+            "chunks": len(chunks),
+            "batches": len(batches),
+            "rounds": rounds,
+            "engine_threads": threads,
+            "cores": os.cpu_count(),
+            "warm_up_seconds": warm,
+            "wall_seconds": walls,
+            "median_seconds": {m: round(statistics.median(w), 2) for m, w in walls.items()},
+            "cpu_seconds": cpu,
+            "added_by_verification": {
+                m: round(statistics.median(w) / base - 1, 3) for m, w in walls.items() if m != "verify_off"
+            },
+            "loadavg_before": [round(x, 2) for x in load0],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "asr_seconds": {"serial": round(serial.seconds, 2), "overlapped_child": round(overlapped.seconds, 2)},
+            "audio_seconds": round(sum(audio.values()), 2),
+        },
+    )
+
+
 def synthesize(engine, reqs) -> list:
     """The batch's takes; if the batch fails, each request alone, None for one the engine rejects (noise_w 2.0
     can make the embedded engine's duration predictor disagree with itself on a sentence)."""
@@ -172,9 +268,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--batches", default="1,8,16,32", help="Whisper batch sizes")
     ap.add_argument("--default-search", action="store_true", help="pocketsphinx's default decoder settings")
+    ap.add_argument("--overlap", action="store_true", help="verification off / serial / overlapped, paired")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --overlap")
+    ap.add_argument("--threads", default="", help="--overlap: engine thread counts (default: every core)")
     args = ap.parse_args()
-    results = Results(args.out, args.device, "asr-cpu-default-search" if args.default_search else "")
-    if args.random_weights:
+    stem = "asr-cpu-default-search" if args.default_search else "asr-cpu-overlap" if args.overlap else ""
+    results = Results(args.out, args.device, stem)
+    if args.overlap:
+        for threads in [int(t) for t in args.threads.split(",") if t] or [os.cpu_count() or 1]:
+            overlap_cost(results, args.rounds, threads)
+    elif args.random_weights:
         whisper_random(results, args.device, [int(b) for b in args.batches.split(",")])
     else:
         cpu_cost(results, {} if args.default_search else None)

@@ -349,6 +349,28 @@ def test_rolling_chains_in_one_call_match_sentence_by_sentence_calls(engine):
         assert np.array_equal(chained[key].audio, want.audio)
 
 
+def test_the_audio_worker_reports_each_flow_batch_of_takes_it_returns(engine):
+    """`on_results` (what verification listens to) is called from the audio worker with each flow batch's rows:
+    every request once, the very takes synthesize returns, equal to a call without the hook."""
+    import threading
+
+    from batchtts.engines.base import SynthRequest
+
+    eng, voice = engine
+    opts = dict(eng.option_defaults)
+    reqs = [SynthRequest(f"r{i}", text, "en", 3 + i, opts) for i, text in enumerate(TEXTS[:4])]
+    batches: list[tuple[str, list]] = []
+    made = eng.synthesize(reqs, voice, on_results=lambda done: batches.append((threading.current_thread().name, done)))
+    plain = eng.synthesize(reqs, voice)
+    assert {name for name, _ in batches} == {"glmtts-audio"} and eng.streams_results
+    reported = [pair for _, done in batches for pair in done]
+    assert sorted(i for i, _ in reported) == [0, 1, 2, 3]
+    for i, take in reported:
+        assert take is made[i] and np.array_equal(take.audio, plain[i].audio) and take.audio.dtype == np.float32
+        assert (take.tokens, take.truncated, take.speech_tokens) == (
+            plain[i].tokens, plain[i].truncated, plain[i].speech_tokens)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_rolling_chapters_run_as_chains_and_write_the_bytes_sentence_by_sentence_writes(
     tiny, tmp_path, voice_wav, monkeypatch

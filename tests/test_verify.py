@@ -30,13 +30,13 @@ class DropWordEngine(EmbeddedEngine):
         super().__init__(piper)
         self.takes: dict[str, int] = {}
 
-    def synthesize(self, requests, voice):
+    def synthesize(self, requests, voice, on_results=None):
         edited = []
         for r in requests:
             self.takes[r.key] = self.takes.get(r.key, 0) + 1
             text = r.text.replace(" not ", " ") if self.takes[r.key] == 1 else r.text
             edited.append(SynthRequest(r.key, text, r.language, r.seed, r.options, r.context))
-        return super().synthesize(edited, voice)
+        return super().synthesize(edited, voice, on_results)
 
 
 class WrongTextEngine(EmbeddedEngine):
@@ -44,12 +44,12 @@ class WrongTextEngine(EmbeddedEngine):
 
     name = "wrongtext"
 
-    def synthesize(self, requests, voice):
+    def synthesize(self, requests, voice, on_results=None):
         other = [
             SynthRequest(r.key, "Seven green bottles hung on the wall.", r.language, r.seed, r.options)
             for r in requests
         ]
-        return super().synthesize(other, voice)
+        return super().synthesize(other, voice, on_results)
 
 
 register_engine(DropWordEngine)

@@ -84,3 +84,33 @@ def test_a_verified_chinese_run_uses_whisper(whisper_dir, tmp_path):
     finally:
         ledger.close()
     assert {(v.backend, v.metric) for v in verdicts.values()} == {("whisper", "cer")}
+
+
+@pytest.mark.slow
+def test_on_glmtts_whisper_hears_the_takes_on_the_audio_worker(whisper_dir, tmp_path, voice_wav, monkeypatch):
+    """GLM-TTS reports each flow batch's takes from its audio worker; Whisper transcribes them there, while the
+    LLM decodes the rest (verify/listen.py), and the run verifies every chunk."""
+    import threading
+
+    from batchtts.verify import listen, stage
+    from tests.tiny_glmtts import build_checkpoint
+
+    monkeypatch.setenv("GLMTTS_MODEL_DIR", str(build_checkpoint(tmp_path / "glmtts")))
+    monkeypatch.delenv("GLMTTS_HOME", raising=False)
+    threads: list[str] = []
+
+    class Spy(listen.Listener):
+        def submit(self, takes):
+            threads.extend(threading.current_thread().name for t in takes if t[0] not in self.submitted)
+            super().submit(takes)
+
+    monkeypatch.setattr(stage, "Listener", Spy)
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [{"id": "zh", "language": "zh", "output": "zh.wav", "engine": "glmtts", "text": "他是一个人。你在这中国。",
+          "voice": {"prompt_audio": str(voice_wav), "prompt_text": "the prompt text"},
+          "verify": {"asr": "whisper", "max_error": 10, "retakes": 0}}],
+    )  # fmt: skip
+    summary = batchtts.run(jobs, out=tmp_path / "out", progress=False)
+    assert summary.stats.verified == summary.synthesized >= 1 and not summary.stats.failed
+    assert threads and set(threads) == {"glmtts-audio"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +58,11 @@ class SynthResult:
     tokens: int | None = None  # units decoded (speech tokens, frames): refines the planner's length model
     truncated: bool = False  # decoding stopped at its maximum length instead of ending by itself
     speech_tokens: tuple[int, ...] | None = None  # kept for rolling context, when the engine decodes tokens
+
+
+#: Called by an engine that `streams_results` as takes finish, with (request index, result) pairs, possibly from
+#: another thread; each reported result is the very object `synthesize` returns for that index.
+OnResults = Callable[[list[tuple[int, SynthResult]]], None]
 
 
 def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:
@@ -158,6 +163,9 @@ class Engine(ABC):
     option_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
     #: Whether its audio is speech an ASR can check (verify stage); test doubles that emit tones say no.
     speaks: ClassVar[bool] = True
+    #: Whether `synthesize` reports takes as they finish (`on_results`), so they can be checked while the rest of
+    #: the batch is still being made; an engine that does not is never given the callback.
+    streams_results: ClassVar[bool] = False
 
     sample_rate: int
 
@@ -243,8 +251,12 @@ class Engine(ABC):
         return {}
 
     @abstractmethod
-    def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
-        """One waveform per request, in order; all requests share `voice`."""
+    def synthesize(
+        self, requests: list[SynthRequest], voice: VoiceState, on_results: OnResults | None = None
+    ) -> list[SynthResult]:
+        """One waveform per request, in order; all requests share `voice`. An engine that `streams_results` calls
+        `on_results` (when given) as takes finish, each request at most once, with the object it returns for it;
+        a call that raises may have reported some takes before. `on_results` must not raise."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release threads, sessions or device memory."""

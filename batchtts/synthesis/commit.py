@@ -29,7 +29,7 @@ class SynthStats:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
     audio_seconds: float = 0.0
     synth_seconds: float = 0.0
-    verify_seconds: float = 0.0  # of synth_seconds, spent transcribing takes
+    verify_seconds: float = 0.0  # spent transcribing takes, mostly beside synth_seconds (verify/listen.py)
     verified: int = 0  # chunks whose kept take an ASR scored
     retaken: int = 0  # ... that took more than one take to pass or to be flagged
     flagged: list[tuple[str, str]] = field(default_factory=list)  # (key, what was heard) for no take passed

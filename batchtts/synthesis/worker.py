@@ -8,10 +8,17 @@ to `retries` times; after that it is reported failed.
 Verification (verify/stage.py): a take that passes the quality checks is transcribed and scored; one
 above its threshold is taken again with a new seed, up to the job's `retakes`, and the best take (lowest
 error) is kept. A chunk whose takes never pass is kept with its best take and flagged, not failed.
+The ASR runs while the batch is still being made: an engine that `streams_results` reports each take as it
+is done, and the verifier's listener (verify/listen.py) hears it at once: pocketsphinx in a child process,
+Whisper on the engine's own reporting thread (GLM-TTS's audio worker); the attempt collects the scores when
+the engine call returns. A reported take is used only if it is the take the call finally returned (an engine
+error can throw a batch's takes away); any other is scored then. The scores, and so every retake and verdict,
+are those of scoring each batch after it is made (BATCHTTS_VERIFY_SERIAL=1 does that, in this process).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +64,7 @@ class BatchOutcome:
     retries: list[tuple[Chunk, str, int]] = field(default_factory=list)  # (chunk, error, attempt) per re-seed
     seconds: float = 0.0
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # key -> what verification said of its kept take
-    verify_seconds: float = 0.0  # of `seconds`, spent transcribing takes
+    verify_seconds: float = 0.0  # spent transcribing takes, mostly beside synthesis (verify/listen.py)
 
 
 class Worker:
@@ -85,6 +92,7 @@ class Worker:
         self.engine.use_memory_budget(self.budget)  # the engine's own cache sizes from the planner's figure
         self.max_batch = settings.max_batch or self.engine.default_batch_size(settings.threads)
         self.states: dict[str, dict] = {}
+        self._takes = itertools.count()  # listener keys, one per take heard
         log.info(
             "engine '%s' ready: memory budget %s, at most %d chunks per batch",
             name,
@@ -168,6 +176,8 @@ class Worker:
         plans = {i.chunk.key: self.verifier.plan(i.chunk.job_id, i.chunk.language, i.chunk.text) for i in todo}
         most = max([self.settings.retries, *(p.retakes for p in plans.values() if p)])
         known = dict(history)  # with this batch's good rolling sentences, for the retries after them
+        chunks = {i.chunk.key: i.chunk for i in todo}
+        listener = self.verifier.listener() if any(plans.values()) else None
         for attempt in range(most + 1):
             if not todo:
                 break
@@ -175,7 +185,12 @@ class Worker:
             contexts = {i.chunk.key: self._context(i.chunk, known) for i in todo if i.chunk.rolling}
             if self.engine.supports_rolling_chains:  # None: prompted by a predecessor decoded in the same call
                 contexts |= {i.chunk.key: None for i in todo if i.chunk.after and i.chunk.after not in known}
-            raw = self._synthesize(sched, sched.sub_batch(batch, todo), state, seeds, contexts)
+            sent: dict[str, tuple[SynthResult, int]] = {}  # chunk key -> the take last submitted, its listener key
+            failed: list[BaseException] = []
+            hear = self._hearer(chunks, plans, sent, failed) if listener and self.engine.streams_results else None
+            raw = self._synthesize(sched, sched.sub_batch(batch, todo), state, seeds, contexts, hear)
+            if failed:
+                raise failed[0]
             again, heard = [], []
             for item in todo:
                 c, outcome = item.chunk, raw[item.chunk.key]
@@ -195,10 +210,13 @@ class Worker:
                         known[key] = (c.after, c.text, outcome.speech_tokens)
                 else:
                     heard.append(item)
-            scores = self.verifier.score(
-                [(plans[i.chunk.key], i.chunk.text, i.chunk.language, raw[i.chunk.key].audio,
-                  raw[i.chunk.key].sample_rate) for i in heard]
-            )  # fmt: skip
+            takes = []  # a reported take counts only if it is the one the engine call returned in the end
+            for key in (i.chunk.key for i in heard):
+                c, take, (reported, token) = chunks[key], raw[key], sent.get(key, (None, -1))
+                token = token if reported is take else next(self._takes)
+                takes.append((token, plans[key], c.text, c.language, take.audio, take.sample_rate))
+            got = listener.collect(takes) if takes else {}
+            scores = [got[t[0]] for t in takes]
             for item, score in zip(heard, scores, strict=True):
                 key = item.chunk.key
                 errors.pop(key, None)
@@ -235,18 +253,48 @@ class Worker:
             todo = again
         return results, errors, retries, verdicts
 
+    def _hearer(self, chunks: dict[str, Chunk], plans: dict, sent: dict, failed: list) -> Callable | None:
+        """The engine's report hook (called from any thread): its takes that pass the quality checks and have a
+        plan go to the listener, each recorded in `sent` (chunk key -> (take, listener key)); an error is put in
+        `failed`, to be raised on the worker's thread, never in the engine's. None when verification is serial."""
+        if self.verifier.serial:
+            return None
+        listener = self.verifier.listener()
+
+        def hear(done: list[tuple[str, SynthResult]]) -> None:
+            try:
+                takes = []
+                for key, take in done:
+                    c, plan = chunks[key], plans[key]
+                    if plan and check(c.text, c.language, take.audio, take.sample_rate, take.truncated) is None:
+                        sent[key] = (take, next(self._takes))
+                        takes.append((sent[key][1], plan, c.text, c.language, take.audio, take.sample_rate))
+                listener.submit(takes)
+            except BaseException as exc:  # noqa: BLE001 - raised by the worker
+                failed.append(exc)
+
+        return hear
+
     def _synthesize(
-        self, sched: Scheduler, batch: Batch, state: dict, seeds: dict[str, int], contexts: dict[str, tuple | None]
+        self,
+        sched: Scheduler,
+        batch: Batch,
+        state: dict,
+        seeds: dict[str, int],
+        contexts: dict[str, tuple | None],
+        hear: Callable[[list[tuple[str, SynthResult]]], None] | None = None,
     ) -> dict[str, SynthResult | str]:
         """One engine call per batch; OOM splits it (and lowers the ceiling); other errors isolate the chunk.
-        A context of None: the chunk follows its predecessor in the same call (a chain; UNFOUNDED without it)."""
+        A context of None: the chunk follows its predecessor in the same call (a chain; UNFOUNDED without it).
+        `hear`: given (chunk key, take) pairs as the engine reports them, from any of its calls (a failed call's
+        too: the caller keeps only takes it returned)."""
         keys = {c.key for c in batch.chunks}
         follows = {c.key: c.after for c in batch.chunks if c.key in contexts and contexts[c.key] is None}
         if any(contexts.get(c.key, ()) is None and c.after not in keys for c in batch.chunks):  # a chain was split
             chained = [i for i in batch.items if contexts.get(i.chunk.key, ()) is not None or i.chunk.after in keys]
             out = dict.fromkeys((c.key for c in batch.chunks), UNFOUNDED)
             if chained:
-                out |= self._synthesize(sched, sched.sub_batch(batch, chained), state, seeds, contexts)
+                out |= self._synthesize(sched, sched.sub_batch(batch, chained), state, seeds, contexts, hear)
             return out
         reqs = [
             SynthRequest(
@@ -255,7 +303,11 @@ class Worker:
             for c in batch.chunks
         ]
         try:
-            return {r.key: res for r, res in zip(reqs, self.engine.synthesize(reqs, state), strict=True)}
+            if hear is None:
+                made = self.engine.synthesize(reqs, state)
+            else:
+                made = self.engine.synthesize(reqs, state, on_results=lambda d: hear([(reqs[i].key, r) for i, r in d]))
+            return {r.key: res for r, res in zip(reqs, made, strict=True)}
         except BatchttsError:
             raise
         except Exception as exc:
@@ -274,7 +326,7 @@ class Worker:
                 step = sched.max_batch
                 parts[0:0] = [part[i : i + step] for i in range(0, len(part), step)]
                 continue
-            results.update(self._synthesize(sched, sched.sub_batch(batch, part), state, seeds, contexts))
+            results.update(self._synthesize(sched, sched.sub_batch(batch, part), state, seeds, contexts, hear))
         return results
 
 

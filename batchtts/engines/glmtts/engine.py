@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from batchtts import config
-from batchtts.engines.base import CostModel, Engine, SynthRequest, SynthResult, VoiceState, llama_kv_bytes_per_token
+from batchtts.engines.base import CostModel, Engine, OnResults, SynthRequest, SynthResult, VoiceState
 from batchtts.engines.download import ModelLock
 from batchtts.engines.glmtts.audio.cost import audio_bytes_per_frame
 from batchtts.engines.glmtts.llm.capacity import GRAPH_POOL_BYTES, H100_BYTES_PER_S, PREFILL_TOKENS, slot_capacity
@@ -55,6 +55,8 @@ def read_llm_config(folder: Path | None = None) -> dict:
 
 def llm_cost(config: dict, dtype_bytes: int) -> CostModel:
     """The planner's view of the LLM, from its config: KV bytes per token, weights, token rates."""
+    from batchtts.engines.base import llama_kv_bytes_per_token
+
     hidden, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or hidden // heads
@@ -88,6 +90,7 @@ class GlmttsEngine(Engine):
     can_clone = True
     supports_rolling_context = True
     supports_rolling_chains = True  # a chapter's sentences follow each other through the decoder's slots
+    streams_results = True  # each flow batch's rows, from the audio worker (token2wav.AudioPipeline)
     option_defaults: ClassVar[dict[str, float]] = {
         "top_k": 25,
         "top_p": 0.8,
@@ -268,7 +271,9 @@ class GlmttsEngine(Engine):
             "embedding": self.speaker(audio16),
         }
 
-    def synthesize(self, requests: list[SynthRequest], voice: VoiceState) -> list[SynthResult]:
+    def synthesize(
+        self, requests: list[SynthRequest], voice: VoiceState, on_results: OnResults | None = None
+    ) -> list[SynthResult]:
         from batchtts.engines.base import newest_context
         from batchtts.engines.glmtts.llm.types import Sampling
 
@@ -296,7 +301,7 @@ class GlmttsEngine(Engine):
             samplings.append(Sampling(**kind, ras=bool(o["ras"]), greedy=bool(o["greedy"])))
         o = requests[0].options  # length rules are the same for a batch (options are part of the key)
         decoder = self.slot_decoder()
-        audio = self.audio.pipeline(voice, [r.seed for r in requests])  # flow + vocoder, fed as rows finish
+        audio = self.audio.pipeline(voice, [r.seed for r in requests], on_results)  # flow + vocoder as rows finish
         room = self.cost_model().context_tokens
 
         def then(i: int, toks: list[int], cut: bool) -> list[tuple[int, list[int]]]:
@@ -316,11 +321,7 @@ class GlmttsEngine(Engine):
         except BaseException:
             audio.abort()
             raise
-        waves = audio.finish(tokens)
-        return [
-            SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(toks), cut, tuple(toks))
-            for toks, cut, wav in zip(tokens, truncated, waves, strict=True)
-        ]
+        return audio.results(tokens, truncated)  # flow and vocoder done; the takes reported to `on_results`
 
     def _with_context(
         self, prompt_text: list[int], prompt_speech: list[int], context, n_text: int

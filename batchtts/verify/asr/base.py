@@ -11,6 +11,10 @@ import numpy as np
 class AsrBackend(ABC):
     name: ClassVar[str]
     languages: ClassVar[tuple[str, ...]]  # the languages it can transcribe ("en", "zh")
+    #: Whether a worker runs it in a child process (verify/asr/child.py, verify/listen.py): for a CPU backend that
+    #: holds the GIL while it decodes, so it overlaps synthesis. It then implements `payload` and
+    #: `transcribe_payload`. False: it runs in the thread that hands it the takes (Whisper, batched on the GPU).
+    in_child: ClassVar[bool] = False
 
     @classmethod
     def available(cls, language: str, device: str) -> str | None:
@@ -40,6 +44,15 @@ class AsrBackend(ABC):
     @abstractmethod
     def transcribe(self, audio: list[np.ndarray], sample_rate: list[int], language: str) -> list[str]:
         """One transcript per clip (float32 mono in [-1, 1], each at its own rate), in `language`."""
+
+    @classmethod
+    def payload(cls, clip: np.ndarray, rate: int) -> bytes:
+        """One clip as the bytes its child process is sent (`in_child` backends): computed in the parent."""
+        raise NotImplementedError(f"{cls.name} does not run in a child process")
+
+    def transcribe_payload(self, payload: bytes, language: str) -> str:
+        """The transcript of one clip given as `payload` bytes (`in_child` backends; the child calls this)."""
+        raise NotImplementedError(f"{self.name} does not run in a child process")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

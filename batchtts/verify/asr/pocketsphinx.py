@@ -1,5 +1,8 @@
 """CMU pocketsphinx with its bundled US English model: small, CPU-only, no download. Rough on single
-sentences (about 0.3 WER on clean Piper speech), but a dropped phrase or babble still stands out."""
+sentences (about 0.3 WER on clean Piper speech), but a dropped phrase or babble still stands out.
+
+Its decoder holds the GIL while it decodes, so a worker runs it in a child process of its own
+(verify/asr/child.py) to overlap it with synthesis; the transcript is the same either way."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ SPEED = dict(
 class PocketsphinxBackend(AsrBackend):
     name = "pocketsphinx"
     languages = ("en",)
+    in_child = True
 
     def __init__(self, search: dict | None = None):
         """`search`: decoder settings (pocketsphinx Config keywords); SPEED unless given ({}: its defaults)."""
@@ -44,14 +48,25 @@ class PocketsphinxBackend(AsrBackend):
         return cls()
 
     def transcribe(self, audio: list[np.ndarray], sample_rate: list[int], language: str) -> list[str]:
-        out = []
-        for clip, rate in zip(audio, sample_rate, strict=True):
-            self.decoder.start_utt()
-            self.decoder.process_raw(pcm16(clip, rate).tobytes(), full_utt=True)
-            self.decoder.end_utt()
-            hyp = self.decoder.hyp()
-            out.append(hyp.hypstr if hyp else "")
-        return out
+        pairs = zip(audio, sample_rate, strict=True)
+        return [self.transcribe_payload(self.payload(clip, rate), language) for clip, rate in pairs]
+
+    @classmethod
+    def payload(cls, clip: np.ndarray, rate: int) -> bytes:
+        """`clip` as int16 16 kHz mono samples (`pcm16`), native byte order: what the decoder reads."""
+        return pcm16(clip, rate).tobytes()
+
+    def transcribe_payload(self, payload: bytes, language: str) -> str:
+        """The transcript of one utterance given as `payload` (int16 16 kHz mono samples). The feature stage is reset
+        first: its live cepstral mean would otherwise carry over from the utterances before (measured: 2 of 6 takes
+        heard differently after others), and a take's transcript must depend on its audio alone, never on which
+        takes the same decoder heard before it."""
+        self.decoder.reinit_feat()
+        self.decoder.start_utt()
+        self.decoder.process_raw(payload, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp else ""
 
 
 def pcm16(clip: np.ndarray, rate: int) -> np.ndarray:

@@ -12,7 +12,10 @@ its own generator, so a row's waveform depends on its tokens, voice and seed, ne
 
 `pipeline()` overlaps the stages with decoding: the decoder reports each finished row (`on_row_done`),
 rows are queued, and a worker thread (on its own CUDA stream) runs flow and vocoder batches while the
-decode goes on. With a decoder that has no callback, every row runs after the decode.
+decode goes on. With a decoder that has no callback, every row runs after the decode. Given `on_results`
+(Engine.synthesize's), the worker reports each flow batch's rows as one list of takes, on its own thread and
+stream, so a verifier hears them (Whisper, batched) while the LLM keeps decoding; `results` returns those
+same objects.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import numpy as np
 import torch
 
 from batchtts import config
-from batchtts.engines.base import VoiceState
+from batchtts.engines.base import OnResults, SynthResult, VoiceState
 from batchtts.engines.glmtts.audio.cost import audio_bytes_per_frame
 from batchtts.engines.glmtts.audio.flow import FlowModel
-from batchtts.engines.glmtts.audio.hift import HiFT
+from batchtts.engines.glmtts.audio.hift import SAMPLE_RATE, HiFT
 
 DEFAULT_MEMORY = 6 << 30
 FRAMES_PER_TOKEN = 2  # 25 speech tokens -> 50 mel frames a second
@@ -152,8 +155,10 @@ class TokenToWave:
             start = end
         clock.lap("vocoder")
 
-    def pipeline(self, voice_state: VoiceState, seeds: Sequence[int]) -> AudioPipeline:
-        return AudioPipeline(self, voice_state, seeds)
+    def pipeline(
+        self, voice_state: VoiceState, seeds: Sequence[int], on_results: OnResults | None = None
+    ) -> AudioPipeline:
+        return AudioPipeline(self, voice_state, seeds, on_results)
 
 
 class AudioPipeline:
@@ -161,11 +166,16 @@ class AudioPipeline:
 
     `start()` runs queued rows on a worker thread; `submit` is the `on_row_done` of a `Decoder`
     (llm/types.py); `finish(tokens)` runs whatever is still queued (every row, when nothing was submitted)
-    and returns the waveforms in row order."""
+    and returns the waveforms in row order; `results` then the takes (SynthResult per row). `on_results`: called
+    on the worker with each flow batch's rows as takes, the objects `results` returns."""
 
-    def __init__(self, t2w: TokenToWave, voice_state: VoiceState, seeds: Sequence[int]):
-        self.t2w, self.voice, self.seeds = t2w, voice_state, list(seeds)
+    def __init__(
+        self, t2w: TokenToWave, voice_state: VoiceState, seeds: Sequence[int], on_results: OnResults | None = None
+    ):
+        self.t2w, self.voice, self.seeds, self.on_results = t2w, voice_state, list(seeds), on_results
         self.out: list[np.ndarray | None] = [None] * len(self.seeds)
+        self.ends: dict[int, tuple[tuple[int, ...], bool]] = {}  # row -> (its speech tokens, truncated)
+        self.made: dict[int, SynthResult] = {}  # row -> the take reported
         self.pending: list[tuple[int, list[int]]] = []
         self.seen: set[int] = set()
         self.done = False
@@ -185,6 +195,7 @@ class AudioPipeline:
     def submit(self, index: int, tokens: Sequence[int], truncated: bool = False) -> None:
         with self.cond:
             self.seen.add(index)
+            self.ends[index] = (tuple(tokens), bool(truncated))
             self.pending.append((index, list(tokens)))
             self.cond.notify()
 
@@ -214,13 +225,34 @@ class AudioPipeline:
     def _run(self, rows: list[tuple[int, list[int]]]) -> None:
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
             waves = self.t2w.tokens_to_audio([t for _, t in rows], self.voice, [self.seeds[i] for i, _ in rows])
-        for (i, _), wav in zip(rows, waves, strict=True):
-            self.out[i] = wav
+            for (i, _), wav in zip(rows, waves, strict=True):
+                self.out[i] = wav
+            if self.on_results is not None:  # on this stream: Whisper's kernels queue behind the vocoder's
+                self.on_results([(i, self._result(i, wav)) for (i, _), wav in zip(rows, waves, strict=True)])
+
+    def _result(self, i: int, wav: np.ndarray) -> SynthResult:
+        tokens, cut = self.ends[i]
+        self.made[i] = SynthResult(np.clip(wav, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, len(tokens), cut, tokens)
+        return self.made[i]
+
+    def results(self, tokens: Sequence[Sequence[int]], truncated: Sequence[bool]) -> list[SynthResult]:
+        """`finish`, then one take per row (clipped float32 at 24 kHz, token count, truncated, speech tokens): the
+        very object reported for it where one was."""
+        waves = self.finish(tokens)
+        out = []
+        for i, (toks, cut, wav) in enumerate(zip(tokens, truncated, waves, strict=True)):
+            made = self.made.get(i)
+            if made is None or made.speech_tokens != tuple(toks) or made.truncated != bool(cut):
+                self.ends[i] = (tuple(toks), bool(cut))
+                made = self._result(i, wav)
+            out.append(made)
+        return out
 
     def end(self, tokens: Sequence[Sequence[int]]) -> None:
         """No more rows: queue those never reported (all of them without a callback); a started worker runs
         them without waiting for `finish`."""
         with self.cond:
+            self.ends |= {i: (tuple(tokens[i]), False) for i in range(len(self.out)) if i not in self.seen}
             self.pending.extend((i, list(tokens[i])) for i in range(len(self.out)) if i not in self.seen)
             self.seen.update(range(len(self.out)))
             self.done = True
