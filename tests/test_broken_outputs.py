@@ -60,3 +60,38 @@ def test_untouched_outputs_stay_up_to_date(tmp_path):
     jobs, out = _book(tmp_path)
     again = batchtts.run(jobs, out=out)
     assert again.written == [] and sorted(Path(p).name for p in again.up_to_date) == ["one.mp3", "two.flac"]
+
+
+def test_a_same_size_replacement_is_written_again(tmp_path, tone):
+    """Size and modification time let an untouched file skip its hash; a replacement of the same size has a
+    newer mtime, so it is hashed and caught (outputs and stored chunks alike)."""
+    jobs, out = _book(tmp_path)
+    srt = out / "one.srt"
+    good = srt.read_bytes()
+    srt.write_bytes(good.swapcase())  # same size, other bytes, written now
+    chunk = next(Workspace(out).store().folder.rglob("*.wav"))
+    chunk_bytes = chunk.read_bytes()
+    chunk.write_bytes(chunk_bytes[:-8] + bytes(8))
+    tone.calls.clear()
+    again = batchtts.run(jobs, out=out)
+    assert srt.read_bytes() == good
+    assert again.synthesized == 1 and chunk.read_bytes() == chunk_bytes
+
+
+def test_unchanged_trusts_size_and_mtime_up_to_the_record_and_hashes_after_it(tmp_path):
+    import os
+
+    from batchtts.state.store import digest, unchanged
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abcdef")
+    nbytes, sha = digest(path)
+    recorded = path.stat().st_mtime + 10
+    assert unchanged(path, nbytes, sha, recorded)
+    path.write_bytes(b"ABCDEF")
+    os.utime(path, (recorded + 5, recorded + 5))  # written after the record: hashed, and it differs
+    assert not unchanged(path, nbytes, sha, recorded)
+    assert not unchanged(path, nbytes, sha)  # no record time: always hashed
+    os.utime(path, (recorded - 5, recorded - 5))  # an old mtime at the same size is trusted (documented)
+    assert unchanged(path, nbytes, sha, recorded)
+    assert not unchanged(path, nbytes + 1, sha, recorded) and not unchanged(tmp_path / "gone", nbytes, sha, recorded)

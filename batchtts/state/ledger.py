@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchtts.errors import EnvironmentProblem, LedgerUnreadable
-from batchtts.state.store import ChunkStore, StoredAudio, digest
+from batchtts.state.store import ChunkStore, StoredAudio, digest, unchanged
 
 log = logging.getLogger("batchtts")
 
@@ -92,6 +92,7 @@ class DoneChunk:
     nbytes: int
     sha256: str
     duration: float
+    updated: float  # when the ledger recorded it (time.time()); the file's mtime is older unless it was replaced
 
 
 def ledger_problem(path: Path) -> str | None:
@@ -241,7 +242,7 @@ class Ledger:
         return rows
 
     def done_chunks(self, keys: Iterable[str]) -> dict[str, DoneChunk]:
-        return {r[0]: DoneChunk(*r) for r in self._by_key("nbytes, sha256, duration", DONE, keys)}
+        return {r[0]: DoneChunk(*r) for r in self._by_key("nbytes, sha256, duration, updated", DONE, keys)}
 
     def failed_attempts(self, keys: Iterable[str]) -> dict[str, int]:
         """Failed chunks and how many attempts they have had (retries continue with new seeds)."""
@@ -326,13 +327,11 @@ class Ledger:
 
     def files_intact(self, paths: Iterable[Path]) -> bool:
         """Every file is there with the size and hash recorded when batchtts wrote it: a truncated, emptied or
-        replaced output is not up to date, so it is written again from the chunk store."""
+        replaced output is not up to date, so it is written again from the chunk store (`unchanged`: a file not
+        modified since it was recorded is not hashed again)."""
         for path in paths:
-            row = self.db.execute("SELECT nbytes, sha256 FROM files WHERE path=?", (str(path),)).fetchone()
-            try:
-                if row is None or Path(path).stat().st_size != row[0] or digest(Path(path))[1] != row[1]:
-                    return False
-            except OSError:
+            row = self.db.execute("SELECT nbytes, sha256, updated FROM files WHERE path=?", (str(path),)).fetchone()
+            if row is None or not unchanged(Path(path), *row):
                 return False
         return True
 

@@ -64,12 +64,9 @@ class ChunkStore:
         except (OSError, ValueError):
             return None
 
-    def intact(self, key: str, nbytes: int, sha256: str) -> bool:
-        """The file is there and is the one the ledger recorded (not truncated, not replaced)."""
-        try:
-            return digest(self.path_for(key)) == (nbytes, sha256)
-        except OSError:
-            return False
+    def intact(self, key: str, nbytes: int, sha256: str, recorded: float | None = None) -> bool:
+        """The file is there and is the one the ledger recorded at `recorded` (not truncated, not replaced)."""
+        return unchanged(self.path_for(key), nbytes, sha256, recorded)
 
     def proven(self, key: str) -> StoredAudio | None:
         """The stored file, if it proves itself: its embedded tag names this key and hashes its samples.
@@ -97,6 +94,25 @@ class ChunkStore:
     def read(self, key: str) -> tuple[np.ndarray, int]:
         audio, rate = sf.read(str(self.path_for(key)), dtype="float32")
         return audio, rate
+
+
+def unchanged(path: Path, nbytes: int, sha256: str, recorded: float | None = None) -> bool:
+    """`path` is there with the size and SHA-256 recorded for it. A file whose size matches and whose
+    modification time is not after `recorded` (the time.time() at which its digest was recorded, after it was
+    written) has not been written since, and is not hashed again: the size-and-mtime check of make, rsync and
+    git's index, which keeps `status` and a no-op `run` from reading every chunk and chapter of a long book. A
+    file replaced since (new mtime), truncated or grown (new size), or with a clock that puts its mtime after the
+    record (another host), is hashed. A replacement given an old mtime on purpose (`cp -p`, `touch -d`) at the
+    same size is not seen."""
+    try:
+        st = path.stat()
+        if st.st_size != nbytes:
+            return False
+        if recorded is not None and st.st_mtime <= recorded:
+            return True
+        return digest(path) == (nbytes, sha256)
+    except OSError:
+        return False
 
 
 def digest(path: Path) -> tuple[int, str]:

@@ -101,6 +101,6 @@ class Workspace:
             return set()
         store, keys = self.store(), {c.key for c in chunks}
         recorded = ledger.done_chunks(keys) if ledger else {}
-        done = {k for k, d in recorded.items() if store.intact(k, d.nbytes, d.sha256)}
+        done = {k for k, d in recorded.items() if store.intact(k, d.nbytes, d.sha256, d.updated)}
         done |= {k for k in keys - set(recorded) if store.proven(k)}  # what `run` recovers for a lost ledger
         return done - {c.key for c in chunks if c.rolling and c.key in done and not store.has_tokens(c.key)}
