@@ -36,6 +36,20 @@ def test_batch_output_equals_one_at_a_time_bit_for_bit(engine):
         assert np.array_equal(b.audio, a.audio)
 
 
+@pytest.mark.parametrize("budget", [1, 1 << 40])
+def test_the_memory_budget_changes_what_runs_side_by_side_never_the_samples(engine, budget):
+    """A tiny budget runs one sequence at a time, a huge one all at once; each sequence's samples are its own."""
+    reqs = [_req(engine, t, i) for i, t in enumerate(SENTENCES)]
+    alone = [engine.synthesize([r], {})[0].audio for r in reqs]
+    engine.use_memory_budget(budget)
+    try:
+        assert engine.piper.ids_in_flight == max(1, budget // (540 * 1024))
+        batched = engine.synthesize(reqs, {})
+    finally:
+        engine.use_memory_budget(640 * 540 * 1024)
+    assert all(np.array_equal(b.audio, a) for b, a in zip(batched, alone, strict=True))
+
+
 def test_the_seed_decides_the_sampling(engine):
     a, b, c = engine.synthesize(
         [_req(engine, SENTENCES[0], 1), _req(engine, SENTENCES[0], 1), _req(engine, SENTENCES[0], 2)], {}

@@ -24,7 +24,7 @@ import numpy as np
 from batchtts.engines.base import CostModel, Engine, OnResults, SynthRequest, SynthResult, VoiceState
 from batchtts.engines.embedded.espeak import MANDARIN_VOICE, espeak_version, speak
 from batchtts.engines.embedded.mixed import join, voice_runs
-from batchtts.engines.embedded.piper_onnx import SeededPiper
+from batchtts.engines.embedded.piper_onnx import BYTES_PER_ID, SeededPiper
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,13 @@ class EmbeddedEngine(Engine):
             tokens_per_second=22050 / 256,
             padding="none",  # rows run side by side on threads, each at its own length
         )
+
+    def use_memory_budget(self, budget: int) -> None:
+        """Sequences start side by side only while their vocoder activations (BYTES_PER_ID a phoneme id) fit the
+        run's budget (bytes; planning/memory.py: half the available RAM unless `--kv-budget` says otherwise): on
+        a machine with room, every thread synthesises a long chunk at once; under a small budget (a small VM,
+        or `--kv-budget 340MiB`) a long chunk runs beside short ones only, and peak memory stays one chunk's."""
+        self.piper.ids_in_flight = max(1, budget // BYTES_PER_ID)
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:

@@ -10,8 +10,9 @@ arithmetic is the same whatever else is in the batch and whatever the machine's 
 running sequences side by side, one per thread (VITS's many small kernels scale poorly within one run: on
 Frankenstein ch. 5 two intra-op threads took 93 CPU seconds against 78 for two sequences side by side). The
 vocoder's activations (~520 KiB per phoneme id, ~330 MiB for a 300-character chunk) are what a run's peak memory
-is made of, so a sequence starts beside others only while the phoneme ids in flight stay within IDS_IN_FLIGHT;
-each free thread takes the longest waiting sequence that fits, so a long chunk runs beside a short one.
+is made of, so a sequence starts beside others only while the phoneme ids in flight stay within the memory
+budget (`ids_in_flight`); each free thread takes the longest waiting sequence that fits, so a long chunk runs
+beside a short one when two long ones do not fit.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ from onnx import TensorProto, helper
 from piper.config import PiperConfig
 from piper.voice import PiperVoice
 
-# Phoneme ids (times length_scale) synthesised at once: ~330 MiB of vocoder activations, one 300-character
-# English chunk (the engine's max_chars), or a long and a short one side by side. A longer sequence runs alone.
+# Vocoder activations per phoneme id (times length_scale): ~2.25 frames per id at ~230 KiB per frame, measured
+# on the shipped voice (peak RSS over Frankenstein ch. 5). The ids in flight are bounded by the run's memory
+# budget (EmbeddedEngine.use_memory_budget); IDS_IN_FLIGHT is the bound before one is given: one 300-character
+# English chunk (the engine's max_chars), ~330 MiB. A sequence longer than the bound runs alone.
+BYTES_PER_ID = 540 * 1024
 IDS_IN_FLIGHT = 640
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
@@ -91,6 +95,7 @@ class SeededPiper:
         self.sample_rate = self.config.sample_rate
         self.hop = 256
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
+        self.ids_in_flight = IDS_IN_FLIGHT
 
     def phoneme_ids(self, text: str) -> list[int]:
         phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
@@ -148,7 +153,7 @@ class SeededPiper:
 
         def fitting() -> int | None:
             """The longest waiting sequence that fits beside those in flight (any, when none is in flight)."""
-            return next((k for k in waiting if in_flight[1] == 0 or in_flight[0] + cost[k] <= IDS_IN_FLIGHT), None)
+            return next((k for k in waiting if in_flight[1] == 0 or in_flight[0] + cost[k] <= self.ids_in_flight), None)
 
         def lane() -> None:
             while True:
