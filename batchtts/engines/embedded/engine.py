@@ -99,8 +99,10 @@ class EmbeddedEngine(Engine):
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
-        """Sequences run side by side, one per thread (a Ray actor gets its CPU share), two in flight each."""
-        return 2 * (threads or os.cpu_count() or 1)
+        """Sequences run side by side, one per thread (a Ray actor gets its CPU share), four queued for each: a
+        batch ends with one sequence on one thread, so longer batches leave the cores idle less often (~5% of the
+        wall time on Frankenstein ch. 5 against two for each)."""
+        return 4 * (threads or os.cpu_count() or 1)
 
     def synthesize(
         self, requests: list[SynthRequest], voice: VoiceState, on_results: OnResults | None = None

@@ -84,12 +84,14 @@ class SeededPiper:
             seeded.write_bytes(_seeded_graph(model_path))
             self.session = ort.InferenceSession(str(seeded), opts, providers=["CPUExecutionProvider"])
         _release_heap()
-        # Each run hands the arena's free regions back at its end: sequences differ in length, so blocks sized for
+        # A run may hand the arena's free regions back at its end: sequences differ in length, so blocks sized for
         # one rarely fit the next and an arena that only grows ends ~200 MiB above the largest sequence's need.
-        # Measured on Frankenstein ch. 5 (one process, 2 cores): shrinking only at the end of each call instead
-        # saves ~9% of the CPU (re-faulting the arena) but peaks ~120 MiB higher (718 vs 594 MiB).
-        self._run_options = ort.RunOptions()
-        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        # Shrinking re-faults the whole arena on the next run, though (~9% more CPU on Frankenstein ch. 5), so
+        # under a budget with room for two long chunks only a call's last run shrinks; under a tighter one, every
+        # run does (per-call shrinking peaked ~120 MiB higher: 718 vs 594 MiB with one long chunk in flight).
+        self._keep = ort.RunOptions()
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         # Piper's own phonemizer (espeak-ng data bundled in its wheel), driving our session.
         self._voice = PiperVoice(session=self.session, config=self.config)
         self.sample_rate = self.config.sample_rate
@@ -101,7 +103,7 @@ class SeededPiper:
         phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
         return self._voice.phonemes_to_ids(phonemes) if phonemes else []
 
-    def _run(self, ids: list[int], seed: int, scales: np.ndarray) -> np.ndarray:
+    def _run(self, ids: list[int], seed: int, scales: np.ndarray, shrink: bool = True) -> np.ndarray:
         if len(ids) <= 2:  # only start/end markers: nothing to say
             return np.zeros(0, np.float32)
         n_ids = len(ids)
@@ -119,7 +121,7 @@ class SeededPiper:
                 "noise_z": np.ascontiguousarray(noise_z)[None],
             }
             try:
-                audio, widths = self.session.run(None, feeds, self._run_options)
+                audio, widths = self.session.run(None, feeds, self._shrink if shrink else self._keep)
                 break
             except (
                 ort.capi.onnxruntime_pybind11_state.InvalidArgument,
@@ -151,6 +153,8 @@ class SeededPiper:
         in_flight = [0.0, 0]  # phoneme ids, sequences
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ids)
 
+        tight = self.ids_in_flight < 2 * IDS_IN_FLIGHT  # room for fewer than two long chunks: memory comes first
+
         def fitting() -> int | None:
             """The longest waiting sequence that fits beside those in flight (any, when none is in flight)."""
             return next((k for k in waiting if in_flight[1] == 0 or in_flight[0] + cost[k] <= self.ids_in_flight), None)
@@ -166,7 +170,7 @@ class SeededPiper:
                     in_flight[0] += cost[k]
                     in_flight[1] += 1
                 try:
-                    out[k] = self._run(ids[k], seeds[k], scales)
+                    out[k] = self._run(ids[k], seeds[k], scales, shrink=tight or not waiting)
                 finally:
                     with gate:
                         in_flight[0] -= cost[k]
