@@ -123,14 +123,15 @@ class EmbeddedEngine(Engine):
         def ran(idx: list[tuple[int, int]], k: int, a: np.ndarray) -> None:
             """Piper finished run k of `idx`, on its thread: a request whose runs are all done is reported."""
             i, j = idx[k]
+            finished = False
             with lock:
                 audio[i, j] = a
                 frames[i] = frames.get(i, 0) + len(a) // self.piper.hop
                 if i in left:
                     left[i] -= 1
                     if left[i] == 0:
-                        made[i] = result(i)
-            if i in made and on_results is not None:
+                        made[i], finished = result(i), True
+            if finished and on_results is not None:  # decided under the lock: one thread reports it, once
                 on_results([(i, made[i])])
 
         chinese = [(i, j) for i, r in enumerate(runs) for j, (lang, _) in enumerate(r) if lang == "zh"]
