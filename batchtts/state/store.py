@@ -102,8 +102,9 @@ def unchanged(path: Path, nbytes: int, sha256: str, recorded: float | None = Non
     written) has not been written since, and is not hashed again: the size-and-mtime check of make, rsync and
     git's index, which keeps `status` and a no-op `run` from reading every chunk and chapter of a long book. A
     file replaced since (new mtime), truncated or grown (new size), or with a clock that puts its mtime after the
-    record (another host), is hashed. A replacement given an old mtime on purpose (`cp -p`, `touch -d`) at the
-    same size is not seen."""
+    record (another host), is hashed. Not seen: a same-size replacement given an old mtime on purpose (`cp -p`,
+    `touch -d`), or one written within a filesystem timestamp tick (a few ms: the kernel stamps files with a
+    coarse clock) of the record."""
     try:
         st = path.stat()
         if st.st_size != nbytes:
