@@ -167,10 +167,11 @@ class SeededPiper:
                         return
                     k = fitting()
                     waiting.remove(k)
+                    last = not waiting  # the call's last sequence (decided here, under the gate)
                     in_flight[0] += cost[k]
                     in_flight[1] += 1
                 try:
-                    out[k] = self._run(ids[k], seeds[k], scales, shrink=tight or not waiting)
+                    out[k] = self._run(ids[k], seeds[k], scales, shrink=tight or last)
                 finally:
                     with gate:
                         in_flight[0] -= cost[k]
