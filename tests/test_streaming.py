@@ -166,3 +166,28 @@ def test_array_normalize_reaches_target_and_ceiling():
     out, level = normalize(audio, rate, -18.0, -1.0)
     assert abs(level.integrated_lufs + 18.0) <= 0.1
     assert level.true_peak_db <= -1.0
+
+
+def test_the_pipelined_stage_keeps_order_and_raises_the_producers_error():
+    from batchtts.output.chapter import _ahead
+
+    def produce(n: int, fail_at: int | None = None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"window {i}")
+            yield i
+
+    assert list(_ahead(produce(50))) == list(range(50))
+    assert list(_ahead(produce(0))) == []
+    got = []
+    with pytest.raises(ValueError, match="window 7"):
+        for item in _ahead(produce(50, fail_at=7)):
+            got.append(item)
+    assert got == list(range(7))
+
+
+def test_phase_peaks_equal_the_reshaped_maximum():
+    from batchtts.output.loudness import OVERSAMPLE, _phase_peaks
+
+    up = np.random.default_rng(5).standard_normal(OVERSAMPLE * 10_007)
+    assert np.array_equal(_phase_peaks(up), np.abs(up).reshape(-1, OVERSAMPLE).max(axis=1))

@@ -13,6 +13,7 @@ the same samples as its one-shot call.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -162,7 +163,7 @@ class PeakLimiter:
         m = min(k, len(self._up_buf) // OVERSAMPLE)
         env = np.abs(xs).astype(np.float64)
         if m:
-            peaks = np.abs(self._up_buf[: m * OVERSAMPLE]).reshape(m, OVERSAMPLE).max(axis=1)
+            peaks = _phase_peaks(self._up_buf[: m * OVERSAMPLE])
             env[:m] = np.maximum(env[:m], peaks)
         self._up_buf = self._up_buf[m * OVERSAMPLE :]
         need = np.minimum(1.0, self.ceiling / np.maximum(env, 1e-12))
@@ -224,6 +225,14 @@ class PeakLimiter:
         out = (self._xm[:k] * gain).astype(np.float32)
         self._xm, self._needm = self._xm[k:], self._needm[k:]
         return out
+
+
+def _phase_peaks(up: np.ndarray) -> np.ndarray:
+    """The largest |value| of each run of OVERSAMPLE oversampled values (shape (m * OVERSAMPLE,) -> (m,)): the
+    same values as `np.abs(up).reshape(m, OVERSAMPLE).max(axis=1)`, whose reduction over a short inner axis
+    ran ~10x slower, as a pairwise maximum of the phases."""
+    a = np.abs(up)
+    return functools.reduce(np.maximum, [a[i::OVERSAMPLE] for i in range(OVERSAMPLE)])
 
 
 def true_peak_db(audio: np.ndarray, rate: int) -> float:
