@@ -24,7 +24,7 @@ import numpy as np
 from batchtts.engines.base import CostModel, Engine, OnResults, SynthRequest, SynthResult, VoiceState
 from batchtts.engines.embedded.espeak import MANDARIN_VOICE, espeak_version, speak
 from batchtts.engines.embedded.mixed import join, voice_runs
-from batchtts.engines.embedded.piper_onnx import BYTES_PER_ID, SeededPiper
+from batchtts.engines.embedded.piper_onnx import LANE_BYTES, SeededPiper
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +75,33 @@ class EmbeddedEngine(Engine):
     @classmethod
     def cost_model(cls) -> CostModel:
         # Measured on the shipped voice: ~2.1 phoneme ids per English character, ~2.25 frames per id at
-        # length_scale 1, and ~230 KiB of activations per frame in the vocoder (peak RSS over the run).
-        # espeak-ng's Mandarin runs in its own process and costs next to nothing.
+        # length_scale 1. A sequence holds its latent and samples (~2 KiB a frame, 4 KiB with copies); the
+        # activations are a lane's (LANE_BYTES: the front, or one fixed decoder window), counted here per row, so
+        # a batch's figure is an upper bound. espeak-ng's Mandarin runs in its own process and costs next to nothing.
         return CostModel(
-            bytes_per_token=240 * 1024,
+            bytes_per_token=4 * 1024,
             chars_per_text_token={"en": 0.48, "zh": 4.0},
             speech_ratio={"en": 2.25, "zh": 2.25},
             min_ratio=1.0,
             max_ratio=6.0,
             special_tokens=2,
             weights_bytes=64 * 2**20,
-            activation_bytes_per_seq=16 * 2**20,
+            activation_bytes_per_seq=LANE_BYTES,
             tokens_per_second=22050 / 256,
-            padding="none",  # rows run side by side on threads, each at its own length
+            padding="none",  # rows run unpadded, each at its own length
         )
 
     def use_memory_budget(self, budget: int) -> None:
-        """Sequences start side by side only while their vocoder activations (BYTES_PER_ID a phoneme id) fit the
-        run's budget (bytes; planning/memory.py: half the available RAM unless `--kv-budget` says otherwise): on
-        a machine with room, every thread synthesises a long chunk at once; under a small budget (a small VM,
-        or `--kv-budget 340MiB`) a long chunk runs beside short ones only, and peak memory stays one chunk's."""
-        self.piper.ids_in_flight = max(1, budget // BYTES_PER_ID)
+        """As many lanes (fronts or decoder windows side by side, one per thread) as the run's budget holds at
+        LANE_BYTES each (bytes; planning/memory.py: half the available RAM unless `--kv-budget` says otherwise),
+        at least one and at most the threads. Activations no longer grow with a chunk's length, so a small VM
+        (`--kv-budget 100MiB`) runs one lane and peaks one window above the process."""
+        self.piper.lanes = max(1, min(self.piper.threads, budget // LANE_BYTES))
 
     @classmethod
     def default_batch_size(cls, threads: int | None = None) -> int:
-        """Sequences run side by side, one per thread (a Ray actor gets its CPU share), four queued for each: a
-        batch ends with one sequence on one thread, so longer batches leave the cores idle less often (~5% of the
-        wall time on Frankenstein ch. 5 against two for each)."""
+        """Four sequences per thread (a Ray actor gets its CPU share): a batch ends with its last decoder window
+        on one lane, and the worker's commit between batches; longer batches leave the cores idle less often."""
         return 4 * (threads or os.cpu_count() or 1)
 
     def synthesize(

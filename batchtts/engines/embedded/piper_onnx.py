@@ -1,18 +1,27 @@
-"""Piper (VITS) voices run with seeded sampling noise.
+"""Piper (VITS) voices run with seeded sampling noise, the vocoder in fixed windows.
 
 Piper's ONNX graph draws its noise with RandomNormalLike, whose state lives in the session, so the
 same sentence sounds different from run to run. At load time the two draws are rewritten into
 slices of extra inputs; each chunk's noise comes from its own seed, which makes its audio depend on
-its key alone. Every sequence runs on one onnxruntime thread, a constant: the intra-op thread count changes how
-the kernels split their work and so some samples by ~1e-6 (measured: 1, 2 and 4 threads give three different
-results), while sequences run side by side on one session give the same samples as each alone. So a sequence's
-arithmetic is the same whatever else is in the batch and whatever the machine's core count; the cores are used by
-running sequences side by side, one per thread (VITS's many small kernels scale poorly within one run: on
-Frankenstein ch. 5 two intra-op threads took 93 CPU seconds against 78 for two sequences side by side). The
-vocoder's activations (~520 KiB per phoneme id, ~330 MiB for a 300-character chunk) are what a run's peak memory
-is made of, so a sequence starts beside others only while the phoneme ids in flight stay within the memory
-budget (`ids_in_flight`); each free thread takes the longest waiting sequence that fits, so a long chunk runs
-beside a short one when two long ones do not fit.
+its key alone.
+
+The graph is then cut in two where VITS hands its latent `z` (192 channels a frame, 256 samples a frame) to
+the HiFi-GAN decoder (Kim et al. 2021, VITS, fig. 1c; Kong et al. 2020, HiFi-GAN): the front (text encoder,
+duration predictor, flow) runs once per sequence, and the decoder over windows of VOCODER_WINDOW frames,
+each read with VOCODER_HALO frames of context on either side. The decoder is convolutional with a receptive
+field of ~13 frames each side (conv_pre 7 taps, three transposed convolutions, multi-receptive-field
+blocks of kernels 3/7/11 and dilations 1/3/5), so a window's samples are the whole run's up to float
+rounding (measured: at most ~8e-8 apart; 8 frames of context are not enough, 12 are). Its activations,
+~230 KiB a frame, were what a run's peak memory was made of (a 300-character chunk ~330 MiB); in windows
+they are a constant ~45 MiB per thread, whatever the chunk's length, and a window is also a small unit
+of work, so the threads stay busy to the end of a batch.
+
+Every run uses one onnxruntime thread, a constant: the intra-op thread count changes how the kernels split
+their work and so some samples by ~1e-6 (1, 2 and 4 threads give three different results). The cores are
+used by running fronts and windows side by side, one per lane (VITS's many small kernels scale poorly within
+one run: on Frankenstein ch. 5 two intra-op threads took 93 CPU seconds against 78 for two sequences side by
+side). Windows sit at fixed frames of each sequence, so a sequence's samples do not depend on what else is
+in the batch, on the lane count or on the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,26 +41,27 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from piper.config import PiperConfig
 from piper.voice import PiperVoice
 
-# Vocoder activations per phoneme id (times length_scale): ~2.25 frames per id at ~230 KiB per frame, measured
-# on the shipped voice (peak RSS over Frankenstein ch. 5). The ids in flight are bounded by the run's memory
-# budget (EmbeddedEngine.use_memory_budget); IDS_IN_FLIGHT is the bound before one is given: one 300-character
-# English chunk (the engine's max_chars), ~330 MiB. A sequence longer than the bound runs alone.
-BYTES_PER_ID = 540 * 1024
-IDS_IN_FLIGHT = 640
+VOCODER_WINDOW = 256  # frames a decoder run writes (~3 s of audio): ~45 MiB of activations, CPU as one run
+VOCODER_HALO = 16  # frames of context read on each side (the receptive field is ~13)
+# Peak memory of one lane: a decoder window's activations, or the front of a 300-character chunk
+# (measured on the shipped voice: ~45 MiB and less). EmbeddedEngine.use_memory_budget runs as many lanes as fit.
+LANE_BYTES = 64 * 2**20
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
+_DECODER = "/dec/conv_pre/Conv"  # the HiFi-GAN decoder's first node; its input is z * y_mask
 
 
-def _seeded_graph(model_path: Path) -> bytes:
+def _seeded_model(model_path: Path) -> onnx.ModelProto:
     model = onnx.load(str(model_path))
     graph = model.graph
     ceil = [n for n in graph.node if n.op_type == "Ceil"]
     randoms = [n for n in graph.node if n.op_type == "RandomNormalLike"]
-    if len(ceil) != 1 or sorted(n.name for n in randoms) != sorted(_NOISE_INPUTS):
+    decoder = [n for n in graph.node if n.name == _DECODER]
+    if len(ceil) != 1 or sorted(n.name for n in randoms) != sorted(_NOISE_INPUTS) or len(decoder) != 1:
         raise ValueError(f"{model_path} is not a Piper VITS graph this engine knows how to seed")
     # Frames per phoneme id, so each sequence's length is known (piper's alignment output).
     graph.output.append(helper.make_tensor_value_info(ceil[0].output[0], TensorProto.FLOAT, None))
@@ -67,7 +78,68 @@ def _seeded_graph(model_path: Path) -> bytes:
         )
         graph.node.insert(at, cut)
         graph.node.insert(at, shape)
-    return model.SerializeToString()
+    return model
+
+
+def split_graphs(model_path: Path) -> tuple[bytes, bytes, str]:
+    """(front, decoder, latent name): the seeded graph cut at the decoder's input. The front maps
+    (input, input_lengths, scales, noise_dp, noise_z) to (z (1, 192, frames), frames per id); the decoder maps
+    z (1, 192, frames) to audio (1, 1, frames * 256) in [-1, 1]. Raises ValueError for a graph of another shape."""
+    model = _seeded_model(model_path)
+    latent = next(n for n in model.graph.node if n.name == _DECODER).input[0]
+    widths = model.graph.output[-1].name
+    cut = onnx.utils.Extractor(model)
+    front = cut.extract_model([i.name for i in model.graph.input], [latent, widths])
+    decoder = _planar(cut.extract_model([latent], [model.graph.output[0].name]))
+    return front.SerializeToString(), decoder.SerializeToString(), latent
+
+
+def _planar(decoder: onnx.ModelProto) -> onnx.ModelProto:
+    """The decoder with its 1-D convolutions as 2-D ones of height 1, the same arithmetic up to float rounding
+    (~1e-7): onnxruntime runs 2-D convolutions in its blocked NCHWc layout (its NchwcTransformer), 1-D ones
+    through im2col and a GEMM; measured on the shipped voice, a window takes ~30% less CPU. The latent gets a
+    height axis on the way in and loses it on the way out; between them the graph holds only convolutions and
+    element-wise operators (LeakyReLU, Add, Div, Tanh), which take any rank. Raises ValueError otherwise."""
+    graph = decoder.graph
+    weights = {t.name: t for t in graph.initializer}
+    kinds = {n.op_type for n in graph.node}
+    if not kinds <= {"Conv", "ConvTranspose", "LeakyRelu", "Add", "Div", "Tanh", "Unsqueeze"}:
+        raise ValueError(f"the decoder holds operators this engine does not know: {sorted(kinds)}")
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        w = weights[node.input[1]]
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w)[:, :, None, :], w.name))
+        for attr in node.attribute:
+            one_d = list(attr.ints)
+            if attr.name in ("kernel_shape", "dilations", "strides", "output_padding"):
+                attr.ClearField("ints")
+                attr.ints.extend([1, *one_d])
+            elif attr.name == "pads":  # [begin, end] -> [height begin, begin, height end, end]
+                attr.ClearField("ints")
+                attr.ints.extend([0, one_d[0], 0, one_d[1]])
+            elif attr.name == "auto_pad" and attr.s not in (b"", b"NOTSET"):
+                raise ValueError(f"{node.name}: auto_pad {attr.s!r}")
+    latent, audio = graph.input[0].name, graph.output[0].name
+    last = next(n for n in graph.node if audio in n.output)  # Unsqueeze (1, N) -> (1, 1, N)
+    graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "planar_axis"))
+    for node in graph.node:
+        node.input[:] = [f"{latent}_planar" if x == latent else x for x in node.input]
+    last.input[0], tanh = f"{last.input[0]}_line", last.input[0]
+    graph.node.insert(0, helper.make_node("Unsqueeze", [latent, "planar_axis"], [f"{latent}_planar"]))
+    at = list(graph.node).index(last)
+    graph.node.insert(at, helper.make_node("Squeeze", [tanh, "planar_axis"], [f"{tanh}_line"]))
+    graph.ClearField("value_info")
+    return decoder
+
+
+def windows(frames: int) -> list[tuple[int, int, int, int]]:
+    """(lo, start, end, hi) for each decoder window of a `frames`-long latent: it runs on frames [lo, hi) and
+    keeps [start, end), VOCODER_HALO frames of context each side where the latent has them."""
+    return [
+        (max(0, s - VOCODER_HALO), s, min(frames, s + VOCODER_WINDOW), min(frames, s + VOCODER_WINDOW + VOCODER_HALO))
+        for s in range(0, frames, VOCODER_WINDOW)
+    ]
 
 
 class SeededPiper:
@@ -75,37 +147,33 @@ class SeededPiper:
         self.config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
         opts = ort.SessionOptions()
         self.threads = threads or os.cpu_count() or 1
+        self.lanes = self.threads
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.use_deterministic_compute = True
-        # Loaded from a file, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
+        front, decoder, self._latent = split_graphs(model_path)
+        # Loaded from files, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
         with tempfile.TemporaryDirectory(prefix="batchtts-piper-") as tmp:
-            seeded = Path(tmp) / "seeded.onnx"
-            seeded.write_bytes(_seeded_graph(model_path))
-            self.session = ort.InferenceSession(str(seeded), opts, providers=["CPUExecutionProvider"])
+            (Path(tmp) / "front.onnx").write_bytes(front)
+            (Path(tmp) / "decoder.onnx").write_bytes(decoder)
+            del front, decoder
+            self.front = ort.InferenceSession(str(Path(tmp) / "front.onnx"), opts, providers=["CPUExecutionProvider"])
+            self.decoder = ort.InferenceSession(
+                str(Path(tmp) / "decoder.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
         _release_heap()
-        # A run may hand the arena's free regions back at its end: sequences differ in length, so blocks sized for
-        # one rarely fit the next and an arena that only grows ends ~200 MiB above the largest sequence's need.
-        # Shrinking re-faults the whole arena on the next run, though (~9% more CPU on Frankenstein ch. 5), so
-        # under a budget with room for two long chunks only a call's last run shrinks; under a tighter one, every
-        # run does (per-call shrinking peaked ~120 MiB higher: 718 vs 594 MiB with one long chunk in flight).
-        self._keep = ort.RunOptions()
-        self._shrink = ort.RunOptions()
-        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        # Piper's own phonemizer (espeak-ng data bundled in its wheel), driving our session.
-        self._voice = PiperVoice(session=self.session, config=self.config)
+        # Piper's own phonemizer (espeak-ng data bundled in its wheel); its session is never run.
+        self._voice = PiperVoice(session=self.front, config=self.config)
         self.sample_rate = self.config.sample_rate
         self.hop = 256
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="piper")
-        self.ids_in_flight = IDS_IN_FLIGHT
 
     def phoneme_ids(self, text: str) -> list[int]:
         phonemes = [p for sentence in self._voice.phonemize(text) for p in sentence]
         return self._voice.phonemes_to_ids(phonemes) if phonemes else []
 
-    def _run(self, ids: list[int], seed: int, scales: np.ndarray, shrink: bool = True) -> np.ndarray:
-        if len(ids) <= 2:  # only start/end markers: nothing to say
-            return np.zeros(0, np.float32)
+    def _front(self, ids: list[int], seed: int, scales: np.ndarray) -> tuple[np.ndarray, int]:
+        """(z (1, 192, frames), samples the sequence has)."""
         n_ids = len(ids)
         frames = int(n_ids * 8 * max(scales[1], 1.0)) + 64
         noise_dp = np.random.default_rng([seed, 1]).standard_normal((n_ids, 2), dtype=np.float32).T
@@ -121,8 +189,8 @@ class SeededPiper:
                 "noise_z": np.ascontiguousarray(noise_z)[None],
             }
             try:
-                audio, widths = self.session.run(None, feeds, self._shrink if shrink else self._keep)
-                break
+                z, widths = self.front.run(None, feeds)
+                return z, int(widths[0].sum()) * self.hop
             except (
                 ort.capi.onnxruntime_pybind11_state.InvalidArgument,
                 ort.capi.onnxruntime_pybind11_state.RuntimeException,
@@ -131,8 +199,12 @@ class SeededPiper:
                     raise
                 frames *= 2
                 rng_z = np.random.default_rng([seed, 2])
-        n = int(widths[0].sum()) * self.hop
-        return np.clip(audio.reshape(-1)[:n], -1.0, 1.0).astype(np.float32)
+
+    def _decode(self, z: np.ndarray, window: tuple[int, int, int, int], audio: np.ndarray) -> None:
+        """Write the samples of `window` (see `windows`) of latent `z` into `audio`."""
+        lo, start, end, hi = window
+        y = self.decoder.run(None, {self._latent: np.ascontiguousarray(z[:, :, lo:hi])})[0].reshape(-1)
+        audio[start * self.hop : end * self.hop] = y[(start - lo) * self.hop : (end - lo) * self.hop]
 
     def synthesize(
         self,
@@ -143,44 +215,67 @@ class SeededPiper:
         noise_w: float,
         on_done: Callable[[int, np.ndarray], None] | None = None,
     ) -> list[np.ndarray]:
-        """One waveform per text (float32 in [-1, 1]); `on_done(index, audio)` is called on the synthesising thread
-        as each is done (after its memory is released to the other sequences), with the array returned for it."""
+        """One waveform per text (float32 in [-1, 1]); `on_done(index, audio)` is called on the lane that finished
+        it, with the array returned for it. Sequences start in the order given and finish in about that order.
+
+        Each lane takes the next decoder window of a started sequence, else the next sequence's front; it
+        stops when neither is left nor can appear (no front is running)."""
         scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
         ids = [self.phoneme_ids(t) for t in texts]
-        cost = [len(i) * max(length_scale, 1.0) for i in ids]
-        waiting = sorted(range(len(ids)), key=lambda k: -cost[k])  # longest first
-        gate = threading.Condition()
-        in_flight = [0.0, 0]  # phoneme ids, sequences
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ids)
-
-        tight = self.ids_in_flight < 2 * IDS_IN_FLIGHT  # room for fewer than two long chunks: memory comes first
-
-        def fitting() -> int | None:
-            """The longest waiting sequence that fits beside those in flight (any, when none is in flight)."""
-            return next((k for k in waiting if in_flight[1] == 0 or in_flight[0] + cost[k] <= self.ids_in_flight), None)
+        fronts = deque(k for k in range(len(ids)) if len(ids[k]) > 2)  # only start/end markers: nothing to say
+        decodes: deque[tuple[int, tuple[int, int, int, int]]] = deque()  # (sequence, window), oldest first
+        latent: dict[int, np.ndarray] = {}  # sequence -> z, while it has windows left
+        audio: dict[int, np.ndarray] = {}  # sequence -> its samples so far
+        left: dict[int, int] = {}  # sequence -> windows not yet decoded
+        length: dict[int, int] = {}  # sequence -> its samples (the frames its ids asked for)
+        gate = threading.Condition()
+        running = [0]  # fronts in progress: each may still add windows
 
         def lane() -> None:
             while True:
                 with gate:
-                    gate.wait_for(lambda: not waiting or fitting() is not None)
-                    if not waiting:
+                    gate.wait_for(lambda: decodes or fronts or not running[0])
+                    if not decodes and not fronts:
                         return
-                    k = fitting()
-                    waiting.remove(k)
-                    last = not waiting  # the call's last sequence (decided here, under the gate)
-                    in_flight[0] += cost[k]
-                    in_flight[1] += 1
-                try:
-                    out[k] = self._run(ids[k], seeds[k], scales, shrink=tight or last)
-                finally:
-                    with gate:
-                        in_flight[0] -= cost[k]
-                        in_flight[1] -= 1
+                    if decodes:
+                        k, window = decodes.popleft()
+                        z, buf = latent[k], audio[k]
+                    else:
+                        k, window = fronts.popleft(), None
+                        running[0] += 1
+                if window is None:
+                    try:
+                        z, samples = self._front(ids[k], seeds[k], scales)
+                    except BaseException:
+                        with gate:
+                            running[0] -= 1
+                            gate.notify_all()
+                        raise
+                    cut = windows(z.shape[2])
+                    with gate:  # the front is done and its windows queued at once: no lane leaves in between
+                        running[0] -= 1
+                        latent[k], left[k], length[k] = z, len(cut), samples
+                        audio[k] = np.empty(z.shape[2] * self.hop, np.float32)
+                        decodes.extend((k, w) for w in cut)
                         gate.notify_all()
-                if on_done is not None:
-                    on_done(k, out[k])
+                    finished = None if cut else np.zeros(0, np.float32)
+                else:
+                    self._decode(z, window, buf)
+                    with gate:
+                        left[k] -= 1
+                        finished = None if left[k] else np.clip(audio.pop(k)[: length.pop(k)], -1.0, 1.0)
+                        if finished is not None:
+                            del latent[k], left[k]
+                if finished is not None:
+                    out[k] = finished
+                    if on_done is not None:
+                        on_done(k, finished)
 
-        for lane_done in [self._pool.submit(lane) for _ in range(min(self.threads, len(ids)))]:
+        for k in range(len(ids)):
+            if len(ids[k]) <= 2 and on_done is not None:
+                on_done(k, out[k])
+        for lane_done in [self._pool.submit(lane) for _ in range(min(self.lanes, self.threads))]:
             lane_done.result()
         return out
 
