@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,12 @@ def test_only_the_workspace_knows_the_state_folder_layout_and_no_module_is_long(
         assert len(text.splitlines()) <= 400, path
         if path.name != "workspace.py":
             assert "ledger.sqlite" not in text and '".batchtts"' not in text, path
+
+
+def test_the_library_imports_without_the_signal_processing_stack():
+    """scipy.signal (pyloudnorm's filters) costs ~0.7 s of start-up that `status`, `plan` and `chunks` never use;
+    output.loudness imports it on first use, and a run that will write preloads it beside the engine's load."""
+    code = "import sys, batchtts.api; print(sorted(m for m in ('scipy.signal', 'pyloudnorm') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -14,14 +14,13 @@ the same samples as its one-shot call.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
-import pyloudnorm
 import soxr
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import lfilter
 
 OVERSAMPLE = 4  # BS.1770 true peak: the peak of the signal oversampled 4x
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate
@@ -32,6 +31,19 @@ WINDOW = 1 << 16  # samples per window in every streaming pass (about 3 s at 22.
 class Loudness:
     integrated_lufs: float
     true_peak_db: float
+
+
+# Imported on first use: scipy.signal (pyloudnorm's filters, lfilter) costs ~0.7 s of start-up, which `status`,
+# `plan` and a run with nothing to write do not need. A run that will write calls preload() when it starts.
+_DSP = ("pyloudnorm", "scipy.signal", "scipy.ndimage")
+
+
+def preload() -> threading.Thread:
+    """Import the signal-processing modules on a thread of their own, while the engine loads and synthesises
+    (an import holds the interpreter lock, inference does not); whoever needs one first waits for it."""
+    thread = threading.Thread(target=lambda: [importlib.import_module(m) for m in _DSP], name="batchtts-preload")
+    thread.start()
+    return thread
 
 
 def _upsampler(rate: int) -> soxr.ResampleStream:
@@ -45,6 +57,8 @@ class LoudnessMeter:
 
     def __init__(self, rate: int, true_peak: bool = True) -> None:
         """`true_peak=False` skips the 4x oversampling (the costliest part); result() then reads the sample peak."""
+        import pyloudnorm
+
         self.rate = rate
         meter = pyloudnorm.Meter(rate)
         self._block_size = meter.block_size
@@ -73,6 +87,8 @@ class LoudnessMeter:
             up = self._up.resample_chunk(x64, last=last)
             if len(up):
                 self._peak = max(self._peak, float(np.max(np.abs(up))))
+        from scipy.signal import lfilter
+
         y = x64
         for i, (b, a, gain) in enumerate(self._filters):
             filtered, self._zi[i] = lfilter(b, a, y, zi=self._zi[i])
@@ -171,6 +187,8 @@ class PeakLimiter:
 
     def _hold(self, xs: np.ndarray, need: np.ndarray, last: bool) -> np.ndarray:
         """held = the lowest need over [i - size//2, i + size - size//2 - 1] ('nearest' at both ends)."""
+        from scipy.ndimage import minimum_filter1d
+
         before, after = self.size // 2, self.size - self.size // 2 - 1
         if self._need is None:
             if not len(need):

@@ -13,6 +13,7 @@ from pathlib import Path
 from batchtts.engines import engine_class
 from batchtts.errors import EnvironmentProblem, InputError, PlanError
 from batchtts.output.encode import write_failure
+from batchtts.output.loudness import preload
 from batchtts.output.writer import Writer
 from batchtts.planning.prepare import Prepared, prepare
 from batchtts.planning.schedule import plan_engine
@@ -219,6 +220,8 @@ def _run(
         log.info("retrying %d failed chunks", len(todo_keys))
     elif not todo_keys:
         log.info("all %d chunks already synthesized; no synthesis needed", summary.chunks)
+    if todo_keys and not stop.requested:
+        preload()  # the output stage's imports, beside the engine's load instead of after synthesis
     runner = executor(opts.executor)
     plans = verify_plans(prep, [c for c in prep.all_chunks() if c.key in todo_keys], opts.synth.device, opts.verify)
     try:
