@@ -162,16 +162,16 @@ def test_cli_run_on_the_default_engine_writes_real_speech(tmp_path, voice_wav):
 
 
 def test_a_small_budget_runs_one_lane_and_writes_the_same_chapter(tmp_path):
-    """`--kv-budget 100MiB` (a small VM): the plan fits (a chunk's worst case no longer grows with its vocoder
+    """`--kv-budget 128MiB` (a small VM): the plan fits (a chunk's worst case no longer grows with its vocoder
     activations), one lane runs, and the chapter's bytes are those of a run with the default budget."""
     text = " ".join(SENTENCES * 3)
     records = [{"id": "ch", "text": text, "output": "ch.wav", "language": "en"}]
     outs, logs = {}, {}
-    for name, extra in (("small", ["--kv-budget", "100MiB"]), ("default", [])):
+    for name, extra in (("small", ["--kv-budget", "128MiB"]), ("default", [])):
         jobs = write_jobs(tmp_path / f"{name}.jsonl", records)
         proc = run_cli("run", str(jobs), "--out", str(tmp_path / name), "--no-verify", *extra)
         assert proc.returncode == 0, proc.stderr
         outs[name], logs[name] = (tmp_path / name / "ch.wav").read_bytes(), proc.stderr
-    assert "memory budget 100" in logs["small"] and "memory budget 100" not in logs["default"]
+    assert "memory budget 128" in logs["small"] and "memory budget 128" not in logs["default"]
     assert outs["small"] == outs["default"]
     assert EmbeddedEngine.cost_model().activation_bytes_per_seq == LANE_BYTES

@@ -95,7 +95,7 @@ class EmbeddedEngine(Engine):
         """As many lanes (fronts or decoder windows side by side, one per thread) as the run's budget holds at
         LANE_BYTES each (bytes; planning/memory.py: half the available RAM unless `--kv-budget` says otherwise),
         at least one and at most the threads. Activations no longer grow with a chunk's length, so a small VM
-        (`--kv-budget 100MiB`) runs one lane and peaks one window above the process."""
+        (`--kv-budget 128MiB`) runs one lane and peaks one window above the process."""
         self.piper.lanes = max(1, min(self.piper.threads, budget // LANE_BYTES))
 
     @classmethod

@@ -47,9 +47,10 @@ from piper.voice import PiperVoice
 
 VOCODER_WINDOW = 256  # frames a decoder run writes (~3 s of audio): ~45 MiB of activations, CPU as one run
 VOCODER_HALO = 16  # frames of context read on each side (the receptive field is ~13)
-# Peak memory of one lane: a decoder window's activations, or the front of a 300-character chunk
-# (measured on the shipped voice: ~45 MiB and less). EmbeddedEngine.use_memory_budget runs as many lanes as fit.
-LANE_BYTES = 64 * 2**20
+# Peak memory of one lane: a decoder window's activations or the front of a 300-character chunk, with its share
+# of the arenas (measured on the shipped voice over Frankenstein ch. 5: ~90 MiB a lane).
+# EmbeddedEngine.use_memory_budget runs as many lanes as fit.
+LANE_BYTES = 96 * 2**20
 
 _NOISE_INPUTS = {"/dp/RandomNormalLike": "noise_dp", "/RandomNormalLike": "noise_z"}
 _DECODER = "/dec/conv_pre/Conv"  # the HiFi-GAN decoder's first node; its input is z * y_mask
@@ -151,6 +152,10 @@ class SeededPiper:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.use_deterministic_compute = True
+        # No memory patterns: onnxruntime plans and keeps one activation block per input shape it has seen, and
+        # every front (and every sequence's last window) has a shape of its own, so the blocks piled up in the
+        # arena (measured on Frankenstein ch. 5: 516 MiB peak with them, 364 without, the same CPU time).
+        opts.enable_mem_pattern = False
         front, decoder, self._latent = split_graphs(model_path)
         # Loaded from files, not from bytes: from bytes onnxruntime keeps ~60 MiB more resident.
         with tempfile.TemporaryDirectory(prefix="batchtts-piper-") as tmp:
