@@ -9,19 +9,19 @@ The graph is then cut in two where VITS hands its latent `z` (192 channels a fra
 the HiFi-GAN decoder (Kim et al. 2021, VITS, fig. 1c; Kong et al. 2020, HiFi-GAN): the front (text encoder,
 duration predictor, flow) runs once per sequence, and the decoder over windows of VOCODER_WINDOW frames,
 each read with VOCODER_HALO frames of context on either side. The decoder is convolutional with a receptive
-field of ~13 frames each side (conv_pre 7 taps, three transposed convolutions, multi-receptive-field
-blocks of kernels 3/7/11 and dilations 1/3/5), so a window's samples are the whole run's up to float
-rounding (measured: at most ~8e-8 apart; 8 frames of context are not enough, 12 are). Its activations,
-~230 KiB a frame, were what a run's peak memory was made of (a 300-character chunk ~330 MiB); in windows
-they are a constant ~45 MiB per thread, whatever the chunk's length, and a window is also a small unit
-of work, so the threads stay busy to the end of a batch.
+field of ~11 frames each side (conv_pre's 7 taps, three transposed convolutions, residual blocks of kernels
+3/5/7 with dilations (1, 2), (2, 6) and (3, 12) after each), so a window's samples are the whole run's up to
+float rounding (measured: ~1e-7 apart; 8 frames of context leave ~7e-4 at the seams, 12 leave rounding). Its
+activations, ~230 KiB a frame, were what a run's peak memory was made of (a 300-character chunk ~330 MiB); in
+windows they are a constant ~90 MiB per lane with the arenas, whatever the chunk's length, and a window is also
+a small unit of work, so the threads stay busy to the end of a batch.
 
 Every run uses one onnxruntime thread, a constant: the intra-op thread count changes how the kernels split
 their work and so some samples by ~1e-6 (1, 2 and 4 threads give three different results). The cores are
 used by running fronts and windows side by side, one per lane (VITS's many small kernels scale poorly within
 one run: on Frankenstein ch. 5 two intra-op threads took 93 CPU seconds against 78 for two sequences side by
 side). Windows sit at fixed frames of each sequence, so a sequence's samples do not depend on what else is
-in the batch, on the lane count or on the machine.
+in the batch, on the lane count or on the core count.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from onnx import TensorProto, helper, numpy_helper
 from piper.config import PiperConfig
 from piper.voice import PiperVoice
 
-VOCODER_WINDOW = 256  # frames a decoder run writes (~3 s of audio): ~45 MiB of activations, CPU as one run
-VOCODER_HALO = 16  # frames of context read on each side (the receptive field is ~13)
+VOCODER_WINDOW = 256  # frames a decoder run writes (~3 s of audio); CPU as decoding the chunk whole
+VOCODER_HALO = 16  # frames of context read on each side (the receptive field is ~11)
 # Peak memory of one lane: a decoder window's activations or the front of a 300-character chunk, with its share
 # of the arenas (measured on the shipped voice over Frankenstein ch. 5: ~90 MiB a lane).
 # EmbeddedEngine.use_memory_budget runs as many lanes as fit.
@@ -223,8 +223,9 @@ class SeededPiper:
         """One waveform per text (float32 in [-1, 1]); `on_done(index, audio)` is called on the lane that finished
         it, with the array returned for it. Sequences start in the order given and finish in about that order.
 
-        Each lane takes the next decoder window of a started sequence, else the next sequence's front; it
-        stops when neither is left nor can appear (no front is running)."""
+        Each lane starts the next sequence's front when no front is running (so the next latent is ready before
+        the windows run out, and a batch does not end with one lane waiting on a front), else takes the oldest
+        waiting decoder window, else another front; it stops when neither is left nor can appear."""
         scales = np.asarray([noise_scale, length_scale, noise_w], np.float32)
         ids = [self.phoneme_ids(t) for t in texts]
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ids)
@@ -243,12 +244,12 @@ class SeededPiper:
                     gate.wait_for(lambda: decodes or fronts or not running[0])
                     if not decodes and not fronts:
                         return
-                    if decodes:
-                        k, window = decodes.popleft()
-                        z, buf = latent[k], audio[k]
-                    else:
+                    if fronts and (not running[0] or not decodes):  # the next front runs while windows do
                         k, window = fronts.popleft(), None
                         running[0] += 1
+                    else:
+                        k, window = decodes.popleft()
+                        z, buf = latent[k], audio[k]
                 if window is None:
                     try:
                         z, samples = self._front(ids[k], seeds[k], scales)
