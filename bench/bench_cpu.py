@@ -47,8 +47,9 @@ def _run(jobs: Path, out: Path, extra: list[str]) -> dict:
     with sqlite3.connect(out / ".batchtts" / "ledger.sqlite") as db:
         summary = json.loads(db.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0])
     synth = summary["real_time_factor"] * summary["audio_seconds"]
+    shown = ["batchtts", "run", os.path.relpath(jobs, ROOT), "--out", f"<tmp>/{out.name}", "--fresh", *extra]
     return {
-        "command": " ".join(["batchtts", *cmd[3:]]),
+        "command": " ".join(shown),
         "chunks": summary["synthesised"],
         "audio_s": summary["audio_seconds"],
         "synth_s": round(synth, 3),
@@ -82,9 +83,9 @@ def chapter_text() -> tuple[str, str]:
         text = FRANKENSTEIN.read_text(encoding="utf-8")
         start = text.index("\nChapter 5\n", text.index("\nChapter 4\n", text.index("Letter 4") + 1))
         end = text.index("\nChapter 6\n", start)
-        return text[start + len("\nChapter 5\n") : end].strip() + "\n", str(FRANKENSTEIN)
+        return text[start + len("\nChapter 5\n") : end].strip() + "\n", os.path.relpath(FRANKENSTEIN, ROOT)
     if FALLBACK.is_file():
-        return FALLBACK.read_text(encoding="utf-8"), str(FALLBACK)
+        return FALLBACK.read_text(encoding="utf-8"), os.path.relpath(FALLBACK, ROOT)
     sys.exit(f"neither {FRANKENSTEIN} nor {FALLBACK} exists")
 
 
