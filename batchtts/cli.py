@@ -127,8 +127,8 @@ def main() -> None:
     """Batch text-to-speech for long-form audio: chapters in, audiobook files out, resumable."""
 
 
-def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
-    s = summary.as_dict()
+def _report(jobs: Path, summary: api.RunSummary, strict: bool = False, out: Path | None = None) -> None:
+    s, jobs = summary.as_dict(), f"{jobs} --out {out}" if out else jobs  # the hints name the folder it used
     log.info(
         "%d jobs, %d chunks: %d reused, %d synthesised in %d batches (%.2f h of audio, real-time factor "
         "%.3f), %d retried, %d failed; %d verified (%.1f s ASR), %d retaken, %d flagged; %d files written, "
@@ -194,7 +194,7 @@ def _report(jobs: Path, summary: api.RunSummary, strict: bool = False) -> None:
 def run_cmd(jobs: Path, verbose: int, strict: bool, **options) -> None:
     """Synthesise every job in JOBS and write its chapter file; finished work is never redone."""
     _setup_logging(verbose)
-    _report(jobs, _call(api.run, jobs, **options), strict)
+    _report(jobs, _call(api.run, jobs, **options), strict, options["out"])
 
 
 @main.command("retry")
@@ -205,7 +205,7 @@ def run_cmd(jobs: Path, verbose: int, strict: bool, **options) -> None:
 def retry_cmd(jobs: Path, verbose: int, **options) -> None:
     """Synthesise again only the chunks that failed, with new seeds, and write what they complete."""
     _setup_logging(verbose)
-    _report(jobs, _call(api.retry, jobs, **options))
+    _report(jobs, _call(api.retry, jobs, **options), out=options["out"])
 
 
 @main.command("status")

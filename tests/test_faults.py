@@ -131,7 +131,7 @@ def test_sigterm_finishes_the_batch_keeps_the_ledger_consistent_and_says_how_to_
     gated.release()
     err = "".join(lines) + proc.stderr.read()
     assert proc.wait(timeout=HANG_GUARD_S) == 128 + signal.SIGTERM, err
-    assert f"Resume with: batchtts run {gated.jobs}" in err
+    assert f"Resume with: batchtts run {gated.jobs} --out {out}" in err  # the folder it wrote to, not out/
     assert_consistent(out, gated.ref)
     with sqlite3.connect(out / ".batchtts" / "ledger.sqlite") as db:
         assert db.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0] == "interrupted"

@@ -68,3 +68,11 @@ def test_ledger_from_a_newer_batchtts_is_refused(tmp_path):
     db.close()
     with pytest.raises(EnvironmentProblem, match="newer batchtts"):
         Ledger(path)
+
+
+def test_a_new_ledger_is_created_quietly_and_an_old_one_says_it_was_upgraded(tmp_path, caplog):
+    caplog.set_level("INFO", logger="batchtts")
+    Ledger(tmp_path / "new" / "ledger.sqlite").close()
+    assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
+    Ledger(_old_output(tmp_path) / ".batchtts" / "ledger.sqlite").close()
+    assert [r for r in caplog.records if "upgraded to version" in r.getMessage()]

@@ -150,6 +150,7 @@ class Ledger:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self._created = not self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]  # not upgraded
             self.db.executescript(_SCHEMA)
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -174,7 +175,8 @@ class Ledger:
                     if statement.strip():
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {step + 1}")
-            log.info("ledger %s upgraded to version %d", self.path, step + 1)
+            if not self._created:
+                log.info("ledger %s upgraded to version %d", self.path, step + 1)
 
     def version(self) -> int:
         """The schema version (PRAGMA user_version)."""
