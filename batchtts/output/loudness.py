@@ -58,7 +58,9 @@ class LoudnessMeter:
     def __init__(self, rate: int, true_peak: bool = True) -> None:
         """`true_peak=False` skips the 4x oversampling (the costliest part); result() then reads the sample peak."""
         import pyloudnorm
+        from scipy.signal import lfilter
 
+        self._lfilter = lfilter
         self.rate = rate
         meter = pyloudnorm.Meter(rate)
         self._block_size = meter.block_size
@@ -87,11 +89,9 @@ class LoudnessMeter:
             up = self._up.resample_chunk(x64, last=last)
             if len(up):
                 self._peak = max(self._peak, float(np.max(np.abs(up))))
-        from scipy.signal import lfilter
-
         y = x64
         for i, (b, a, gain) in enumerate(self._filters):
-            filtered, self._zi[i] = lfilter(b, a, y, zi=self._zi[i])
+            filtered, self._zi[i] = self._lfilter(b, a, y, zi=self._zi[i])
             y = gain * filtered
         self.samples += len(x64)
         self._buf = np.concatenate([self._buf, y]) if len(self._buf) else y
@@ -152,6 +152,9 @@ class PeakLimiter:
     `mode="nearest"`), so the output is bit-identical to it."""
 
     def __init__(self, rate: int, ceiling_db: float) -> None:
+        from scipy.ndimage import minimum_filter1d
+
+        self._min_filter = minimum_filter1d
         self.ceiling = 10 ** (ceiling_db / 20)
         self.attack = max(1, int(0.005 * rate))
         release = max(1, int(0.05 * rate))
@@ -187,8 +190,6 @@ class PeakLimiter:
 
     def _hold(self, xs: np.ndarray, need: np.ndarray, last: bool) -> np.ndarray:
         """held = the lowest need over [i - size//2, i + size - size//2 - 1] ('nearest' at both ends)."""
-        from scipy.ndimage import minimum_filter1d
-
         before, after = self.size // 2, self.size - self.size // 2 - 1
         if self._need is None:
             if not len(need):
@@ -199,7 +200,7 @@ class PeakLimiter:
         if last:
             self._need = np.concatenate([self._need, np.full(after, self._need[-1])])
         ready = max(0, len(self._need) - before - after)
-        held = minimum_filter1d(self._need, self.size, mode="nearest")[before : before + ready] if ready else need[:0]
+        held = self._min_filter(self._need, self.size, mode="nearest")[before : before + ready] if ready else need[:0]
         need_out = self._need[before : before + ready]
         x_out, self._xn = self._xn[:ready], self._xn[ready:]
         self._need = self._need[ready:]
